@@ -1,0 +1,2488 @@
+/*
+ * kino.c -- the Kino engine. kino.h describes the API and the threading
+ * model. This file has no Ruby in it and reads top to bottom:
+ *
+ *    1. platform      poller (epoll | kqueue), wake fds, accept, clocks
+ *    2. lists         the intrusive circular list (the "ring queue")
+ *    3. parser        request head, framing rules, chunked decoder
+ *    4. structures    server, I/O thread, connection, waiter
+ *    5. buffers       per-connection input buffers and their pool
+ *    6. date          the cached Date header
+ *    7. ready queue   bounded hand-off from I/O threads to workers
+ *    8. timers        per-I/O-thread deadline lists
+ *    9. connections   the I/O thread's side of a connection
+ *   10. I/O thread    the event loop
+ *   11. workers       request body, response writer, hand-back
+ *   12. server        create, start, drain, abort, stop, stats
+ */
+#if defined(__linux__) && !defined(_GNU_SOURCE)
+#define _GNU_SOURCE
+#endif
+#include "kino.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef KINO_BUF_SIZE
+#define KINO_BUF_SIZE 16384       /* input buffer of a busy connection */
+#endif
+#ifndef KINO_HANDOFF_MAX
+#define KINO_HANDOFF_MAX (1 << 20) /* unsent response bytes the I/O thread
+                                     finishes for a worker */
+#endif
+#ifndef KINO_DRAIN_MAX
+#define KINO_DRAIN_MAX 65536      /* unread request body skipped to keep a
+                                     connection alive */
+#endif
+#define KINO_EVENTS 256           /* events taken per poller wait */
+#define KINO_ACCEPTS 64           /* accepts per listener event */
+#define KINO_SEGS 64              /* response segments before copying */
+#define KINO_LINGER_MS 2000       /* drain time after an error response */
+#define KINO_LINGER_BYTES (1 << 20)
+#define KINO_POOL_BUFS 128        /* spare input buffers per I/O thread */
+
+/* ================================================================== */
+/* 1. Platform                                                        */
+/* ================================================================== */
+
+#define EV_IN 1
+#define EV_OUT 2
+
+#if defined(__linux__)
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+
+typedef struct poller {
+    int fd;
+    int wakefd;
+    struct epoll_event ev[KINO_EVENTS];
+} poller;
+
+/* Open the poller and its wake channel; data identifies wake events. */
+static int poller_open(poller *p, void *data) {
+    struct epoll_event e = {.events = EPOLLIN, .data.ptr = data};
+    p->fd = epoll_create1(EPOLL_CLOEXEC);
+    if (p->fd < 0) return -1;
+    p->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (p->wakefd < 0 || epoll_ctl(p->fd, EPOLL_CTL_ADD, p->wakefd, &e) < 0) {
+        if (p->wakefd >= 0) close(p->wakefd);
+        close(p->fd);
+        p->fd = -1;
+        return -1;
+    }
+    return 0;
+}
+
+static void poller_close(poller *p) {
+    close(p->wakefd);
+    close(p->fd);
+}
+
+/* Watch a connection for input and output, edge-triggered, for its whole
+ * life: no epoll_ctl per request. Closing the fd removes it. */
+static int poller_watch(poller *p, int fd, void *data) {
+    struct epoll_event e = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+                            .data.ptr = data};
+    return epoll_ctl(p->fd, EPOLL_CTL_ADD, fd, &e);
+}
+
+/* Start (on) or stop watching a listener, level-triggered. Several I/O
+ * threads share one listener; EPOLLEXCLUSIVE wakes only one of them. */
+static int poller_listen(poller *p, int fd, void *data, int on) {
+    struct epoll_event e = {.events = EPOLLIN, .data.ptr = data};
+#ifdef EPOLLEXCLUSIVE
+    e.events |= EPOLLEXCLUSIVE;
+#endif
+    return epoll_ctl(p->fd, on ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, fd, &e);
+}
+
+static int poller_wait(poller *p, int timeout_ms) {
+    int n = epoll_wait(p->fd, p->ev, KINO_EVENTS, timeout_ms);
+    return n < 0 ? 0 : n;
+}
+
+/* The i-th event of the last wait: its data, and EV_IN/EV_OUT. Errors and
+ * hang-ups count as both, so the next read or write finds them. */
+static void *poller_event(poller *p, int i, int *mask) {
+    uint32_t e = p->ev[i].events;
+    *mask = 0;
+    if (e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) *mask |= EV_IN;
+    if (e & (EPOLLOUT | EPOLLHUP | EPOLLERR)) *mask |= EV_OUT;
+    return p->ev[i].data.ptr;
+}
+
+static void poller_wake(poller *p) {
+    uint64_t one = 1;
+    ssize_t r = write(p->wakefd, &one, sizeof one);
+    (void)r;
+}
+
+static void poller_wake_ack(poller *p) {
+    uint64_t n;
+    ssize_t r = read(p->wakefd, &n, sizeof n);
+    (void)r;
+}
+
+/* A waiter's private wake channel for poll(2): one eventfd. */
+static int wakefd_open(int fds[2]) {
+    fds[0] = fds[1] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    return fds[0] < 0 ? -1 : 0;
+}
+
+static void wakefd_close(int fds[2]) { close(fds[0]); }
+
+#elif defined(__APPLE__) || defined(__FreeBSD__) || defined(__NetBSD__) || \
+    defined(__OpenBSD__) || defined(__DragonFly__)
+#include <sys/event.h>
+
+typedef struct poller {
+    int fd;
+    struct kevent ev[KINO_EVENTS];
+} poller;
+
+static int poller_open(poller *p, void *data) {
+    struct kevent ch;
+    p->fd = kqueue();
+    if (p->fd < 0) return -1;
+    fcntl(p->fd, F_SETFD, FD_CLOEXEC);
+    EV_SET(&ch, 0, EVFILT_USER, EV_ADD | EV_CLEAR, 0, 0, data);
+    if (kevent(p->fd, &ch, 1, NULL, 0, NULL) < 0) {
+        close(p->fd);
+        p->fd = -1;
+        return -1;
+    }
+    return 0;
+}
+
+static void poller_close(poller *p) { close(p->fd); }
+
+static int poller_watch(poller *p, int fd, void *data) {
+    struct kevent ch[2];
+    EV_SET(&ch[0], fd, EVFILT_READ, EV_ADD | EV_CLEAR, 0, 0, data);
+    EV_SET(&ch[1], fd, EVFILT_WRITE, EV_ADD | EV_CLEAR, 0, 0, data);
+    return kevent(p->fd, ch, 2, NULL, 0, NULL);
+}
+
+static int poller_listen(poller *p, int fd, void *data, int on) {
+    struct kevent ch;
+    EV_SET(&ch, fd, EVFILT_READ, on ? EV_ADD : EV_DELETE, 0, 0, data);
+    return kevent(p->fd, &ch, 1, NULL, 0, NULL);
+}
+
+static int poller_wait(poller *p, int timeout_ms) {
+    struct timespec ts = {timeout_ms / 1000, (timeout_ms % 1000) * 1000000L};
+    int n = kevent(p->fd, NULL, 0, p->ev, KINO_EVENTS, timeout_ms < 0 ? NULL : &ts);
+    return n < 0 ? 0 : n;
+}
+
+static void *poller_event(poller *p, int i, int *mask) {
+    struct kevent *e = &p->ev[i];
+    *mask = e->filter == EVFILT_WRITE ? EV_OUT : EV_IN;
+    if (e->flags & (EV_EOF | EV_ERROR)) *mask = EV_IN | EV_OUT;
+    return (void *)e->udata;
+}
+
+static void poller_wake(poller *p) {
+    struct kevent ch;
+    EV_SET(&ch, 0, EVFILT_USER, 0, NOTE_TRIGGER, 0, NULL);
+    kevent(p->fd, &ch, 1, NULL, 0, NULL);
+}
+
+static void poller_wake_ack(poller *p) { (void)p; /* EV_CLEAR resets it */ }
+
+/* A waiter's private wake channel for poll(2): a pipe. */
+static int wakefd_open(int fds[2]) {
+    if (pipe(fds) < 0) return -1;
+    for (int i = 0; i < 2; i++) {
+        fcntl(fds[i], F_SETFL, O_NONBLOCK);
+        fcntl(fds[i], F_SETFD, FD_CLOEXEC);
+    }
+    return 0;
+}
+
+static void wakefd_close(int fds[2]) {
+    close(fds[0]);
+    close(fds[1]);
+}
+
+#else
+#error "Kino needs epoll (Linux) or kqueue (BSD, macOS)"
+#endif
+
+#ifndef MSG_NOSIGNAL
+#define MSG_NOSIGNAL 0 /* macOS: SO_NOSIGPIPE is set on each socket */
+#endif
+
+static void wakefd_signal(int fds[2]) {
+    uint64_t one = 1;
+    ssize_t r = write(fds[1], &one, fds[0] == fds[1] ? sizeof one : 1);
+    (void)r;
+}
+
+static void wakefd_drain(int fds[2]) {
+    char junk[64];
+    while (read(fds[0], junk, sizeof junk) > 0) {
+    }
+}
+
+/* Accept one connection, nonblocking and close-on-exec, without the two
+ * extra fcntl calls where accept4 exists. */
+static int accept_nb(int lfd, struct sockaddr_storage *ss) {
+    socklen_t len = sizeof *ss;
+#if defined(__linux__) || defined(__FreeBSD__) || defined(__NetBSD__) || \
+    defined(__OpenBSD__) || defined(__DragonFly__)
+    return accept4(lfd, (struct sockaddr *)ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+#else
+    int fd = accept(lfd, (struct sockaddr *)ss, &len);
+    if (fd >= 0) {
+        int one = 1;
+        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+        fcntl(fd, F_SETFD, FD_CLOEXEC);
+#ifdef SO_NOSIGPIPE
+        setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof one);
+#endif
+        (void)one;
+    }
+    return fd;
+#endif
+}
+
+static int64_t mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Block every signal in the calling (engine) thread: signals belong to
+ * the host program's threads, Ruby's in particular. */
+static void block_signals(void) {
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL);
+}
+
+/* ================================================================== */
+/* 2. Lists                                                           */
+/* ================================================================== */
+
+/* Intrusive circular doubly linked list with a sentinel head. A detached
+ * node points to itself, so removing twice is harmless. */
+typedef struct klist {
+    struct klist *next, *prev;
+} klist;
+
+#define KLIST_ENTRY(ptr, type, field) \
+    ((type *)(void *)((char *)(ptr) - offsetof(type, field)))
+
+static void klist_init(klist *h) { h->next = h->prev = h; }
+static int klist_empty(const klist *h) { return h->next == h; }
+
+static void klist_push(klist *h, klist *n) {
+    n->prev = h->prev;
+    n->next = h;
+    h->prev->next = n;
+    h->prev = n;
+}
+
+static void klist_remove(klist *n) {
+    n->prev->next = n->next;
+    n->next->prev = n->prev;
+    n->next = n->prev = n;
+}
+
+/* ================================================================== */
+/* 3. Parser                                                          */
+/* ================================================================== */
+
+/* Byte classes: 1 tchar (RFC 9110 token), 2 allowed in a field value
+ * (VCHAR, obs-text, SP, HTAB), 4 allowed in a request-target, 8 allowed
+ * in a Host name (reg-name without ','). */
+static const unsigned char ctab[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    2, 15, 6, 3, 15, 15, 15, 15, 14, 14, 15, 15, 6, 15, 15, 6,
+    15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 6, 14, 6, 14, 6, 6,
+    6, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15,
+    15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 6, 6, 6, 7, 15,
+    7, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15,
+    15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 6, 7, 6, 15, 0,
+    6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6,
+    6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6,
+    6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6,
+    6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6,
+    6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6,
+    6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6,
+    6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6,
+    6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6,
+};
+
+#define IS_TCHAR(c) (ctab[(unsigned char)(c)] & 1)
+#define IS_VALUE(c) (ctab[(unsigned char)(c)] & 2)
+#define IS_TARGET(c) (ctab[(unsigned char)(c)] & 4)
+#define IS_HOST(c) (ctab[(unsigned char)(c)] & 8)
+#define IS_DIGIT(c) ((unsigned char)((c) - '0') < 10)
+
+#define KINO_MAX_LEADING_CRLF 8 /* empty lines allowed before a request */
+
+static kino_span span(const char *a, const char *b) {
+    kino_span s = {a, (size_t)(b - a)};
+    return s;
+}
+
+/* Case-insensitive comparison of a span with a lowercase literal. */
+static int span_is(kino_span s, const char *lit) {
+    size_t n = strlen(lit);
+    if (s.n != n) return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s.p[i];
+        if (c >= 'A' && c <= 'Z') c += 32;
+        if (c != (unsigned char)lit[i]) return 0;
+    }
+    return 1;
+}
+
+/* Length of the run of "\r\n" pairs that may precede a request line. */
+static size_t leading_crlf(const char *buf, size_t len) {
+    size_t i = 0;
+    while (i + 1 < len && buf[i] == '\r' && buf[i + 1] == '\n') i += 2;
+    return i;
+}
+
+long kino_head_end(const char *buf, size_t len, size_t *scanned, int *status) {
+    size_t lead = leading_crlf(buf, len > 2 * KINO_MAX_LEADING_CRLF + 2
+                                        ? 2 * KINO_MAX_LEADING_CRLF + 2 : len);
+    size_t i = *scanned > lead ? *scanned : lead;
+    if (lead > 2 * KINO_MAX_LEADING_CRLF) {
+        *status = 400;
+        return KINO_ERROR;
+    }
+    /* Overlong request line: checked once, when the scan first passes the
+     * limit, so dribbled bytes never rescan it. */
+    if (*scanned <= lead + KINO_MAX_REQUEST_LINE + 1 && len > lead + KINO_MAX_REQUEST_LINE + 1 &&
+        !memchr(buf + lead, '\n', KINO_MAX_REQUEST_LINE + 2)) {
+        *status = 414;
+        return KINO_ERROR;
+    }
+    for (; i < len; i++) {
+        const char *hit = memchr(buf + i, '\n', len - i);
+        const char *cr = memchr(buf + i, '\r', (hit ? (size_t)(hit - buf) : len) - i);
+        if (cr && (size_t)(cr - buf) + 1 < len && cr[1] != '\n') {
+            *status = 400; /* bare CR */
+            return KINO_ERROR;
+        }
+        if (!hit) {
+            /* keep a trailing CR for the next call */
+            i = (cr && (size_t)(cr - buf) + 1 == len) ? (size_t)(cr - buf) : len;
+            break;
+        }
+        i = (size_t)(hit - buf);
+        if (i == 0 || buf[i - 1] != '\r') {
+            *status = 400; /* bare LF */
+            return KINO_ERROR;
+        }
+        if (i >= lead + 3 && buf[i - 2] == '\n') { /* "\r\n\r\n" */
+            if (i + 1 > KINO_MAX_HEAD) {
+                *status = 431;
+                return KINO_ERROR;
+            }
+            *scanned = i + 1;
+            return (long)(i + 1);
+        }
+    }
+    *scanned = i;
+    if (len > KINO_MAX_HEAD) {
+        *status = 431;
+        return KINO_ERROR;
+    }
+    return 0;
+}
+
+static int fail(kino_head *h, int status) {
+    h->status = status;
+    return KINO_ERROR;
+}
+
+/* "HTTP/" has been matched; read DIGIT "." DIGIT. Major versions other
+ * than 1 are well-formed but unsupported (505); the rest is 400. */
+static int parse_version(const char **pp, const char *end, kino_head *h) {
+    const char *p = *pp, *d = p;
+    while (p < end && IS_DIGIT(*p)) p++;
+    if (p == d) return fail(h, 400);
+    if (p - d != 1 || *d != '1') return fail(h, *d == '0' && p - d > 1 ? 400 : 505);
+    if (p + 2 > end || p[0] != '.' || !IS_DIGIT(p[1])) return fail(h, 400);
+    if (p + 2 < end && IS_DIGIT(p[2])) return fail(h, 400);
+    h->minor = p[1] == '0' ? 0 : 1; /* HTTP/1.2+ is treated as 1.1 */
+    *pp = p + 2;
+    return KINO_OK;
+}
+
+/* Host = uri-host [ ":" port ] (RFC 9110 7.2); empty is allowed. */
+static int valid_host(kino_span v) {
+    const char *p = v.p, *e = v.p + v.n;
+    if (p < e && *p == '[') {
+        const char *q = memchr(p, ']', v.n);
+        if (!q || q == p + 1) return 0;
+        for (const char *r = p + 1; r < q; r++)
+            if (!(IS_DIGIT(*r) || (unsigned)((*r | 32) - 'a') < 6u || *r == ':' || *r == '.')) return 0;
+        p = q + 1;
+    } else {
+        while (p < e && *p != ':') {
+            if (!IS_HOST(*p)) return 0;
+            p++;
+        }
+    }
+    if (p == e) return 1;
+    if (*p++ != ':' || e - p > 5) return 0;
+    for (; p < e; p++)
+        if (!IS_DIGIT(*p)) return 0;
+    return 1;
+}
+
+/* Content-Length = 1*DIGIT, possibly repeated as a list of equal values.
+ * Returns 0 and *out, or -1 for anything else (RFC 9112 6.3). */
+static int parse_length(kino_span v, int64_t *out) {
+    const char *p = v.p, *e = v.p + v.n;
+    int64_t val = -1;
+    for (;;) {
+        while (p < e && (*p == ' ' || *p == '\t')) p++;
+        const char *d = p;
+        int64_t n = 0;
+        while (p < e && IS_DIGIT(*p)) {
+            if (p - d >= 18) return -1; /* > 10^18: not a length we accept */
+            n = n * 10 + (*p++ - '0');
+        }
+        if (p == d || (val >= 0 && n != val) || (*out >= 0 && n != *out)) return -1;
+        val = n;
+        while (p < e && (*p == ' ' || *p == '\t')) p++;
+        if (p == e) break;
+        if (*p++ != ',') return -1;
+    }
+    *out = val;
+    return 0;
+}
+
+/* Transfer-Encoding: the only coding accepted is a single "chunked".
+ * Returns 0 when chunked is final and alone, else the status to send:
+ * 501 for an unknown coding, 400 for a malformed or unframeable list. */
+static int parse_te(kino_span v, int *chunked) {
+    const char *p = v.p, *e = v.p + v.n;
+    int unknown = 0, any = 0;
+    while (p < e) {
+        while (p < e && (*p == ' ' || *p == '\t' || *p == ',')) p++;
+        const char *t = p;
+        while (p < e && IS_TCHAR(*p)) p++;
+        if (p == t) {
+            if (p < e) return 400;
+            break;
+        }
+        kino_span tok = span(t, p);
+        while (p < e && (*p == ' ' || *p == '\t')) p++;
+        if (p < e && *p != ',') return 400; /* parameters, or junk */
+        any = 1;
+        if (*chunked) return 400; /* something after chunked */
+        if (span_is(tok, "chunked")) *chunked = 1;
+        else unknown = 1;
+    }
+    if (!any) return 400;
+    if (unknown) return *chunked ? 501 : 400;
+    return 0;
+}
+
+/* Does a comma-separated header value hold the token lit? */
+static int has_token(kino_span v, const char *lit) {
+    const char *p = v.p, *e = v.p + v.n;
+    while (p < e) {
+        while (p < e && (*p == ' ' || *p == '\t' || *p == ',')) p++;
+        const char *t = p;
+        while (p < e && *p != ',') p++;
+        const char *te = p;
+        while (te > t && (te[-1] == ' ' || te[-1] == '\t')) te--;
+        if (span_is(span(t, te), lit)) return 1;
+    }
+    return 0;
+}
+
+/* Split the request-target into path and query, accepting origin-form,
+ * absolute-form (http/https, whose authority becomes the host) and
+ * OPTIONS *. CONNECT's authority-form is not served (501). */
+static int parse_target(kino_head *h) {
+    const char *p = h->target.p, *e = p + h->target.n;
+    if (h->method.n == 7 && memcmp(h->method.p, "CONNECT", 7) == 0) return fail(h, 501);
+    if (*p == '*' && h->target.n == 1) {
+        if (!(h->method.n == 7 && memcmp(h->method.p, "OPTIONS", 7) == 0)) return fail(h, 400);
+        h->path = h->target;
+        return KINO_OK;
+    }
+    if (*p != '/') {
+        size_t skip = 0;
+        if (h->target.n > 7 && span_is(span(p, p + 7), "http://")) skip = 7;
+        else if (h->target.n > 8 && span_is(span(p, p + 8), "https://")) skip = 8;
+        if (!skip) return fail(h, 400);
+        const char *a = p + skip, *q = a;
+        while (q < e && *q != '/' && *q != '?') q++;
+        kino_span auth = span(a, q);
+        if (auth.n == 0 || memchr(a, '@', auth.n) || !valid_host(auth)) return fail(h, 400);
+        h->host = auth;
+        p = q;
+        if (p == e || *p == '?') {
+            static const char slash[] = "/";
+            h->path = span(slash, slash + 1);
+            if (p < e) h->query = span(p + 1, e);
+            return KINO_OK;
+        }
+    }
+    const char *q = memchr(p, '?', (size_t)(e - p));
+    h->path = span(p, q ? q : e);
+    if (q) h->query = span(q + 1, e);
+    return KINO_OK;
+}
+
+/* The semantic rules of RFC 9112 over the parsed fields: Host, framing,
+ * persistence, expectations. */
+static int analyse(kino_head *h) {
+    int hosts = 0, cl_seen = 0, te_seen = 0, chunked = 0, close = 0, keep = 0;
+    kino_span host = {0};
+    int64_t cl = -1;
+    for (size_t i = 0; i < h->nheaders; i++) {
+        kino_span n = h->headers[i].name, v = h->headers[i].value;
+        switch (n.n) {
+        case 4:
+            if (span_is(n, "host")) {
+                hosts++;
+                host = v;
+            }
+            break;
+        case 6:
+            if (span_is(n, "expect") && span_is(v, "100-continue") && h->minor == 1)
+                h->expect_continue = 1;
+            break;
+        case 10:
+            if (span_is(n, "connection")) {
+                if (has_token(v, "close")) close = 1;
+                if (has_token(v, "keep-alive")) keep = 1;
+            }
+            break;
+        case 14:
+            if (span_is(n, "content-length")) {
+                cl_seen = 1;
+                if (parse_length(v, &cl) < 0) return fail(h, 400);
+            }
+            break;
+        case 17:
+            if (span_is(n, "transfer-encoding")) {
+                int st;
+                te_seen = 1;
+                if ((st = parse_te(v, &chunked)) != 0) return fail(h, st);
+            }
+            break;
+        }
+    }
+    if (hosts > 1 || (hosts == 0 && h->minor == 1)) return fail(h, 400);
+    if (hosts == 1 && !valid_host(host)) return fail(h, 400);
+    if (te_seen && (cl_seen || h->minor == 0)) return fail(h, 400);
+    h->host = host;
+    if (parse_target(h) != KINO_OK) return KINO_ERROR;
+    h->chunked = (unsigned)chunked;
+    h->content_length = cl;
+    h->keep_alive = h->minor == 1 ? !close : (keep && !close);
+    h->is_head = h->method.n == 4 && memcmp(h->method.p, "HEAD", 4) == 0;
+    if (!h->chunked && cl <= 0) h->expect_continue = 0;
+    return KINO_OK;
+}
+
+int kino_parse_head(const char *buf, size_t len, kino_head *h, kino_header *hdrs,
+                    size_t max) {
+    const char *p = buf, *end = buf + len, *line, *t;
+    memset(h, 0, sizeof *h);
+    h->content_length = -1;
+    h->headers = hdrs;
+    p += leading_crlf(buf, len);
+    line = p;
+
+    /* request-line = method SP request-target SP HTTP-version CRLF */
+    while (p < end && IS_TCHAR(*p)) p++;
+    if (p == line || p >= end || *p != ' ') return fail(h, 400);
+    h->method = span(line, p++);
+    t = p;
+    while (p < end && IS_TARGET(*p)) p++;
+    if (p == t || p >= end || *p != ' ') return fail(h, 400);
+    h->target = span(t, p++);
+    if (end - p < 5 || memcmp(p, "HTTP/", 5) != 0) return fail(h, 400);
+    p += 5;
+    if (parse_version(&p, end, h) != KINO_OK) return KINO_ERROR;
+    if (end - p < 2 || p[0] != '\r' || p[1] != '\n') return fail(h, 400);
+    if (p - line > KINO_MAX_REQUEST_LINE) return fail(h, 414);
+    p += 2;
+
+    /* field-line = field-name ":" OWS field-value OWS CRLF */
+    for (;;) {
+        const char *n, *v, *ve;
+        if (end - p >= 2 && p[0] == '\r' && p[1] == '\n') break;
+        if (p >= end || *p == ' ' || *p == '\t') return fail(h, 400); /* obs-fold */
+        n = p;
+        while (p < end && IS_TCHAR(*p)) p++;
+        if (p == n || p >= end || *p != ':') return fail(h, 400);
+        kino_span name = span(n, p++);
+        while (p < end && (*p == ' ' || *p == '\t')) p++;
+        v = p;
+        while (p < end && IS_VALUE(*p)) p++;
+        if (end - p < 2 || p[0] != '\r' || p[1] != '\n') return fail(h, 400);
+        ve = p;
+        while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t')) ve--;
+        if (h->nheaders == max) return fail(h, 431);
+        hdrs[h->nheaders].name = name;
+        hdrs[h->nheaders].value = span(v, ve);
+        h->nheaders++;
+        p += 2;
+    }
+    if (len > KINO_MAX_HEAD) return fail(h, 431);
+    return analyse(h);
+}
+
+long kino_parse_request(const char *buf, size_t len, kino_head *h, kino_header *hdrs,
+                        size_t max) {
+    size_t scanned = 0;
+    int status = 0;
+    long n = kino_head_end(buf, len, &scanned, &status);
+    if (n < 0) {
+        memset(h, 0, sizeof *h);
+        h->status = status;
+        return KINO_ERROR;
+    }
+    if (n == 0) return KINO_INCOMPLETE;
+    if (kino_parse_head(buf, (size_t)n, h, hdrs, max) != KINO_OK) return KINO_ERROR;
+    return n;
+}
+
+/* Chunked decoder states. */
+enum {
+    CH_SIZE, CH_SIZE_WS, CH_EXT, CH_SIZE_LF, CH_DATA, CH_DATA_CR, CH_DATA_LF,
+    CH_TRAILER_START, CH_TRAILER, CH_TRAILER_LF, CH_END_LF, CH_DONE
+};
+
+static int hexval(unsigned char c) {
+    if (IS_DIGIT(c)) return c - '0';
+    c |= 32;
+    return (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
+}
+
+int kino_chunked_step(kino_chunked *d, const char *src, size_t srclen, size_t *used,
+                      char *dst, size_t dstcap, size_t *out) {
+    size_t i = 0, o = 0;
+    int r = KINO_CHUNK_MORE;
+    while (i < srclen && d->state != CH_DONE) {
+        unsigned char c = (unsigned char)src[i];
+        switch (d->state) {
+        case CH_SIZE: {
+            int v = hexval(c);
+            if (v >= 0) {
+                if (d->left > (UINT64_MAX >> 4) || ++d->line > KINO_MAX_CHUNK_EXT) goto bad;
+                d->left = d->left * 16 + (uint64_t)v;
+                i++;
+            } else if (d->line == 0) {
+                goto bad; /* chunk-size needs a digit */
+            } else if (c == ';' || c == ' ' || c == '\t') {
+                d->state = c == ';' ? CH_EXT : CH_SIZE_WS;
+                i++;
+            } else if (c == '\r') {
+                d->state = CH_SIZE_LF;
+                i++;
+            } else {
+                goto bad;
+            }
+            break;
+        }
+        case CH_SIZE_WS: /* BWS is allowed only before ';' */
+            if (c == ';') d->state = CH_EXT;
+            else if (c != ' ' && c != '\t') goto bad;
+            if (++d->line > KINO_MAX_CHUNK_EXT) goto bad;
+            i++;
+            break;
+        case CH_EXT: /* chunk extensions are ignored, but bounded */
+            if (c == '\r') d->state = CH_SIZE_LF;
+            else if (!IS_VALUE(c) || ++d->line > KINO_MAX_CHUNK_EXT) goto bad;
+            i++;
+            break;
+        case CH_SIZE_LF:
+            if (c != '\n') goto bad;
+            d->line = 0;
+            d->state = d->left ? CH_DATA : CH_TRAILER_START;
+            i++;
+            break;
+        case CH_DATA: {
+            size_t n = srclen - i;
+            if (o == dstcap) {
+                r = KINO_CHUNK_FULL;
+                goto done;
+            }
+            if (n > dstcap - o) n = dstcap - o;
+            if (n > d->left) n = (size_t)d->left;
+            memmove(dst + o, src + i, n);
+            o += n;
+            i += n;
+            d->left -= n;
+            if (!d->left) d->state = CH_DATA_CR;
+            break;
+        }
+        case CH_DATA_CR:
+            if (c != '\r') goto bad;
+            d->state = CH_DATA_LF;
+            i++;
+            break;
+        case CH_DATA_LF:
+            if (c != '\n') goto bad;
+            d->state = CH_SIZE;
+            i++;
+            break;
+        case CH_TRAILER_START:
+            if (c == '\r') {
+                d->state = CH_END_LF;
+                i++;
+            } else {
+                d->state = CH_TRAILER; /* a trailer field: discarded */
+            }
+            break;
+        case CH_TRAILER:
+            if (c == '\r') d->state = CH_TRAILER_LF;
+            else if ((!IS_VALUE(c) && c != ':') || ++d->trailer > KINO_MAX_TRAILER) goto bad;
+            i++;
+            break;
+        case CH_TRAILER_LF:
+        case CH_END_LF:
+            if (c != '\n') goto bad;
+            d->state = d->state == CH_END_LF ? CH_DONE : CH_TRAILER_START;
+            i++;
+            break;
+        }
+    }
+done:
+    *used = i;
+    *out = o;
+    return d->state == CH_DONE ? KINO_CHUNK_DONE : r;
+bad:
+    *used = i;
+    *out = o;
+    return KINO_ERROR;
+}
+
+/* ================================================================== */
+/* 4. Structures                                                      */
+/* ================================================================== */
+
+/* A connection's input buffer, with room for the header spans of the
+ * request it holds. Only connections with bytes in flight have one. */
+typedef struct kino_buf {
+    struct kino_buf *next; /* pool link */
+    size_t cap;
+    kino_header hdrs[KINO_MAX_HEADERS];
+    char data[];
+} kino_buf;
+
+/* The I/O thread's view of a connection. */
+enum { C_IDLE, C_READING, C_OVERFLOW, C_AWAY, C_FLUSH, C_LINGER };
+/* What the I/O thread does with a connection handed back by a worker. */
+enum { NEXT_KEEP, NEXT_CLOSE, NEXT_ABORT };
+/* Who answers the current request: first compare-and-swap wins. */
+enum { ANS_OPEN, ANS_APP, ANS_TIMEOUT, ANS_SHUTDOWN };
+/* Request body framing and progress. */
+enum { B_NONE, B_LENGTH, B_CHUNKED, B_DONE };
+/* Response framing. */
+enum { R_LENGTH, R_CHUNKED, R_RAW, R_NOBODY };
+
+typedef struct kino_io kino_io;
+
+struct kino_conn {
+    klist qlink;             /* ready queue (under the server mutex) */
+    klist tlink;             /* timer list (I/O thread only) */
+    kino_conn *rnext;        /* hand-back stack */
+    kino_io *io;             /* owning I/O thread */
+    int fd;
+    /* Separate bytes, not bit-fields: the I/O thread writes state and
+     * io_pending while a worker writes the rest of the struct. */
+    unsigned char state;      /* C_*: the I/O thread's view */
+    unsigned char io_pending; /* I/O thread: readiness arrived while away */
+    unsigned char next;       /* NEXT_*: set by the worker at hand-back */
+    unsigned char maybe_more; /* owner: the socket may hold unread bytes */
+    int64_t deadline;         /* ms, for the timer list the conn is on */
+
+    /* input: buf->data[off..len) is unconsumed; the current request's
+     * head is [off, off + head_len); request-body bytes start at bpos */
+    kino_buf *buf;
+    size_t off, len, scanned, head_len, bpos;
+    kino_head head;
+
+    /* request body */
+    int body;                /* B_* */
+    uint64_t body_left;      /* B_LENGTH: bytes not yet delivered */
+    uint64_t body_total;     /* bytes delivered so far */
+    kino_chunked chunk;
+    int reject;              /* status owed for a body we refused (400, 408,
+                                413): whatever the app answers, the client
+                                gets this instead */
+    unsigned continue_sent : 1;
+
+    /* response */
+    _Atomic int answer;      /* ANS_* */
+    int status;
+    int framing;             /* R_* */
+    unsigned r_close : 1;    /* close after this response */
+    unsigned r_done : 1;     /* response complete (maybe in c->out) */
+    unsigned broken : 1;     /* unusable: client gone or framing lost */
+    unsigned seen_date : 1, seen_server : 1, seen_length : 1, seen_te : 1;
+    uint64_t r_length;       /* app-set or computed Content-Length */
+    uint64_t r_left;         /* body bytes still owed for R_LENGTH */
+    uint64_t sent;           /* response bytes handed to the kernel */
+    char *out;               /* unsent bytes left for the I/O thread */
+    size_t out_len, out_off;
+
+    const char *error;
+    char peer[INET6_ADDRSTRLEN];
+};
+
+/* A response segment: bytes in the waiter's buffer (ref == NULL, at
+ * off) or caller memory (ref). */
+typedef struct seg {
+    const char *ref;
+    size_t off, len;
+} seg;
+
+struct kino_waiter {
+    klist link;              /* on the sleepers list (server mutex) */
+    kino_server *s;
+    pthread_cond_t cond;
+    int sleeping;            /* on the sleepers list (server mutex) */
+    _Atomic int interrupted;
+    int wake[2];             /* wakes poll() in kino_wait */
+    char *out;               /* response bytes being assembled */
+    size_t out_len, out_cap;
+    seg segs[KINO_SEGS];
+    int nseg, seg_i;         /* segments, and the first one unsent */
+    size_t seg_off;          /* bytes of segs[seg_i] already sent */
+    size_t pending;          /* bytes in segments not yet sent */
+    char scratch[4096];      /* discarded request-body bytes */
+};
+
+struct kino_io {
+    kino_server *s;
+    int index;
+    pthread_t thread;
+    int running;
+    poller p;
+    _Atomic(kino_conn *) returns; /* connections handed back by workers */
+    _Atomic int sleeping;         /* in poller_wait */
+    _Atomic int wake_pending;     /* a wake was sent and not yet seen */
+    /* Timer lists. t_held has no deadline: requests away with a worker
+     * when request_timeout is off, or already answered by a timeout. */
+    klist t_header, t_idle, t_queue, t_away, t_held, t_flush, t_linger;
+    _Atomic int parked;           /* t_queue is not empty */
+    kino_buf *pool;
+    int npool;
+    int listening;
+    int paused;                   /* not accepting: connection cap */
+    int64_t resume_at;            /* accept paused until (EMFILE) */
+    int64_t now;
+    int drained, aborted;
+};
+
+struct kino_server {
+    kino_options o;
+    int lfd, port;
+    int nio;
+    kino_io *io;
+    int started;
+    uint64_t max_conns;
+    int64_t header_ms, keepalive_ms, body_ms, queue_ms, request_ms;
+
+    /* the ready queue */
+    pthread_mutex_t mu;
+    klist ready;
+    long nready;
+    klist sleepers;
+    int stopped;
+
+    _Atomic int draining, aborting, stopping, io_gone;
+    _Atomic int listeners;        /* I/O threads still holding the listener */
+    _Atomic int paused;           /* I/O threads not accepting (cap) */
+
+    _Atomic uint64_t accepted, conns, served, queued, in_flight, rejected,
+        timeouts, errors;
+};
+
+static void wake_io(kino_io *io);
+
+/* ================================================================== */
+/* 5. Buffers                                                         */
+/* ================================================================== */
+
+static kino_buf *buf_alloc(size_t cap) {
+    kino_buf *b = malloc(sizeof *b + cap);
+    if (b) {
+        b->next = NULL;
+        b->cap = cap;
+    }
+    return b;
+}
+
+/* An input buffer from the I/O thread's pool (or the heap). */
+static kino_buf *buf_get(kino_io *io) {
+    kino_buf *b = io->pool;
+    if (b) {
+        io->pool = b->next;
+        io->npool--;
+        return b;
+    }
+    return buf_alloc(KINO_BUF_SIZE);
+}
+
+/* Give a buffer back to the pool; oversized or surplus ones are freed. */
+static void buf_put(kino_io *io, kino_buf *b) {
+    if (!b) return;
+    if (io && b->cap == KINO_BUF_SIZE && io->npool < KINO_POOL_BUFS) {
+        b->next = io->pool;
+        io->pool = b;
+        io->npool++;
+    } else {
+        free(b);
+    }
+}
+
+/* Make room for more input: slide unconsumed bytes to the front, then
+ * grow, up to what the largest allowed head needs. Returns free bytes. */
+static size_t conn_room(kino_conn *c) {
+    kino_buf *b = c->buf;
+    if (c->len < b->cap) return b->cap - c->len;
+    if (c->off > 0) {
+        memmove(b->data, b->data + c->off, c->len - c->off);
+        c->len -= c->off;
+        if (c->bpos >= c->off) c->bpos -= c->off;
+        c->off = 0;
+        return b->cap - c->len;
+    }
+    if (b->cap < KINO_MAX_HEAD + 1024) {
+        size_t cap = b->cap * 2 > KINO_MAX_HEAD + 1024 ? KINO_MAX_HEAD + 1024 : b->cap * 2;
+        kino_buf *nb = realloc(b, sizeof *b + cap);
+        if (nb) {
+            nb->cap = cap;
+            c->buf = nb;
+            return cap - c->len;
+        }
+    }
+    return 0;
+}
+
+/* ================================================================== */
+/* 6. Date                                                            */
+/* ================================================================== */
+
+/* "Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n" is formatted once a second
+ * by whichever I/O thread notices the second change, into the next of
+ * four slots, then published; readers copy the current slot. */
+#define DATE_LINE_LEN 37
+static char date_slots[4][48];
+static _Atomic unsigned date_cur;
+static _Atomic int64_t date_sec = -1;
+
+static void date_refresh(void) {
+    static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+    static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t old = atomic_load(&date_sec);
+    if (ts.tv_sec == old || !atomic_compare_exchange_strong(&date_sec, &old, (int64_t)ts.tv_sec))
+        return;
+    time_t t = ts.tv_sec;
+    gmtime_r(&t, &tm);
+    unsigned next = (atomic_load(&date_cur) + 1) & 3;
+    snprintf(date_slots[next], sizeof date_slots[next], "Date: %s, %02d %s %04d %02d:%02d:%02d GMT\r\n",
+             days[tm.tm_wday], tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour,
+             tm.tm_min, tm.tm_sec);
+    atomic_store_explicit(&date_cur, next, memory_order_release);
+}
+
+static const char *date_line(void) {
+    return date_slots[atomic_load_explicit(&date_cur, memory_order_acquire)];
+}
+
+/* ================================================================== */
+/* 7. Ready queue                                                     */
+/* ================================================================== */
+
+/* Queue a complete request for the workers and wake one sleeping worker
+ * (the one that slept last: its cache is warmest). Returns 0, or -1 when
+ * the queue is full or stopped. The wake happens under the mutex so the
+ * waiter cannot vanish in between. */
+static int ready_push(kino_server *s, kino_conn *c) {
+    pthread_mutex_lock(&s->mu);
+    if (s->stopped || s->nready >= s->o.queue_depth) {
+        pthread_mutex_unlock(&s->mu);
+        return -1;
+    }
+    klist_push(&s->ready, &c->qlink);
+    s->nready++;
+    if (!klist_empty(&s->sleepers)) {
+        kino_waiter *w = KLIST_ENTRY(s->sleepers.prev, kino_waiter, link);
+        klist_remove(&w->link);
+        w->sleeping = 0;
+        pthread_cond_signal(&w->cond);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return 0;
+}
+
+kino_conn *kino_take(kino_server *s, kino_waiter *w, int block) {
+    kino_conn *c = NULL;
+    int freed_space = 0;
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        if (!klist_empty(&s->ready) && !s->stopped) {
+            c = KLIST_ENTRY(s->ready.next, kino_conn, qlink);
+            klist_remove(&c->qlink);
+            freed_space = s->nready-- == s->o.queue_depth;
+            break;
+        }
+        if (s->stopped || !block || atomic_load(&w->interrupted)) break;
+        klist_push(&s->sleepers, &w->link);
+        w->sleeping = 1;
+        pthread_cond_wait(&w->cond, &s->mu);
+        if (w->sleeping) { /* interrupted, or a spurious wake-up */
+            klist_remove(&w->link);
+            w->sleeping = 0;
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (c) {
+        atomic_fetch_sub_explicit(&s->queued, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&s->in_flight, 1, memory_order_relaxed);
+        if (freed_space) /* I/O threads may hold requests waiting for room */
+            for (int i = 0; i < s->nio; i++)
+                if (atomic_load(&s->io[i].parked)) wake_io(&s->io[i]);
+    }
+    return c;
+}
+
+kino_waiter *kino_waiter_new(kino_server *s) {
+    kino_waiter *w = calloc(1, sizeof *w);
+    if (!w) return NULL;
+    if (wakefd_open(w->wake) < 0) {
+        free(w);
+        return NULL;
+    }
+    pthread_cond_init(&w->cond, NULL);
+    klist_init(&w->link);
+    w->s = s;
+    return w;
+}
+
+void kino_waiter_free(kino_waiter *w) {
+    if (!w) return;
+    pthread_cond_destroy(&w->cond);
+    wakefd_close(w->wake);
+    free(w->out);
+    free(w);
+}
+
+void kino_waiter_interrupt(kino_waiter *w) {
+    kino_server *s = w->s;
+    atomic_store(&w->interrupted, 1);
+    pthread_mutex_lock(&s->mu);
+    if (w->sleeping) pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&s->mu);
+    wakefd_signal(w->wake);
+}
+
+void kino_waiter_reset(kino_waiter *w) {
+    if (atomic_exchange(&w->interrupted, 0)) wakefd_drain(w->wake);
+}
+
+int kino_waiter_interrupted(kino_waiter *w) { return atomic_load(&w->interrupted); }
+
+/* ================================================================== */
+/* 8. Timers                                                          */
+/* ================================================================== */
+
+/* Each list holds connections waiting on one kind of deadline, all with
+ * the same timeout, so appending keeps every list sorted and a sweep
+ * only looks at heads. Only the I/O thread touches these. */
+static void timer_set(kino_conn *c, klist *list, int64_t deadline) {
+    klist_remove(&c->tlink);
+    c->deadline = deadline;
+    klist_push(list, &c->tlink);
+}
+
+static int64_t after(kino_io *io, int64_t ms) {
+    return ms > 0 ? io->now + ms : INT64_MAX;
+}
+
+/* ================================================================== */
+/* 9. Connections (I/O thread side)                                   */
+/* ================================================================== */
+
+static void conn_flush(kino_io *io, kino_conn *c);
+static char listener_tag; /* poller data of listener events */
+
+/* Wake an I/O thread blocked in its poller, at most one syscall per
+ * sleep however many threads ask. */
+static void wake_io(kino_io *io) {
+    if (atomic_load(&io->sleeping) && !atomic_exchange(&io->wake_pending, 1))
+        poller_wake(&io->p);
+}
+
+static kino_conn *conn_new(kino_io *io, int fd, struct sockaddr_storage *ss) {
+    kino_conn *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    klist_init(&c->qlink);
+    klist_init(&c->tlink);
+    c->io = io;
+    c->fd = fd;
+    c->head.content_length = -1;
+    if (ss->ss_family == AF_INET)
+        inet_ntop(AF_INET, &((struct sockaddr_in *)ss)->sin_addr, c->peer, sizeof c->peer);
+    else if (ss->ss_family == AF_INET6)
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)ss)->sin6_addr, c->peer, sizeof c->peer);
+    if (strncmp(c->peer, "::ffff:", 7) == 0 && strchr(c->peer, '.'))
+        memmove(c->peer, c->peer + 7, strlen(c->peer + 7) + 1);
+    return c;
+}
+
+/* Free a connection; io is NULL once the I/O threads are gone. */
+static void conn_destroy(kino_server *s, kino_io *io, kino_conn *c) {
+    klist_remove(&c->tlink);
+    close(c->fd);
+    buf_put(io, c->buf);
+    free(c->out);
+    free(c);
+    uint64_t left = atomic_fetch_sub(&s->conns, 1) - 1;
+    if (atomic_load(&s->paused) && left < s->max_conns)
+        for (int i = 0; i < s->nio; i++) wake_io(&s->io[i]);
+}
+
+static void conn_close(kino_io *io, kino_conn *c) { conn_destroy(io->s, io, c); }
+
+/* Format a canned response (text/plain reason phrase, Connection: close)
+ * into buf; returns its length. */
+static size_t canned(char *buf, size_t cap, int status) {
+    const char *reason = kino_reason(status);
+    int n = snprintf(buf, cap,
+                     "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n"
+                     "Connection: close\r\n%sServer: Kino\r\n%s\r\n%s\n",
+                     status, reason, strlen(reason) + 1, date_line(),
+                     status == 503 ? "Retry-After: 5\r\n" : "", reason);
+    return n < 0 ? 0 : (size_t)n >= cap ? cap - 1 : (size_t)n;
+}
+
+/* Start closing a connection politely: stop writing (FIN after what was
+ * sent), then read and discard for a while, so the client reads our
+ * answer instead of a reset caused by its own unread bytes. */
+static void conn_linger(kino_io *io, kino_conn *c) {
+    shutdown(c->fd, SHUT_WR);
+    c->state = C_LINGER;
+    c->body_total = 0; /* now counts the bytes discarded */
+    timer_set(c, &io->t_linger, io->now + KINO_LINGER_MS);
+    /* the first read happens on the next readiness event */
+}
+
+/* Answer from the I/O thread with a canned error and close in stages. */
+static void conn_reject(kino_io *io, kino_conn *c, int status) {
+    char msg[512];
+    size_t n = canned(msg, sizeof msg, status);
+    ssize_t w = send(c->fd, msg, n, MSG_NOSIGNAL);
+    if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) w = 0;
+    if (status == 503) atomic_fetch_add_explicit(&io->s->rejected, 1, memory_order_relaxed);
+    else if (status == 504) atomic_fetch_add_explicit(&io->s->timeouts, 1, memory_order_relaxed);
+    else atomic_fetch_add_explicit(&io->s->errors, 1, memory_order_relaxed);
+    if (w >= 0 && (size_t)w < n && (c->out = malloc(n - (size_t)w))) {
+        memcpy(c->out, msg + w, n - (size_t)w);
+        c->out_len = n - (size_t)w;
+        c->out_off = 0;
+        c->next = NEXT_CLOSE;
+        c->state = C_FLUSH;
+        timer_set(c, &io->t_flush, after(io, io->s->body_ms));
+        return;
+    }
+    if (w < 0) {
+        conn_close(io, c);
+        return;
+    }
+    conn_linger(io, c);
+}
+
+/* Set up body framing for the head just parsed. */
+static void conn_body_init(kino_conn *c) {
+    c->bpos = c->off + c->head_len;
+    c->body_total = 0;
+    c->continue_sent = 0;
+    memset(&c->chunk, 0, sizeof c->chunk);
+    if (c->head.chunked) {
+        c->body = B_CHUNKED;
+    } else if (c->head.content_length > 0) {
+        c->body = B_LENGTH;
+        c->body_left = (uint64_t)c->head.content_length;
+    } else {
+        c->body = B_NONE;
+    }
+}
+
+/* Try to make the next request out of buffered bytes. Returns 1 when a
+ * valid head is ready, 0 when more bytes are needed, or the status to
+ * answer with. Used by the I/O thread and by workers (pipelining). */
+static int conn_prepare(kino_server *s, kino_conn *c) {
+    int status = 0;
+    const char *p = c->buf->data + c->off;
+    long n = kino_head_end(p, c->len - c->off, &c->scanned, &status);
+    if (n == 0) return 0;
+    if (n < 0) return status;
+    if (kino_parse_head(p, (size_t)n, &c->head, c->buf->hdrs, KINO_MAX_HEADERS) != KINO_OK)
+        return c->head.status;
+    if (s->o.max_body_size && c->head.content_length > 0 &&
+        (uint64_t)c->head.content_length > s->o.max_body_size)
+        return 413;
+    c->head_len = (size_t)n;
+    conn_body_init(c);
+    atomic_store_explicit(&c->answer, ANS_OPEN, memory_order_relaxed);
+    c->r_done = 0;
+    c->r_close = 0;
+    c->reject = 0;
+    c->sent = 0;
+    c->error = NULL;
+    return 1;
+}
+
+/* Hand a complete request to the workers, or park it until the queue has
+ * room (503 after queue_timeout). */
+static void conn_dispatch(kino_io *io, kino_conn *c) {
+    kino_server *s = io->s;
+    atomic_fetch_add_explicit(&s->queued, 1, memory_order_relaxed);
+    c->state = C_AWAY;
+    c->io_pending = 0;
+    klist_remove(&c->tlink);
+    if (klist_empty(&io->t_queue) && ready_push(s, c) == 0) {
+        /* From here a worker may own c: only I/O-thread fields change. */
+        if (s->request_ms) timer_set(c, &io->t_away, io->now + s->request_ms);
+        else klist_push(&io->t_held, &c->tlink);
+    } else {
+        c->state = C_OVERFLOW;
+        timer_set(c, &io->t_queue, after(io, s->queue_ms));
+        atomic_store(&io->parked, 1);
+    }
+}
+
+/* Move parked requests into the queue while it has room, oldest first.
+ * state and tlink belong to the I/O thread, so they may change after the
+ * push has given the request to a worker. */
+static void io_admit(kino_io *io) {
+    kino_server *s = io->s;
+    while (!klist_empty(&io->t_queue)) {
+        kino_conn *c = KLIST_ENTRY(io->t_queue.next, kino_conn, tlink);
+        if (ready_push(s, c) < 0) return;
+        c->state = C_AWAY;
+        klist_remove(&c->tlink);
+        if (s->request_ms) timer_set(c, &io->t_away, io->now + s->request_ms);
+        else klist_push(&io->t_held, &c->tlink);
+    }
+    atomic_store(&io->parked, 0);
+}
+
+/* Act on buffered input: dispatch a complete head, reject a bad one, or
+ * wait for more bytes under the header deadline. Returns 1 when c still
+ * waits for input; 0 when it was dispatched, rejected or closed (then c
+ * must not be touched: a worker may own it, or it is freed). more says
+ * the socket may hold bytes not yet read. */
+static int conn_advance(kino_io *io, kino_conn *c, int more) {
+    int r = conn_prepare(io->s, c);
+    if (r == 1) {
+        c->maybe_more = (unsigned char)more;
+        conn_dispatch(io, c);
+        return 0;
+    }
+    if (r != 0) {
+        conn_reject(io, c, r);
+        return 0;
+    }
+    if (c->state != C_READING) {
+        c->state = C_READING; /* the first byte starts the clock */
+        timer_set(c, &io->t_header, after(io, io->s->header_ms));
+    }
+    return 1;
+}
+
+/* Read what the socket holds and act on it. Edge-triggered: keep reading
+ * until a short read proves the socket empty. */
+static void conn_read(kino_io *io, kino_conn *c) {
+    c->io_pending = 0;
+    c->maybe_more = 0;
+    if (!c->buf) {
+        c->buf = buf_get(io);
+        c->off = c->len = c->scanned = 0;
+        if (!c->buf) {
+            conn_close(io, c);
+            return;
+        }
+    }
+    for (;;) {
+        size_t room = conn_room(c);
+        if (room == 0) { /* a head larger than we allow */
+            conn_reject(io, c, 431);
+            return;
+        }
+        ssize_t n = recv(c->fd, c->buf->data + c->len, room, 0);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                if (c->len == c->off) { /* nothing buffered: no buffer */
+                    buf_put(io, c->buf);
+                    c->buf = NULL;
+                    c->off = c->len = 0;
+                }
+                return;
+            }
+            conn_close(io, c);
+            return;
+        }
+        if (n == 0) {
+            conn_close(io, c);
+            return;
+        }
+        c->len += (size_t)n;
+        if (!conn_advance(io, c, (size_t)n == room)) return;
+        if ((size_t)n < room) return;
+    }
+}
+
+/* An idle keep-alive connection, or the start of its next request. */
+static void conn_keep(kino_io *io, kino_conn *c) {
+    if (atomic_load(&io->s->draining)) {
+        conn_close(io, c);
+        return;
+    }
+    c->state = C_IDLE;
+    if (c->buf && c->len > c->off) {
+        /* pipelined bytes are already here */
+        if (!conn_advance(io, c, c->io_pending || c->maybe_more)) return;
+    } else {
+        buf_put(io, c->buf);
+        c->buf = NULL;
+        timer_set(c, &io->t_idle, after(io, io->s->keepalive_ms));
+    }
+    if (c->io_pending || c->maybe_more) conn_read(io, c);
+}
+
+/* Write out what a worker left unsent; then keep or close. */
+static void conn_flush(kino_io *io, kino_conn *c) {
+    while (c->out_off < c->out_len) {
+        ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                timer_set(c, &io->t_flush, after(io, io->s->body_ms));
+                return;
+            }
+            conn_close(io, c);
+            return;
+        }
+        c->out_off += (size_t)n;
+    }
+    free(c->out);
+    c->out = NULL;
+    c->out_len = c->out_off = 0;
+    if (c->next == NEXT_KEEP) conn_keep(io, c);
+    else conn_linger(io, c);
+}
+
+/* Read and drop input of a closing connection until EOF or limits. */
+static void conn_drop_input(kino_io *io, kino_conn *c) {
+    char junk[4096];
+    for (;;) {
+        ssize_t n = recv(c->fd, junk, sizeof junk, 0);
+        if (n > 0) {
+            c->body_total += (uint64_t)n;
+            if (c->body_total > KINO_LINGER_BYTES) break;
+            continue;
+        }
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+        break;
+    }
+    conn_close(io, c);
+}
+
+/* Abort one request that a worker may still be serving: answer it with
+ * `status` unless the app already began, then shut the socket so the
+ * worker's next read or write fails fast. The worker still hands the
+ * connection back, and it is closed then. */
+static void conn_preempt(kino_io *io, kino_conn *c, int status, int claim) {
+    int open = ANS_OPEN;
+    if (atomic_compare_exchange_strong(&c->answer, &open, claim)) {
+        char msg[512];
+        size_t n = canned(msg, sizeof msg, status);
+        ssize_t w = send(c->fd, msg, n, MSG_NOSIGNAL);
+        (void)w;
+        if (status == 504) atomic_fetch_add_explicit(&io->s->timeouts, 1, memory_order_relaxed);
+    } else if (claim == ANS_TIMEOUT) {
+        return; /* the response has begun: a stream is not cut */
+    }
+    shutdown(c->fd, SHUT_RDWR);
+}
+
+/* A connection handed back by a worker. */
+static void conn_returned(kino_io *io, kino_conn *c) {
+    int ans = atomic_load(&c->answer);
+    klist_remove(&c->tlink);
+    if (c->next == NEXT_ABORT || ans == ANS_TIMEOUT || ans == ANS_SHUTDOWN) {
+        if (c->next == NEXT_ABORT) conn_preempt(io, c, 500, ANS_SHUTDOWN);
+        conn_close(io, c);
+        return;
+    }
+    if (c->out) {
+        c->state = C_FLUSH;
+        timer_set(c, &io->t_flush, after(io, io->s->body_ms));
+        conn_flush(io, c);
+    } else if (c->next == NEXT_KEEP) {
+        conn_keep(io, c);
+    } else {
+        conn_linger(io, c);
+    }
+}
+
+/* ================================================================== */
+/* 10. I/O thread                                                     */
+/* ================================================================== */
+
+/* Accept a batch of connections. At the connection cap accepting pauses
+ * (the listener is unwatched) until one closes; on EMFILE it backs off
+ * for 100 ms instead of spinning. */
+static void io_accept(kino_io *io) {
+    kino_server *s = io->s;
+    for (int i = 0; i < KINO_ACCEPTS; i++) {
+        if (atomic_load(&s->conns) >= s->max_conns) {
+            if (io->listening) {
+                poller_listen(&io->p, s->lfd, &listener_tag, 0);
+                io->listening = 0;
+                io->paused = 1;
+                atomic_fetch_add(&s->paused, 1);
+            }
+            return;
+        }
+        struct sockaddr_storage ss;
+        int fd = accept_nb(s->lfd, &ss);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED) continue;
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                poller_listen(&io->p, s->lfd, &listener_tag, 0);
+                io->listening = 0;
+                io->resume_at = io->now + 100;
+            }
+            return;
+        }
+        kino_conn *c = conn_new(io, fd, &ss);
+        if (!c || poller_watch(&io->p, fd, c) < 0) {
+            free(c);
+            close(fd);
+            continue;
+        }
+        atomic_fetch_add_explicit(&s->accepted, 1, memory_order_relaxed);
+        atomic_fetch_add(&s->conns, 1);
+        c->state = C_READING; /* header_timeout runs from accept */
+        timer_set(c, &io->t_header, after(io, s->header_ms));
+    }
+}
+
+/* Resume accepting once below the cap and past any back-off. */
+static void io_resume_accept(kino_io *io) {
+    kino_server *s = io->s;
+    if (io->listening || io->drained || io->now < io->resume_at ||
+        atomic_load(&s->conns) >= s->max_conns)
+        return;
+    if (poller_listen(&io->p, s->lfd, &listener_tag, 1) == 0) {
+        if (io->paused) atomic_fetch_sub(&s->paused, 1);
+        io->paused = 0;
+        io->listening = 1;
+        io->resume_at = 0;
+    }
+}
+
+static void on_event(kino_io *io, kino_conn *c, int mask) {
+    switch (c->state) {
+    case C_IDLE:
+    case C_READING:
+        if (mask & EV_IN) conn_read(io, c);
+        break;
+    case C_FLUSH:
+        conn_flush(io, c);
+        break;
+    case C_LINGER:
+        if (mask & EV_IN) conn_drop_input(io, c);
+        break;
+    default: /* away with a worker: look again when it comes back */
+        c->io_pending = 1;
+    }
+}
+
+/* Connections handed back by workers: a lock-free stack, taken whole. */
+static void io_returns(kino_io *io) {
+    kino_conn *c = atomic_exchange(&io->returns, NULL), *rev = NULL;
+    while (c) { /* restore hand-back order */
+        kino_conn *n = c->rnext;
+        c->rnext = rev;
+        rev = c;
+        c = n;
+    }
+    while (rev) {
+        kino_conn *n = rev->rnext;
+        conn_returned(io, rev);
+        rev = n;
+    }
+}
+
+/* Expire the heads of the timer lists. */
+static void io_sweep(kino_io *io) {
+    kino_conn *c;
+#define EXPIRED(list) \
+    (!klist_empty(list) && (c = KLIST_ENTRY((list)->next, kino_conn, tlink))->deadline <= io->now)
+    while (EXPIRED(&io->t_header)) {
+        if (c->len > c->off) conn_reject(io, c, 408);
+        else conn_close(io, c); /* never sent a byte: nothing to answer */
+    }
+    while (EXPIRED(&io->t_idle)) conn_close(io, c);
+    while (EXPIRED(&io->t_queue)) {
+        atomic_fetch_sub_explicit(&io->s->queued, 1, memory_order_relaxed);
+        conn_reject(io, c, 503);
+    }
+    if (klist_empty(&io->t_queue)) atomic_store(&io->parked, 0);
+    while (EXPIRED(&io->t_away)) {
+        klist_remove(&c->tlink); /* the worker still owns it */
+        klist_push(&io->t_held, &c->tlink);
+        conn_preempt(io, c, 504, ANS_TIMEOUT);
+    }
+    while (EXPIRED(&io->t_flush)) conn_close(io, c);
+    while (EXPIRED(&io->t_linger)) conn_close(io, c);
+#undef EXPIRED
+}
+
+/* Milliseconds until the earliest deadline or the next Date second. */
+static int io_timeout(kino_io *io) {
+    klist *lists[] = {&io->t_header, &io->t_idle, &io->t_queue,
+                      &io->t_away, &io->t_flush, &io->t_linger};
+    struct timespec ts; /* t_held has no deadline */
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t t = 1000 - ts.tv_nsec / 1000000;
+    for (size_t i = 0; i < sizeof lists / sizeof *lists; i++) {
+        if (klist_empty(lists[i])) continue;
+        int64_t d = KLIST_ENTRY(lists[i]->next, kino_conn, tlink)->deadline - io->now;
+        if (d < t) t = d < 0 ? 0 : d;
+    }
+    if (io->resume_at && io->resume_at - io->now < t) t = io->resume_at - io->now;
+    return t < 0 ? 0 : (int)t;
+}
+
+static void close_list(kino_io *io, klist *list) {
+    while (!klist_empty(list)) conn_close(io, KLIST_ENTRY(list->next, kino_conn, tlink));
+}
+
+/* Shutdown steps, each done once by each I/O thread. */
+static void io_shutdown_steps(kino_io *io) {
+    kino_server *s = io->s;
+    if (atomic_load(&s->draining) && !io->drained) {
+        io->drained = 1;
+        if (io->listening) poller_listen(&io->p, s->lfd, &listener_tag, 0);
+        io->listening = 0;
+        if (atomic_fetch_sub(&s->listeners, 1) == 1) {
+            close(s->lfd);
+            s->lfd = -1;
+        }
+        close_list(io, &io->t_idle);
+        /* connections that never sent a byte are idle too */
+        klist *h = &io->t_header;
+        for (klist *n = h->next, *nx; n != h; n = nx) {
+            nx = n->next;
+            kino_conn *c = KLIST_ENTRY(n, kino_conn, tlink);
+            if (c->len == c->off) conn_close(io, c);
+        }
+    }
+    if (atomic_load(&s->aborting) && !io->aborted) {
+        io->aborted = 1;
+        while (!klist_empty(&io->t_queue)) {
+            kino_conn *c = KLIST_ENTRY(io->t_queue.next, kino_conn, tlink);
+            atomic_fetch_sub_explicit(&s->queued, 1, memory_order_relaxed);
+            conn_reject(io, c, 500);
+        }
+        klist *away[] = {&io->t_away, &io->t_held};
+        for (int k = 0; k < 2; k++)
+            for (klist *n = away[k]->next; n != away[k]; n = n->next)
+                conn_preempt(io, KLIST_ENTRY(n, kino_conn, tlink), 500, ANS_SHUTDOWN);
+        atomic_store(&io->parked, 0);
+        close_list(io, &io->t_header);
+        close_list(io, &io->t_flush);
+        close_list(io, &io->t_linger);
+    }
+}
+
+static void *io_main(void *arg) {
+    kino_io *io = arg;
+    kino_server *s = io->s;
+    block_signals();
+    while (!atomic_load(&s->stopping)) {
+        atomic_store(&io->sleeping, 1);
+        int timeout = atomic_load(&io->returns) ? 0 : io_timeout(io);
+        int n = poller_wait(&io->p, timeout);
+        atomic_store(&io->sleeping, 0);
+        io->now = mono_ms();
+        date_refresh();
+        for (int i = 0; i < n; i++) {
+            int mask;
+            void *data = poller_event(&io->p, i, &mask);
+            if (data == &listener_tag) io_accept(io);
+            else if (data == io) {
+                poller_wake_ack(&io->p);
+                atomic_store(&io->wake_pending, 0);
+            } else on_event(io, data, mask);
+        }
+        io_returns(io);
+        io_admit(io);
+        io_shutdown_steps(io);
+        io_sweep(io);
+        io_resume_accept(io);
+    }
+    return NULL;
+}
+
+/* ================================================================== */
+/* 11. Workers                                                        */
+/* ================================================================== */
+
+const kino_head *kino_conn_head(kino_conn *c) { return &c->head; }
+const char *kino_conn_peer(kino_conn *c) { return c->peer; }
+int kino_conn_local_port(kino_conn *c) { return c->io->s->port; }
+int kino_conn_fd(kino_conn *c) { return c->fd; }
+const char *kino_conn_error(kino_conn *c) { return c->error ? c->error : "no error"; }
+int kino_conn_reject(kino_conn *c) { return c->reject; }
+uint64_t kino_resp_sent(kino_conn *c) { return c->sent; }
+
+static int conn_fail(kino_conn *c, const char *why) {
+    c->error = why;
+    c->broken = 1;
+    return KINO_ERROR;
+}
+
+/* The request body is refused: the socket still works, but the response
+ * must be `status`, and the connection closes after it. */
+static int body_fail(kino_conn *c, int status, const char *why) {
+    c->error = why;
+    c->reject = status;
+    return KINO_ERROR;
+}
+
+int kino_wait(kino_conn *c, kino_waiter *w, int events) {
+    struct pollfd p[2] = {
+        {.fd = c->fd, .events = (short)((events & KINO_WAIT_READ ? POLLIN : 0) |
+                                        (events & KINO_WAIT_WRITE ? POLLOUT : 0))},
+        {.fd = w->wake[0], .events = POLLIN},
+    };
+    int64_t ms = c->io->s->body_ms;
+    for (;;) {
+        if (atomic_load(&w->interrupted)) {
+            c->error = "interrupted";
+            return KINO_ERROR;
+        }
+        int n = poll(p, 2, ms > 0 ? (int)(ms > INT_MAX ? INT_MAX : ms) : -1);
+        if (n < 0 && errno == EINTR) continue;
+        if (n == 0) {
+            if (events == KINO_WAIT_READ) return body_fail(c, 408, "request body timed out");
+            return conn_fail(c, "timed out writing to the client");
+        }
+        if (n < 0) return conn_fail(c, strerror(errno));
+        if (p[1].revents) {
+            wakefd_drain(w->wake);
+            continue;
+        }
+        return KINO_OK;
+    }
+}
+
+/* Send `100 Continue` before the first body read, if the client asked. */
+static int send_continue(kino_conn *c) {
+    static const char msg[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    ssize_t n = send(c->fd, msg, sizeof msg - 1, MSG_NOSIGNAL);
+    if (n == (ssize_t)sizeof msg - 1) {
+        c->continue_sent = 1;
+        return KINO_OK;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return KINO_AGAIN;
+    return conn_fail(c, "client gone");
+}
+
+/* Receive more raw body bytes into the connection buffer (chunked). */
+static long body_fill(kino_conn *c) {
+    kino_buf *b = c->buf;
+    if (c->bpos == c->len) c->bpos = c->len = c->off = 0; /* all consumed */
+    if (c->len == b->cap) {
+        memmove(b->data, b->data + c->bpos, c->len - c->bpos);
+        c->len -= c->bpos;
+        c->off = c->bpos = 0;
+    }
+    ssize_t n = recv(c->fd, b->data + c->len, b->cap - c->len, 0);
+    if (n > 0) {
+        c->len += (size_t)n;
+        return n;
+    }
+    if (n == 0) return conn_fail(c, "client closed during the request body");
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return KINO_AGAIN;
+    return conn_fail(c, strerror(errno));
+}
+
+long kino_body_read(kino_conn *c, kino_waiter *w, char *buf, size_t n) {
+    (void)w;
+    if (c->broken || c->reject) return KINO_ERROR;
+    if (c->body == B_NONE || c->body == B_DONE || n == 0) return 0;
+    if (c->head.expect_continue && !c->continue_sent) {
+        int r = send_continue(c);
+        if (r != KINO_OK) return r;
+    }
+    c->head_len = 0; /* head spans are void from here on */
+    if (c->body == B_LENGTH) {
+        size_t want = n < c->body_left ? n : (size_t)c->body_left;
+        size_t have = c->len - c->bpos;
+        ssize_t got;
+        if (have) {
+            got = (ssize_t)(have < want ? have : want);
+            memcpy(buf, c->buf->data + c->bpos, (size_t)got);
+            c->bpos += (size_t)got;
+        } else {
+            got = recv(c->fd, buf, want, 0);
+            if (got == 0) return conn_fail(c, "client closed during the request body");
+            if (got < 0) {
+                if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return KINO_AGAIN;
+                return conn_fail(c, strerror(errno));
+            }
+            if ((size_t)got == want) c->maybe_more = 1;
+        }
+        c->body_left -= (uint64_t)got;
+        c->body_total += (uint64_t)got;
+        if (!c->body_left) c->body = B_DONE;
+        return got;
+    }
+    for (;;) { /* chunked */
+        size_t used = 0, out = 0;
+        int r = KINO_CHUNK_MORE;
+        if (c->bpos < c->len) {
+            r = kino_chunked_step(&c->chunk, c->buf->data + c->bpos, c->len - c->bpos, &used, buf,
+                                  n, &out);
+            c->bpos += used;
+        }
+        if (r == KINO_ERROR) return body_fail(c, 400, "malformed chunked request body");
+        c->body_total += out;
+        if (c->io->s->o.max_body_size && c->body_total > c->io->s->o.max_body_size)
+            return body_fail(c, 413, "request body larger than max_body_size");
+        if (r == KINO_CHUNK_DONE) c->body = B_DONE;
+        if (out || r == KINO_CHUNK_DONE) return (long)out;
+        long f = body_fill(c);
+        if (f < 0) return f;
+        c->maybe_more = 1;
+    }
+}
+
+/* Skip the unread rest of the request body without waiting, so the
+ * connection can serve the next request. Returns 1 when nothing is left. */
+static int body_skip(kino_conn *c, kino_waiter *w) {
+    size_t skipped = 0;
+    if (c->body == B_NONE || c->body == B_DONE) return 1;
+    if (c->broken || c->reject || (c->head.expect_continue && !c->continue_sent)) return 0;
+    while (skipped <= KINO_DRAIN_MAX) {
+        long n = kino_body_read(c, w, w->scratch, sizeof w->scratch);
+        if (n == 0) return 1;
+        if (n < 0) return 0;
+        skipped += (size_t)n;
+    }
+    return 0;
+}
+
+/* Append bytes to the waiter's response buffer as a copied segment. */
+static int out_put(kino_waiter *w, const char *p, size_t n) {
+    if (w->out_len + n > w->out_cap) {
+        size_t cap = w->out_cap ? w->out_cap : 4096;
+        while (cap < w->out_len + n) cap *= 2;
+        char *o = realloc(w->out, cap);
+        if (!o) return KINO_ERROR;
+        w->out = o;
+        w->out_cap = cap;
+    }
+    memcpy(w->out + w->out_len, p, n);
+    if (w->nseg > 0 && !w->segs[w->nseg - 1].ref &&
+        w->segs[w->nseg - 1].off + w->segs[w->nseg - 1].len == w->out_len) {
+        w->segs[w->nseg - 1].len += n; /* extend the last copied segment */
+    } else {
+        if (w->nseg == KINO_SEGS) return KINO_ERROR;
+        w->segs[w->nseg++] = (seg){NULL, w->out_len, n};
+    }
+    w->out_len += n;
+    w->pending += n;
+    return KINO_OK;
+}
+
+static int out_str(kino_waiter *w, const char *s) { return out_put(w, s, strlen(s)); }
+
+/* Append caller memory by reference (copied when segments run out). */
+static int out_ref(kino_waiter *w, const char *p, size_t n) {
+    if (w->nseg >= KINO_SEGS - 2) return out_put(w, p, n);
+    w->segs[w->nseg++] = (seg){p, 0, n};
+    w->pending += n;
+    return KINO_OK;
+}
+
+static void out_reset(kino_waiter *w) {
+    w->out_len = 0;
+    w->nseg = w->seg_i = 0;
+    w->seg_off = 0;
+    w->pending = 0;
+}
+
+static const char *seg_ptr(kino_waiter *w, const seg *g) {
+    return g->ref ? g->ref : w->out + g->off;
+}
+
+int kino_resp_flush(kino_conn *c, kino_waiter *w) {
+    if (c->broken) return KINO_ERROR;
+    while (w->pending) {
+        struct iovec iov[KINO_SEGS];
+        int n = 0;
+        for (int i = w->seg_i; i < w->nseg; i++, n++) {
+            size_t skip = i == w->seg_i ? w->seg_off : 0;
+            iov[n].iov_base = (char *)seg_ptr(w, &w->segs[i]) + skip;
+            iov[n].iov_len = w->segs[i].len - skip;
+        }
+        struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+        ssize_t sent = sendmsg(c->fd, &msg, MSG_NOSIGNAL);
+        if (sent < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) return KINO_AGAIN;
+            return conn_fail(c, "client gone");
+        }
+        c->sent += (uint64_t)sent;
+        w->pending -= (size_t)sent;
+        while (sent > 0) { /* advance over what went out */
+            size_t left = w->segs[w->seg_i].len - w->seg_off;
+            if ((size_t)sent >= left) {
+                sent -= (ssize_t)left;
+                w->seg_i++;
+                w->seg_off = 0;
+            } else {
+                w->seg_off += (size_t)sent;
+                sent = 0;
+            }
+        }
+    }
+    out_reset(w);
+    return KINO_OK;
+}
+
+/* Move unsent segments into c->out for the I/O thread to finish. */
+static int handoff(kino_conn *c, kino_waiter *w) {
+    char *o = malloc(w->pending);
+    size_t at = 0;
+    if (!o) return KINO_ERROR;
+    for (int i = w->seg_i; i < w->nseg; i++) {
+        size_t skip = i == w->seg_i ? w->seg_off : 0;
+        memcpy(o + at, seg_ptr(w, &w->segs[i]) + skip, w->segs[i].len - skip);
+        at += w->segs[i].len - skip;
+    }
+    c->out = o;
+    c->out_len = at;
+    c->out_off = 0;
+    out_reset(w);
+    return KINO_OK;
+}
+
+int kino_resp_begin(kino_conn *c, kino_waiter *w, int status) {
+    int open = ANS_OPEN;
+    char line[64];
+    if (c->reject) return KINO_ERROR; /* answer with kino_resp_error */
+    if (!atomic_compare_exchange_strong(&c->answer, &open, ANS_APP))
+        return conn_fail(c, "request already answered (timeout or shutdown)");
+    if (status < 100 || status > 999) status = 500;
+    c->status = status;
+    c->seen_date = c->seen_server = c->seen_length = c->seen_te = 0;
+    c->r_close = 0;
+    c->r_length = 0;
+    out_reset(w);
+    snprintf(line, sizeof line, "HTTP/1.1 %d %s\r\n", status, kino_reason(status));
+    return out_str(w, line);
+}
+
+int kino_resp_header(kino_conn *c, kino_waiter *w, const char *name, size_t nlen, const char *val,
+                     size_t vlen) {
+    kino_span n = {name, nlen};
+    if (nlen == 0) return KINO_ERROR;
+    for (size_t i = 0; i < nlen; i++)
+        if (!IS_TCHAR(name[i])) return KINO_ERROR;
+    for (size_t i = 0; i < vlen; i++)
+        if (val[i] == '\r' || val[i] == '\n' || val[i] == '\0') return KINO_ERROR;
+    switch (nlen) {
+    case 4:
+        if (span_is(n, "date")) c->seen_date = 1;
+        break;
+    case 6:
+        if (span_is(n, "server")) c->seen_server = 1;
+        break;
+    case 10:
+        if (span_is(n, "connection")) { /* Kino writes its own */
+            if (has_token((kino_span){val, vlen}, "close")) c->r_close = 1;
+            return KINO_OK;
+        }
+        break;
+    case 14:
+        if (span_is(n, "content-length")) {
+            int64_t len = -1;
+            if (parse_length((kino_span){val, vlen}, &len) < 0) return KINO_ERROR;
+            c->seen_length = 1;
+            c->r_length = (uint64_t)len;
+        }
+        break;
+    case 17:
+        if (span_is(n, "transfer-encoding")) c->seen_te = 1;
+        break;
+    }
+    if (out_put(w, name, nlen) || out_put(w, ": ", 2) || out_put(w, val, vlen) ||
+        out_put(w, "\r\n", 2))
+        return KINO_ERROR;
+    return KINO_OK;
+}
+
+int kino_resp_end_head(kino_conn *c, kino_waiter *w, int body, uint64_t length) {
+    kino_server *s = c->io->s;
+    int st = c->status;
+    int bodiless = c->head.is_head || st < 200 || st == 204 || st == 304;
+    char line[64];
+
+    if (c->seen_length) {
+        c->framing = R_LENGTH;
+    } else if (c->seen_te) {
+        c->framing = R_RAW; /* the app frames its own body */
+        if (c->head.minor == 0) c->r_close = 1;
+    } else if (body == KINO_BODY_STREAM && !bodiless) {
+        c->framing = c->head.minor == 1 ? R_CHUNKED : R_RAW;
+        if (c->head.minor == 0) c->r_close = 1;
+    } else {
+        c->framing = R_LENGTH;
+        c->r_length = body == KINO_BODY_LENGTH ? length : 0;
+        if (st >= 200 && st != 204 && st != 304 && (!c->head.is_head || c->r_length > 0)) {
+            snprintf(line, sizeof line, "Content-Length: %llu\r\n",
+                     (unsigned long long)c->r_length);
+            if (out_str(w, line)) return KINO_ERROR;
+        }
+    }
+    c->r_left = c->r_length;
+    if (bodiless) c->framing = R_NOBODY;
+    if (c->framing == R_CHUNKED && out_str(w, "Transfer-Encoding: chunked\r\n")) return KINO_ERROR;
+    if (!c->head.keep_alive || atomic_load(&s->draining) || !body_skip(c, w)) c->r_close = 1;
+    if (!c->seen_date && out_put(w, date_line(), DATE_LINE_LEN)) return KINO_ERROR;
+    if (!c->seen_server && out_str(w, "Server: Kino\r\n")) return KINO_ERROR;
+    if (c->r_close) {
+        if (out_str(w, "Connection: close\r\n")) return KINO_ERROR;
+    } else if (c->head.minor == 0 && out_str(w, "Connection: keep-alive\r\n")) {
+        return KINO_ERROR;
+    }
+    return out_put(w, "\r\n", 2);
+}
+
+/* Account body bytes against the framing; returns 0 to send them, 1 to
+ * drop them silently (no body allowed), or KINO_ERROR. */
+static int body_bytes(kino_conn *c, size_t n) {
+    if (c->broken) return KINO_ERROR;
+    if (c->framing == R_NOBODY) return 1;
+    if (c->framing == R_LENGTH) {
+        if (n > c->r_left) {
+            c->r_close = 1;
+            return conn_fail(c, "response body longer than its Content-Length");
+        }
+        c->r_left -= n;
+    }
+    return 0;
+}
+
+static int chunk_head(kino_waiter *w, size_t n) {
+    char line[24];
+    snprintf(line, sizeof line, "%zx\r\n", n);
+    return out_str(w, line);
+}
+
+/* Flush when a lot is buffered, without waiting. */
+static int maybe_flush(kino_conn *c, kino_waiter *w) {
+    if (w->pending < 65536 && w->nseg < KINO_SEGS - 4) return KINO_OK;
+    int r = kino_resp_flush(c, w);
+    return r == KINO_AGAIN ? KINO_OK : r;
+}
+
+int kino_resp_write(kino_conn *c, kino_waiter *w, const char *p, size_t n) {
+    int r = body_bytes(c, n);
+    if (r) return r < 0 ? r : KINO_OK;
+    if (n == 0) return KINO_OK;
+    if (c->framing == R_CHUNKED) {
+        if (chunk_head(w, n) || out_put(w, p, n) || out_put(w, "\r\n", 2)) return KINO_ERROR;
+    } else if (out_put(w, p, n)) {
+        return KINO_ERROR;
+    }
+    return maybe_flush(c, w);
+}
+
+int kino_resp_write_ref(kino_conn *c, kino_waiter *w, const char *p, size_t n) {
+    int r = body_bytes(c, n);
+    if (r) return r < 0 ? r : KINO_OK;
+    if (n == 0) return KINO_OK;
+    if (c->framing == R_CHUNKED) {
+        if (chunk_head(w, n) || out_ref(w, p, n) || out_put(w, "\r\n", 2)) return KINO_ERROR;
+    } else if (out_ref(w, p, n)) {
+        return KINO_ERROR;
+    }
+    return maybe_flush(c, w);
+}
+
+int kino_resp_end(kino_conn *c, kino_waiter *w) {
+    if (c->broken) return KINO_ERROR;
+    if (!c->r_done) {
+        if (c->framing == R_CHUNKED && out_str(w, "0\r\n\r\n")) return KINO_ERROR;
+        if (c->framing == R_LENGTH && c->r_left > 0) {
+            c->r_close = 1; /* the client will see a short body and a close */
+            c->error = "response body shorter than its Content-Length";
+        }
+        if (c->framing == R_RAW) c->r_close |= c->head.minor == 0 || !c->seen_te;
+        c->r_done = 1;
+    }
+    int r = kino_resp_flush(c, w);
+    if (r == KINO_AGAIN && w->pending <= KINO_HANDOFF_MAX) return handoff(c, w);
+    return r;
+}
+
+int kino_resp_error(kino_conn *c, kino_waiter *w, int status) {
+    char msg[512];
+    int open = ANS_OPEN;
+    if (!atomic_compare_exchange_strong(&c->answer, &open, ANS_APP) && open != ANS_APP)
+        return KINO_ERROR; /* answered by a timeout or shutdown */
+    if (c->sent > 0 || c->broken) return conn_fail(c, "response already started");
+    if (c->reject) status = c->reject;
+    out_reset(w);
+    c->framing = R_RAW;
+    c->r_close = 1;
+    c->r_done = 1;
+    c->status = status;
+    if (out_put(w, msg, canned(msg, sizeof msg, status))) return KINO_ERROR;
+    atomic_fetch_add_explicit(&c->io->s->errors, 1, memory_order_relaxed);
+    int r = kino_resp_flush(c, w);
+    return r == KINO_AGAIN ? handoff(c, w) : r;
+}
+
+/* Give the connection back to its I/O thread. */
+static void release(kino_conn *c, int next) {
+    kino_io *io = c->io;
+    kino_server *s = io->s;
+    c->next = (unsigned char)next;
+    atomic_fetch_sub_explicit(&s->in_flight, 1, memory_order_relaxed);
+    if (atomic_load(&s->io_gone)) {
+        conn_destroy(s, NULL, c);
+        return;
+    }
+    kino_conn *top = atomic_load(&io->returns);
+    do c->rnext = top;
+    while (!atomic_compare_exchange_weak(&io->returns, &top, c));
+    wake_io(io);
+}
+
+kino_conn *kino_next(kino_conn *c, kino_waiter *w) {
+    kino_server *s = c->io->s;
+    out_reset(w);
+    if (c->r_done && !c->broken)
+        atomic_fetch_add_explicit(&s->served, 1, memory_order_relaxed);
+    if (!c->r_done && !c->broken) { /* nobody answered: 500, then close */
+        release(c, NEXT_ABORT);
+        return NULL;
+    }
+    if (c->broken || c->r_close || (c->body != B_DONE && c->body != B_NONE)) {
+        release(c, NEXT_CLOSE);
+        return NULL;
+    }
+    /* the current request is consumed: the next one starts at bpos */
+    c->off = c->bpos;
+    c->scanned = 0;
+    c->head_len = 0;
+    if (!c->out && !s->request_ms && c->len > c->off && !atomic_load(&s->draining) &&
+        conn_prepare(s, c) == 1)
+        return c; /* pipelined: serve it now, in order */
+    release(c, NEXT_KEEP);
+    return NULL;
+}
+
+int kino_respond_simple(kino_conn *c, kino_waiter *w, int status, const char *content_type,
+                        const char *body, size_t len) {
+    int r = kino_resp_begin(c, w, status);
+    if (r == KINO_OK && content_type)
+        r = kino_resp_header(c, w, "Content-Type", 12, content_type, strlen(content_type));
+    if (r == KINO_OK) r = kino_resp_end_head(c, w, KINO_BODY_LENGTH, len);
+    if (r == KINO_OK) r = kino_resp_write(c, w, body, len);
+    if (r == KINO_OK) r = kino_resp_end(c, w);
+    while (r == KINO_AGAIN) {
+        if (kino_wait(c, w, KINO_WAIT_WRITE) != KINO_OK) return KINO_ERROR;
+        r = kino_resp_flush(c, w);
+    }
+    return r;
+}
+
+const char *kino_reason(int status) {
+    switch (status) {
+    case 100: return "Continue";
+    case 101: return "Switching Protocols";
+    case 103: return "Early Hints";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 203: return "Non-Authoritative Information";
+    case 204: return "No Content";
+    case 205: return "Reset Content";
+    case 206: return "Partial Content";
+    case 300: return "Multiple Choices";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 303: return "See Other";
+    case 304: return "Not Modified";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 402: return "Payment Required";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 406: return "Not Acceptable";
+    case 407: return "Proxy Authentication Required";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 410: return "Gone";
+    case 411: return "Length Required";
+    case 412: return "Precondition Failed";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
+    case 416: return "Range Not Satisfiable";
+    case 417: return "Expectation Failed";
+    case 421: return "Misdirected Request";
+    case 422: return "Unprocessable Content";
+    case 425: return "Too Early";
+    case 426: return "Upgrade Required";
+    case 428: return "Precondition Required";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 451: return "Unavailable For Legal Reasons";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    default: return "";
+    }
+}
+
+/* ================================================================== */
+/* 12. Server                                                         */
+/* ================================================================== */
+
+void kino_options_init(kino_options *o) {
+    memset(o, 0, sizeof *o);
+    o->bind = "127.0.0.1";
+    o->port = 0;
+    o->io_threads = 1;
+    o->queue_depth = 1024;
+    o->backlog = 1024;
+    o->max_connections = 0;
+    o->queue_timeout = 5.0;
+    o->request_timeout = 0;
+    o->header_timeout = 15.0;
+    o->keepalive_timeout = 65.0;
+    o->body_timeout = 30.0;
+    o->max_body_size = 50u << 20;
+}
+
+static int64_t to_ms(double s) { return s > 0 ? (int64_t)(s * 1000.0 + 0.5) : 0; }
+
+/* Bind and listen on o->bind:o->port with the options every listener
+ * gets. Returns the fd, or -1 with a message in err. */
+static int open_listener(const kino_options *o, char *err, size_t errlen) {
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *res = NULL, *ai;
+    char port[16];
+    int fd = -1, e = 0, one = 1;
+    const char *host = o->bind && *o->bind ? o->bind : NULL;
+    char stripped[256];
+    if (host && host[0] == '[') { /* "[::1]" */
+        snprintf(stripped, sizeof stripped, "%s", host + 1);
+        char *b = strchr(stripped, ']');
+        if (b) *b = 0;
+        host = stripped;
+    }
+    snprintf(port, sizeof port, "%d", o->port);
+    int gai = getaddrinfo(host, port, &hints, &res);
+    if (gai != 0) {
+        snprintf(err, errlen, "cannot resolve bind address %s: %s", o->bind, gai_strerror(gai));
+        return -1;
+    }
+    for (ai = res; ai; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
+        if (fd < 0) {
+            e = errno;
+            continue;
+        }
+        fcntl(fd, F_SETFD, FD_CLOEXEC);
+        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); /* inherited */
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
+            listen(fd, o->backlog > 0 ? o->backlog : 1024) == 0)
+            break;
+        e = errno;
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    if (fd < 0)
+        snprintf(err, errlen, "cannot listen on %s:%d: %s", o->bind, o->port, strerror(e));
+    return fd;
+}
+
+static int local_port(int fd) {
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0) return -1;
+    if (ss.ss_family == AF_INET6) return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+}
+
+/* 80% of the open-file limit, at least 64, when not given. */
+static uint64_t default_max_conns(int given) {
+    struct rlimit rl;
+    if (given > 0) return (uint64_t)given;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY) return 65536;
+    uint64_t n = (uint64_t)rl.rlim_cur * 8 / 10;
+    return n < 64 ? 64 : n;
+}
+
+kino_server *kino_server_new(const kino_options *o, char *err, size_t errlen) {
+    if (o->io_threads < 1 || o->queue_depth < 1) {
+        snprintf(err, errlen, "io_threads and queue_depth must be at least 1");
+        return NULL;
+    }
+    kino_server *s = calloc(1, sizeof *s);
+    if (!s) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    s->o = *o;
+    s->lfd = open_listener(o, err, errlen);
+    if (s->lfd < 0) {
+        free(s);
+        return NULL;
+    }
+    s->port = local_port(s->lfd);
+    s->max_conns = default_max_conns(o->max_connections);
+    s->header_ms = to_ms(o->header_timeout);
+    s->keepalive_ms = to_ms(o->keepalive_timeout);
+    s->body_ms = to_ms(o->body_timeout);
+    s->queue_ms = to_ms(o->queue_timeout);
+    s->request_ms = to_ms(o->request_timeout);
+    pthread_mutex_init(&s->mu, NULL);
+    klist_init(&s->ready);
+    klist_init(&s->sleepers);
+    s->nio = o->io_threads;
+    s->io = calloc((size_t)s->nio, sizeof *s->io);
+    if (!s->io) {
+        close(s->lfd);
+        free(s);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    for (int i = 0; i < s->nio; i++) {
+        kino_io *io = &s->io[i];
+        io->s = s;
+        io->index = i;
+        io->p.fd = -1;
+        klist *lists[] = {&io->t_header, &io->t_idle, &io->t_queue, &io->t_away,
+                          &io->t_held, &io->t_flush, &io->t_linger};
+        for (size_t k = 0; k < sizeof lists / sizeof *lists; k++) klist_init(lists[k]);
+    }
+    date_refresh();
+    return s;
+}
+
+int kino_server_start(kino_server *s, char *err, size_t errlen) {
+    if (s->started) return KINO_OK;
+    for (int i = 0; i < s->nio; i++) {
+        kino_io *io = &s->io[i];
+        io->now = mono_ms();
+        if (poller_open(&io->p, io) < 0 || poller_listen(&io->p, s->lfd, &listener_tag, 1) < 0) {
+            snprintf(err, errlen, "cannot create the poller: %s", strerror(errno));
+            kino_server_stop(s);
+            return KINO_ERROR;
+        }
+        io->listening = 1;
+        atomic_fetch_add(&s->listeners, 1);
+    }
+    for (int i = 0; i < s->nio; i++) {
+        if (pthread_create(&s->io[i].thread, NULL, io_main, &s->io[i]) != 0) {
+            snprintf(err, errlen, "cannot start an I/O thread: %s", strerror(errno));
+            kino_server_stop(s);
+            return KINO_ERROR;
+        }
+        s->io[i].running = 1;
+    }
+    s->started = 1;
+    return KINO_OK;
+}
+
+int kino_server_port(const kino_server *s) { return s->port; }
+
+int kino_server_stopped(kino_server *s) {
+    pthread_mutex_lock(&s->mu);
+    int stopped = s->stopped;
+    pthread_mutex_unlock(&s->mu);
+    return stopped;
+}
+
+/* Wake every I/O thread, unconditionally. */
+static void wake_all(kino_server *s) {
+    for (int i = 0; i < s->nio; i++)
+        if (s->io[i].running) poller_wake(&s->io[i].p);
+}
+
+void kino_server_drain(kino_server *s) {
+    if (atomic_exchange(&s->draining, 1)) return;
+    if (!s->started) {
+        close(s->lfd);
+        s->lfd = -1;
+        return;
+    }
+    wake_all(s);
+    for (int i = 0; i < 2000 && atomic_load(&s->listeners) > 0; i++) {
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+long kino_server_pending(kino_server *s) {
+    return (long)atomic_load(&s->conns) + (long)atomic_load(&s->in_flight);
+}
+
+void kino_server_abort(kino_server *s) {
+    klist stolen;
+    kino_server_drain(s);
+    if (atomic_exchange(&s->aborting, 1)) return;
+    /* queued requests go back to their I/O threads to be answered */
+    klist_init(&stolen);
+    pthread_mutex_lock(&s->mu);
+    while (!klist_empty(&s->ready)) {
+        klist *n = s->ready.next;
+        klist_remove(n);
+        klist_push(&stolen, n);
+        s->nready--;
+    }
+    pthread_mutex_unlock(&s->mu);
+    while (!klist_empty(&stolen)) {
+        kino_conn *c = KLIST_ENTRY(stolen.next, kino_conn, qlink);
+        klist_remove(&c->qlink);
+        atomic_fetch_sub_explicit(&s->queued, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&s->in_flight, 1, memory_order_relaxed);
+        release(c, NEXT_ABORT);
+    }
+    wake_all(s);
+}
+
+void kino_server_stop(kino_server *s) {
+    pthread_mutex_lock(&s->mu);
+    s->stopped = 1;
+    for (klist *n = s->sleepers.next; n != &s->sleepers; n = n->next)
+        pthread_cond_signal(&KLIST_ENTRY(n, kino_waiter, link)->cond);
+    pthread_mutex_unlock(&s->mu);
+    if (atomic_exchange(&s->stopping, 1)) return;
+    wake_all(s);
+    for (int i = 0; i < s->nio; i++) {
+        if (s->io[i].running) pthread_join(s->io[i].thread, NULL);
+        s->io[i].running = 0;
+    }
+    atomic_store(&s->io_gone, 1);
+    /* everything the I/O threads still held is closed now; connections
+     * that workers hold are closed when they are handed back */
+    for (int i = 0; i < s->nio; i++) {
+        kino_io *io = &s->io[i];
+        io_returns(io);
+        klist *lists[] = {&io->t_header, &io->t_idle, &io->t_queue, &io->t_flush, &io->t_linger};
+        for (size_t k = 0; k < sizeof lists / sizeof *lists; k++) close_list(io, lists[k]);
+    }
+    pthread_mutex_lock(&s->mu);
+    while (!klist_empty(&s->ready)) {
+        kino_conn *c = KLIST_ENTRY(s->ready.next, kino_conn, qlink);
+        klist_remove(&c->qlink);
+        s->nready--;
+        conn_destroy(s, c->io, c);
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (s->lfd >= 0) {
+        close(s->lfd);
+        s->lfd = -1;
+    }
+}
+
+void kino_server_free(kino_server *s) {
+    if (!s) return;
+    kino_server_stop(s);
+    for (int i = 0; i < s->nio; i++) {
+        kino_io *io = &s->io[i];
+        kino_conn *c = atomic_exchange(&io->returns, NULL);
+        while (c) {
+            kino_conn *n = c->rnext;
+            conn_destroy(s, NULL, c);
+            c = n;
+        }
+        /* requests still away were abandoned by their workers */
+        while (!klist_empty(&io->t_away))
+            conn_destroy(s, NULL, KLIST_ENTRY(io->t_away.next, kino_conn, tlink));
+        while (!klist_empty(&io->t_held))
+            conn_destroy(s, NULL, KLIST_ENTRY(io->t_held.next, kino_conn, tlink));
+        while (io->pool) {
+            kino_buf *b = io->pool;
+            io->pool = b->next;
+            free(b);
+        }
+        if (io->p.fd >= 0) poller_close(&io->p);
+    }
+    pthread_mutex_destroy(&s->mu);
+    free(s->io);
+    free(s);
+}
+
+void kino_server_stats(kino_server *s, kino_stats *out) {
+#define LOAD(f) atomic_load_explicit(&s->f, memory_order_relaxed)
+    out->accepted = LOAD(accepted);
+    out->connections = LOAD(conns);
+    out->served = LOAD(served);
+    out->queued = LOAD(queued);
+    out->in_flight = LOAD(in_flight);
+    out->rejected = LOAD(rejected);
+    out->timeouts = LOAD(timeouts);
+    out->errors = LOAD(errors);
+#undef LOAD
+}

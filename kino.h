@@ -1,0 +1,340 @@
+/*
+ * kino.h -- the Kino engine: a small HTTP/1.1 server core in portable C.
+ *
+ * The engine owns sockets, parses request heads, queues complete requests
+ * and writes responses. It knows nothing about Ruby: the Ruby binding
+ * (kino_ruby.c) and plain C programs drive it through this API alone.
+ *
+ * Threads. kino_server_start() starts `io_threads` I/O threads that accept
+ * connections, read and parse request heads, and hold idle keep-alive
+ * connections. A complete request is pushed onto a bounded ready queue.
+ * Worker threads (yours) call kino_take() to get one; from then on the
+ * worker owns that connection: it reads the request body, writes the
+ * response, and hands the connection back with kino_finish(). A connection
+ * has exactly one owner at a time, so nothing about it is locked.
+ *
+ * Blocking. Every worker call that may wait comes in two halves: a
+ * non-blocking attempt that returns KINO_AGAIN, and kino_wait(), which
+ * blocks until the attempt can make progress. kino_waiter_interrupt()
+ * wakes a blocked kino_wait() or kino_take() of that waiter from any
+ * thread. Bindings that hold a global lock (Ruby's GVL) make the attempt
+ * with the lock held and call only kino_wait()/kino_take() without it.
+ *
+ * Minimal worker:
+ *
+ *   kino_waiter *w = kino_waiter_new(server);
+ *   kino_conn *c;
+ *   while ((c = kino_take(server, w, 1)) != NULL) {
+ *       do {
+ *           const kino_head *h = kino_conn_head(c);
+ *           kino_respond_simple(c, w, 200, "text/plain", "hi\n", 3);
+ *       } while ((c = kino_next(c, w)) != NULL);
+ *   }
+ *   kino_waiter_free(w);
+ */
+#ifndef KINO_H
+#define KINO_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define KINO_VERSION "0.1.0"
+
+/* Limits. Each can be overridden at build time with -DKINO_MAX_...=N. */
+#ifndef KINO_MAX_REQUEST_LINE
+#define KINO_MAX_REQUEST_LINE 8192   /* longer request line: 414 */
+#endif
+#ifndef KINO_MAX_HEAD
+#define KINO_MAX_HEAD 65536          /* longer request head: 431 */
+#endif
+#ifndef KINO_MAX_HEADERS
+#define KINO_MAX_HEADERS 128         /* more header fields: 431 */
+#endif
+#ifndef KINO_MAX_CHUNK_EXT
+#define KINO_MAX_CHUNK_EXT 4096      /* chunk extensions per chunk line: 400 */
+#endif
+#ifndef KINO_MAX_TRAILER
+#define KINO_MAX_TRAILER 16384       /* chunked trailer section: 400 */
+#endif
+
+/* Return codes shared by the parser and the worker calls. */
+#define KINO_OK 0
+#define KINO_ERROR (-1)      /* failed; see the status or kino_conn_error() */
+#define KINO_INCOMPLETE (-2) /* parser: more bytes needed */
+#define KINO_AGAIN (-3)      /* worker call: would block, call kino_wait() */
+
+/* ------------------------------------------------------------------ */
+/* Request-head parser (usable on its own)                            */
+/* ------------------------------------------------------------------ */
+
+/* A span of bytes inside the caller's buffer; never NUL-terminated. */
+typedef struct kino_span {
+    const char *p;
+    size_t n;
+} kino_span;
+
+typedef struct kino_header {
+    kino_span name;   /* as sent (a token) */
+    kino_span value;  /* leading and trailing blanks removed */
+} kino_header;
+
+/* Everything the parser learns from one request head. */
+typedef struct kino_head {
+    kino_span method;
+    kino_span target;          /* request-target as sent */
+    kino_span path;            /* origin-form path, or "*" (OPTIONS *) */
+    kino_span query;           /* after '?', without it; n == 0 when none */
+    kino_span host;            /* Host value, or the absolute-form authority */
+    int minor;                 /* HTTP/1.<minor>: 0 or 1 */
+    size_t nheaders;
+    kino_header *headers;      /* caller-supplied array */
+    int64_t content_length;    /* -1 when the request has none */
+    unsigned chunked : 1;      /* Transfer-Encoding: chunked */
+    unsigned keep_alive : 1;   /* connection may be reused after this one */
+    unsigned expect_continue : 1;
+    unsigned is_head : 1;      /* method is HEAD */
+    int status;                /* on KINO_ERROR: status to answer with */
+} kino_head;
+
+/*
+ * Find the end of a request head in buf[0..len), scanning only bytes not
+ * seen before: *scanned carries the position between calls (start at 0).
+ * Returns the head length (through the blank line) when complete, 0 when
+ * more bytes are needed, KINO_ERROR with *status set (400 for a bare CR
+ * or LF, 414 for an overlong request line, 431 for an overlong head).
+ */
+long kino_head_end(const char *buf, size_t len, size_t *scanned, int *status);
+
+/*
+ * Parse a complete head buf[0..len) (as measured by kino_head_end) into
+ * *h, storing up to max header spans in hdrs. Validates the grammar and
+ * the framing rules of RFC 9112 (Host, Content-Length, Transfer-Encoding,
+ * Connection, Expect). Returns KINO_OK, or KINO_ERROR with h->status set.
+ * Allocates nothing; spans point into buf.
+ */
+int kino_parse_head(const char *buf, size_t len, kino_head *h,
+                    kino_header *hdrs, size_t max);
+
+/*
+ * picohttpparser-style convenience: returns the number of bytes the head
+ * used, KINO_INCOMPLETE, or KINO_ERROR (h->status set).
+ */
+long kino_parse_request(const char *buf, size_t len, kino_head *h,
+                        kino_header *hdrs, size_t max);
+
+/* Streaming decoder for chunked request bodies. Zero it to start. */
+typedef struct kino_chunked {
+    int state;
+    uint64_t left;       /* bytes left in the current chunk */
+    size_t line;         /* bytes of the current size line or trailer */
+    size_t trailer;      /* bytes of trailer section so far */
+} kino_chunked;
+
+#define KINO_CHUNK_MORE 1   /* consumed all input, body not finished */
+#define KINO_CHUNK_FULL 2   /* output buffer full, body not finished */
+#define KINO_CHUNK_DONE 3   /* body complete (trailers discarded) */
+
+/*
+ * Decode raw bytes src[0..srclen) into dst[0..dstcap). Sets *used to the
+ * raw bytes consumed and *out to the body bytes produced. Returns one of
+ * KINO_CHUNK_MORE, KINO_CHUNK_FULL, KINO_CHUNK_DONE (*used stops right
+ * after the body, so what follows is the next request), or KINO_ERROR
+ * for bad framing (size syntax, overflow, terminators, overlong lines).
+ */
+int kino_chunked_step(kino_chunked *d, const char *src, size_t srclen,
+                      size_t *used, char *dst, size_t dstcap, size_t *out);
+
+/* ------------------------------------------------------------------ */
+/* Server                                                             */
+/* ------------------------------------------------------------------ */
+
+typedef struct kino_server kino_server;
+typedef struct kino_conn kino_conn;
+typedef struct kino_waiter kino_waiter;
+
+typedef struct kino_options {
+    const char *bind;          /* IPv4/IPv6 literal or host name */
+    int port;                  /* 0 = ephemeral */
+    int io_threads;            /* >= 1 */
+    int queue_depth;           /* ready requests waiting for a worker */
+    int backlog;               /* listen(2) backlog */
+    int max_connections;       /* 0 = 80% of the open-file limit */
+    double queue_timeout;      /* s to wait for queue space before 503 */
+    double request_timeout;    /* s before the client gets 504; 0 = off */
+    double header_timeout;     /* s for a whole request head (408) */
+    double keepalive_timeout;  /* s an idle connection is kept */
+    double body_timeout;       /* s of no progress while reading a body or
+                                  writing a response */
+    uint64_t max_body_size;    /* bytes; 0 = unlimited (413 beyond) */
+} kino_options;
+
+/* Fill *o with the defaults documented in SPEC.md section 3. */
+void kino_options_init(kino_options *o);
+
+/*
+ * Create a server, bind and listen (so the port is known), start nothing.
+ * On failure returns NULL and writes a message into err.
+ */
+kino_server *kino_server_new(const kino_options *o, char *err, size_t errlen);
+
+/* Start the I/O threads. Returns KINO_OK or KINO_ERROR (message in err). */
+int kino_server_start(kino_server *s, char *err, size_t errlen);
+
+int kino_server_port(const kino_server *s);
+
+/* Nonzero once kino_server_stop() has begun: kino_take() returns NULL. */
+int kino_server_stopped(kino_server *s);
+
+/*
+ * Graceful shutdown, in three calls. kino_server_drain() stops accepting
+ * (the listener is closed when it returns), closes idle connections and
+ * makes every later response carry "Connection: close". Poll
+ * kino_server_pending() until it is 0 or your deadline passes; then
+ * kino_server_abort() answers what is left (500, or a close when the
+ * response had begun). kino_server_stop() ends the I/O threads and makes
+ * kino_take() return NULL; it is idempotent. kino_server_free() releases
+ * the server once every worker has stopped calling into it.
+ */
+void kino_server_drain(kino_server *s);
+long kino_server_pending(kino_server *s);
+void kino_server_abort(kino_server *s);
+void kino_server_stop(kino_server *s);
+void kino_server_free(kino_server *s);
+
+typedef struct kino_stats {
+    uint64_t accepted;     /* connections accepted */
+    uint64_t connections;  /* connections open now */
+    uint64_t served;       /* responses completed by workers */
+    uint64_t queued;       /* requests waiting for a worker */
+    uint64_t in_flight;    /* requests owned by workers */
+    uint64_t rejected;     /* 503 after queue_timeout */
+    uint64_t timeouts;     /* 504 after request_timeout */
+    uint64_t errors;       /* canned 4xx/5xx answers from the engine */
+} kino_stats;
+
+void kino_server_stats(kino_server *s, kino_stats *out);
+
+/* ------------------------------------------------------------------ */
+/* Workers                                                            */
+/* ------------------------------------------------------------------ */
+
+/* One waiter per worker thread; it is how that thread is woken. */
+kino_waiter *kino_waiter_new(kino_server *s);
+void kino_waiter_free(kino_waiter *w);
+
+/*
+ * Wake w from kino_take() or kino_wait(), now or at its next wait, which
+ * then returns NULL / KINO_ERROR. Safe from any thread. Clear the request
+ * with kino_waiter_reset() before the next wait.
+ */
+void kino_waiter_interrupt(kino_waiter *w);
+void kino_waiter_reset(kino_waiter *w);
+int kino_waiter_interrupted(kino_waiter *w);
+
+/*
+ * Take the next ready request. With block == 0 returns NULL at once when
+ * none is queued; with block != 0 waits until one is, the server stops,
+ * or the waiter is interrupted (then NULL).
+ */
+kino_conn *kino_take(kino_server *s, kino_waiter *w, int block);
+
+/* The parsed head of the connection's current request. Its spans stay
+ * valid until the first body read or the end of the response. */
+const kino_head *kino_conn_head(kino_conn *c);
+const char *kino_conn_peer(kino_conn *c);   /* client address, text */
+int kino_conn_local_port(kino_conn *c);
+int kino_conn_fd(kino_conn *c);
+const char *kino_conn_error(kino_conn *c);  /* why the last call failed */
+int kino_conn_reject(kino_conn *c);         /* status owed for a refused
+                                               request body, or 0 */
+
+#define KINO_WAIT_READ 1
+#define KINO_WAIT_WRITE 2
+
+/*
+ * Block until c is readable/writable (events), the connection's idle
+ * timeout passes, or w is interrupted. Returns KINO_OK to retry, or
+ * KINO_ERROR (timeout, interrupt, client gone; see kino_conn_error()).
+ */
+int kino_wait(kino_conn *c, kino_waiter *w, int events);
+
+/*
+ * Read up to n request-body bytes into buf (chunked bodies are decoded).
+ * Returns bytes read (> 0), 0 at the end of the body, KINO_AGAIN when no
+ * byte is available yet, or KINO_ERROR (malformed chunk, body too large,
+ * client gone). Sends "100 Continue" first when the client asked for it.
+ */
+long kino_body_read(kino_conn *c, kino_waiter *w, char *buf, size_t n);
+
+/* Response writing. The head is built in the waiter's buffer:
+ * kino_resp_begin, kino_resp_header per field, kino_resp_end_head. */
+#define KINO_BODY_LENGTH 1   /* a Content-Length body of `length` bytes */
+#define KINO_BODY_STREAM 2   /* length unknown: chunked, or close-delimited
+                                on HTTP/1.0 */
+#define KINO_BODY_NONE 3     /* no body (204, 304, HEAD) */
+
+/* Start a response. Fails (KINO_ERROR) when someone else -- a timeout or
+ * a shutdown -- has already answered this request (drop the response),
+ * or when the request body was refused (kino_conn_reject() is nonzero:
+ * answer with kino_resp_error, which sends that status instead). */
+int kino_resp_begin(kino_conn *c, kino_waiter *w, int status);
+
+/* Add one header field. KINO_ERROR when the name is not a token or the
+ * value holds CR, LF or NUL; nothing is added then. Content-Length,
+ * Transfer-Encoding, Date, Server and Connection given here are noted
+ * and replace Kino's own. */
+int kino_resp_header(kino_conn *c, kino_waiter *w, const char *name,
+                     size_t nlen, const char *val, size_t vlen);
+
+/* Finish the head: add Date, Server, framing and Connection fields.
+ * body is one of KINO_BODY_*; length is used with KINO_BODY_LENGTH. */
+int kino_resp_end_head(kino_conn *c, kino_waiter *w, int body,
+                       uint64_t length);
+
+/* Append body bytes (framed as a chunk when streaming chunked). Bytes
+ * from `ref` calls are not copied: they must stay valid and unchanged
+ * until the next flush completes. Both may flush. */
+int kino_resp_write(kino_conn *c, kino_waiter *w, const char *p, size_t n);
+int kino_resp_write_ref(kino_conn *c, kino_waiter *w, const char *p,
+                        size_t n);
+
+/* Write out what is buffered. KINO_OK when all was sent, KINO_AGAIN
+ * when the socket is full (kino_wait for KINO_WAIT_WRITE, then call
+ * again), KINO_ERROR when the client is gone. */
+int kino_resp_flush(kino_conn *c, kino_waiter *w);
+
+/* End the response (final chunk) and flush. Returns KINO_OK when the
+ * response is complete or small enough to be finished by the I/O thread;
+ * KINO_AGAIN as for kino_resp_flush. */
+int kino_resp_end(kino_conn *c, kino_waiter *w);
+
+/* Bytes of response already handed to the kernel (0 means the client has
+ * seen nothing yet, so an error response is still possible). */
+uint64_t kino_resp_sent(kino_conn *c);
+
+/* Answer with a short canned response (text/plain reason phrase) and
+ * close the connection afterwards. When the request body was refused the
+ * status is the one owed for that (see kino_conn_reject). Fails when the
+ * response has already begun: the connection is then closed. */
+int kino_resp_error(kino_conn *c, kino_waiter *w, int status);
+
+/*
+ * Done with the current request. Returns c again when its next pipelined
+ * request is already complete in the buffer (serve it at once), else
+ * gives the connection back to its I/O thread and returns NULL.
+ * After an error, or when the response is not complete, the connection
+ * is closed instead.
+ */
+kino_conn *kino_next(kino_conn *c, kino_waiter *w);
+
+/* Convenience for C programs: a complete response with a fixed body,
+ * waiting in this thread when the socket is full. */
+int kino_respond_simple(kino_conn *c, kino_waiter *w, int status,
+                        const char *content_type, const char *body,
+                        size_t len);
+
+/* Reason phrase for a status code ("" when unknown). */
+const char *kino_reason(int status);
+
+#endif /* KINO_H */

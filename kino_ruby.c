@@ -1,0 +1,1060 @@
+/*
+ * kino_ruby.c -- the Ruby binding of the Kino engine.
+ *
+ * The only file that includes ruby.h. It turns engine requests into Rack
+ * env Hashes, calls the app, and writes the app's response through the
+ * engine's response writer. Sections:
+ *
+ *   1. strings      frozen env keys and common values, built once
+ *   2. servers      the table that lets workers in any ractor find a server
+ *   3. waiting      every blocking call, made without the GVL
+ *   4. rack.input   the streaming request-body reader
+ *   5. env          building the Rack env from a parsed head
+ *   6. response     status, headers and body through the engine writer
+ *   7. worker       the serve loop shared by threads and ractors
+ *   8. Kino.sleep   and the rest of Kino::Native
+ *
+ * GVL rules (DESIGN.md section 4): a worker takes a queued request, reads
+ * buffered body bytes and writes to the socket with the GVL held (every
+ * engine call it makes that way is non-blocking); it releases the GVL
+ * only to wait -- for a request, for body bytes, for room in the socket
+ * -- and every such wait has an unblocking function, so Thread#kill,
+ * shutdown and process exit never hang on it.
+ *
+ * Every VALUE kept in a C global is frozen and shareable, made in the
+ * main ractor at Init_kino, so worker ractors may use them all.
+ */
+#include <ruby.h>
+#include <ruby/encoding.h>
+#include <ruby/ractor.h>
+#include <ruby/thread.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+#include <time.h>
+
+#include "kino.h"
+
+static VALUE mKino, mNative, cInput, cNullInput, cWorker;
+static VALUE eError, eClientDisconnected, eInputError, eResponseError;
+static VALUE null_input;
+static ID id_call, id_each, id_to_ary, id_close, id_report, id_to_i;
+
+/* ================================================================== */
+/* 1. Strings                                                         */
+/* ================================================================== */
+
+/* Env keys and values that never change: frozen, interned, shareable. */
+static VALUE K_REQUEST_METHOD, K_SCRIPT_NAME, K_PATH_INFO, K_QUERY_STRING, K_SERVER_NAME,
+    K_SERVER_PORT, K_SERVER_PROTOCOL, K_REMOTE_ADDR, K_CONTENT_TYPE, K_CONTENT_LENGTH,
+    K_SERVER_SOFTWARE, K_RACK_INPUT, K_RACK_ERRORS, K_RACK_URL_SCHEME, K_RACK_MULTITHREAD,
+    K_RACK_MULTIPROCESS, K_RACK_RUN_ONCE, K_RACK_RESPONSE_FINISHED, K_RACK_HIJACKP;
+static VALUE S_EMPTY, S_HTTP, S_HTTP10, S_HTTP11, S_PORT80, S_SOFTWARE, S_LOCALHOST;
+
+/* Methods and request headers common enough to deserve a prebuilt
+ * string; everything else is built per request. */
+static const char *const methods[] = {"GET", "HEAD", "POST", "PUT", "DELETE",
+                                      "PATCH", "OPTIONS", "TRACE", NULL};
+static VALUE method_strs[8];
+
+static const char *const common_headers[] = {
+    "host", "user-agent", "accept", "accept-encoding", "accept-language", "accept-charset",
+    "connection", "cookie", "referer", "cache-control", "pragma", "origin", "authorization",
+    "if-none-match", "if-modified-since", "if-match", "range", "upgrade",
+    "upgrade-insecure-requests", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host",
+    "x-real-ip", "x-request-id", "x-requested-with", "x-csrf-token", "dnt", "te", "via",
+    "forwarded", "keep-alive", "expect", "priority", "sec-fetch-dest", "sec-fetch-mode",
+    "sec-fetch-site", "sec-fetch-user", "sec-ch-ua", "sec-ch-ua-mobile", "sec-ch-ua-platform",
+    NULL};
+#define N_COMMON (sizeof common_headers / sizeof *common_headers - 1)
+static VALUE common_keys[N_COMMON];
+
+static VALUE frozen(const char *s) {
+    VALUE v = rb_interned_str_cstr(s);
+    rb_gc_register_mark_object(v);
+    return v;
+}
+
+/* "accept-encoding" -> "HTTP_ACCEPT_ENCODING" into out (room for n+5). */
+static void header_key_bytes(const char *name, size_t n, char *out) {
+    memcpy(out, "HTTP_", 5);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)name[i];
+        out[5 + i] = c == '-' ? '_' : (c >= 'a' && c <= 'z') ? (char)(c - 32) : (char)c;
+    }
+}
+
+static void init_strings(void) {
+    K_REQUEST_METHOD = frozen("REQUEST_METHOD");
+    K_SCRIPT_NAME = frozen("SCRIPT_NAME");
+    K_PATH_INFO = frozen("PATH_INFO");
+    K_QUERY_STRING = frozen("QUERY_STRING");
+    K_SERVER_NAME = frozen("SERVER_NAME");
+    K_SERVER_PORT = frozen("SERVER_PORT");
+    K_SERVER_PROTOCOL = frozen("SERVER_PROTOCOL");
+    K_REMOTE_ADDR = frozen("REMOTE_ADDR");
+    K_CONTENT_TYPE = frozen("CONTENT_TYPE");
+    K_CONTENT_LENGTH = frozen("CONTENT_LENGTH");
+    K_SERVER_SOFTWARE = frozen("SERVER_SOFTWARE");
+    K_RACK_INPUT = frozen("rack.input");
+    K_RACK_ERRORS = frozen("rack.errors");
+    K_RACK_URL_SCHEME = frozen("rack.url_scheme");
+    K_RACK_MULTITHREAD = frozen("rack.multithread");
+    K_RACK_MULTIPROCESS = frozen("rack.multiprocess");
+    K_RACK_RUN_ONCE = frozen("rack.run_once");
+    K_RACK_RESPONSE_FINISHED = frozen("rack.response_finished");
+    K_RACK_HIJACKP = frozen("rack.hijack?");
+    S_EMPTY = frozen("");
+    S_HTTP = frozen("http");
+    S_HTTP10 = frozen("HTTP/1.0");
+    S_HTTP11 = frozen("HTTP/1.1");
+    S_PORT80 = frozen("80");
+    S_SOFTWARE = frozen("Kino/" KINO_VERSION);
+    S_LOCALHOST = frozen("localhost");
+    for (int i = 0; methods[i]; i++) method_strs[i] = frozen(methods[i]);
+    for (size_t i = 0; i < N_COMMON; i++) {
+        char key[64];
+        size_t n = strlen(common_headers[i]);
+        header_key_bytes(common_headers[i], n, key);
+        key[n + 5] = 0;
+        common_keys[i] = frozen(key);
+    }
+}
+
+/* ================================================================== */
+/* 2. Servers                                                         */
+/* ================================================================== */
+
+/* Workers in any ractor reach a server by its small integer id: only
+ * integers cross ractor boundaries. A slot stays valid while workers
+ * are inside it (refs) and until it is freed. */
+#define MAX_SERVERS 1024
+static struct slot {
+    kino_server *s;
+    int refs;
+    VALUE server_name; /* frozen SERVER_NAME used when a request has no Host */
+} servers[MAX_SERVERS];
+static pthread_mutex_t servers_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static int slot_of(VALUE id) {
+    long i = NUM2LONG(id);
+    if (i < 1 || i >= MAX_SERVERS) rb_raise(rb_eArgError, "bad Kino server id %ld", i);
+    return (int)i;
+}
+
+/* The live server with this id (raises when there is none). */
+static kino_server *server_of(VALUE id) {
+    int i = slot_of(id);
+    pthread_mutex_lock(&servers_mu);
+    kino_server *s = servers[i].s;
+    pthread_mutex_unlock(&servers_mu);
+    if (!s) rb_raise(eError, "Kino server %d is not running", i);
+    return s;
+}
+
+/* ================================================================== */
+/* 3. Waiting                                                         */
+/* ================================================================== */
+
+typedef struct worker {
+    kino_server *s;
+    int sid;
+    kino_waiter *w;
+    kino_conn *c;        /* the request being served, or NULL */
+    uint64_t gen;        /* counts requests: stale rack.input detection */
+    VALUE self, app, handler, env, server_name;
+} worker;
+
+static void ubf_waiter(void *w) { kino_waiter_interrupt(w); }
+
+struct take_args {
+    kino_server *s;
+    kino_waiter *w;
+    kino_conn *c;
+};
+
+static void *take_nogvl(void *p) {
+    struct take_args *a = p;
+    a->c = kino_take(a->s, a->w, 1);
+    return NULL;
+}
+
+/* The next request, waiting without the GVL when none is queued. NULL
+ * when the server stops. May raise (Thread#kill, Ractor exit) only while
+ * no request is taken. */
+static kino_conn *take_next(worker *wk) {
+    for (;;) {
+        kino_conn *c = kino_take(wk->s, wk->w, 0);
+        if (c) return c;
+        if (kino_server_stopped(wk->s)) return NULL;
+        struct take_args a = {wk->s, wk->w, NULL};
+        kino_waiter_reset(wk->w);
+        /* ...gvl2: returns at once when an interrupt is pending, and does
+         * not check interrupts afterwards, so a taken request is never
+         * dropped by an exception raised on the way out */
+        rb_thread_call_without_gvl2(take_nogvl, &a, ubf_waiter, wk->w);
+        if (a.c) return a.c;
+        rb_thread_check_ints(); /* Thread#kill, Thread#raise, ractor exit */
+    }
+}
+
+struct wait_args {
+    kino_conn *c;
+    kino_waiter *w;
+    int events, result;
+};
+
+static void *wait_nogvl(void *p) {
+    struct wait_args *a = p;
+    a->result = kino_wait(a->c, a->w, a->events);
+    return NULL;
+}
+
+static void raise_conn_error(worker *wk);
+
+/* Wait until the connection can make progress, without the GVL. Raises
+ * when the client is gone, on timeout, or on an interrupt (which Ruby
+ * then processes: Thread#kill, Thread#raise). */
+static void wait_io(worker *wk, int events) {
+    struct wait_args a = {wk->c, wk->w, events, KINO_OK};
+    kino_waiter_reset(wk->w);
+    rb_thread_call_without_gvl(wait_nogvl, &a, ubf_waiter, wk->w);
+    if (a.result != KINO_OK) {
+        rb_thread_check_ints();
+        raise_conn_error(wk);
+    }
+}
+
+static void raise_conn_error(worker *wk) {
+    const char *why = kino_conn_error(wk->c);
+    if (kino_conn_reject(wk->c)) rb_raise(eInputError, "%s", why);
+    rb_raise(eClientDisconnected, "%s", why);
+}
+
+/* Flush the response writer, waiting for the socket as needed. */
+static void flush_all(worker *wk) {
+    int r;
+    while ((r = kino_resp_flush(wk->c, wk->w)) == KINO_AGAIN) wait_io(wk, KINO_WAIT_WRITE);
+    if (r != KINO_OK) raise_conn_error(wk);
+}
+
+/* ================================================================== */
+/* 4. rack.input                                                      */
+/* ================================================================== */
+
+/* A forward-only reader over the request body, fed from the socket as
+ * the app reads; nothing is buffered beyond what `gets` needs. One per
+ * request with a body; bodyless requests share the frozen null input. */
+typedef struct input {
+    VALUE worker;        /* keeps the worker struct alive */
+    worker *wk;
+    uint64_t gen;        /* valid while equal to wk->gen */
+    char *pend;          /* bytes read ahead by gets */
+    size_t pend_off, pend_len, pend_cap;
+    int closed, eof;
+} input;
+
+static void input_mark(void *p) { rb_gc_mark(((input *)p)->worker); }
+static void input_free(void *p) {
+    free(((input *)p)->pend);
+    xfree(p);
+}
+static size_t input_size(const void *p) {
+    return sizeof(input) + ((const input *)p)->pend_cap;
+}
+static const rb_data_type_t input_type = {
+    .wrap_struct_name = "Kino::Input",
+    .function = {.dmark = input_mark, .dfree = input_free, .dsize = input_size},
+    .flags = RUBY_TYPED_FREE_IMMEDIATELY | RUBY_TYPED_WB_PROTECTED,
+};
+
+static input *input_get(VALUE self) {
+    input *in = rb_check_typeddata(self, &input_type);
+    if (in->closed) rb_raise(rb_eIOError, "rack.input is closed");
+    if (!in->wk || in->wk->gen != in->gen || !in->wk->c)
+        rb_raise(rb_eIOError, "rack.input read after its request ended");
+    return in;
+}
+
+/* Read up to n body bytes into dst: pending bytes first, then the
+ * socket, waiting without the GVL. Returns 0 only at the end of the
+ * body. Must be called with dst stable across waits (not Ruby memory). */
+static size_t input_fill(input *in, char *dst, size_t n) {
+    worker *wk = in->wk;
+    if (in->pend_len > in->pend_off) {
+        size_t k = in->pend_len - in->pend_off;
+        if (k > n) k = n;
+        memcpy(dst, in->pend + in->pend_off, k);
+        in->pend_off += k;
+        return k;
+    }
+    if (in->eof) return 0;
+    for (;;) {
+        long r = kino_body_read(wk->c, wk->w, dst, n);
+        if (r > 0) return (size_t)r;
+        if (r == 0) {
+            in->eof = 1;
+            return 0;
+        }
+        if (r == KINO_AGAIN) wait_io(wk, KINO_WAIT_READ);
+        else raise_conn_error(wk);
+    }
+}
+
+/* Append up to `want` body bytes to str (all that remain when want is
+ * SIZE_MAX). Returns the bytes appended. Reads through a C buffer so no
+ * Ruby string memory is written while the GVL is released. */
+static size_t input_append(input *in, VALUE str, size_t want) {
+    char buf[16384];
+    size_t total = 0;
+    while (total < want) {
+        size_t k = want - total < sizeof buf ? want - total : sizeof buf;
+        size_t got = input_fill(in, buf, k);
+        if (!got) break;
+        rb_str_cat(str, buf, (long)got);
+        total += got;
+    }
+    return total;
+}
+
+/* rack.input.read(length = nil, buffer = nil): Rack 3 semantics. */
+static VALUE input_read(int argc, VALUE *argv, VALUE self) {
+    VALUE vlen = Qnil, buf = Qnil;
+    input *in = input_get(self);
+    rb_scan_args(argc, argv, "02", &vlen, &buf);
+    size_t want = SIZE_MAX;
+    if (!NIL_P(vlen)) {
+        long l = NUM2LONG(vlen);
+        if (l < 0) rb_raise(rb_eArgError, "negative length %ld given", l);
+        want = (size_t)l;
+    }
+    if (NIL_P(buf)) {
+        buf = rb_str_buf_new(want != SIZE_MAX && want < 65536 ? (long)want : 0);
+    } else {
+        StringValue(buf);
+        rb_str_modify(buf);
+        rb_str_set_len(buf, 0);
+    }
+    rb_enc_associate(buf, rb_ascii8bit_encoding());
+    if (want == 0) return buf;
+    size_t got = input_append(in, buf, want);
+    if (got == 0 && want != SIZE_MAX) return Qnil;
+    return buf;
+}
+
+/* rack.input.gets: the next line including "\n", or nil at the end. */
+static VALUE input_gets(VALUE self) {
+    input *in = input_get(self);
+    VALUE line = rb_str_buf_new(0);
+    rb_enc_associate(line, rb_ascii8bit_encoding());
+    for (;;) {
+        if (in->pend_off < in->pend_len) {
+            char *start = in->pend + in->pend_off;
+            size_t avail = in->pend_len - in->pend_off;
+            char *nl = memchr(start, '\n', avail);
+            size_t k = nl ? (size_t)(nl - start) + 1 : avail;
+            rb_str_cat(line, start, (long)k);
+            in->pend_off += k;
+            if (nl) return line;
+        }
+        if (in->eof) break;
+        if (!in->pend) {
+            in->pend_cap = 16384;
+            in->pend = malloc(in->pend_cap);
+            if (!in->pend) rb_raise(rb_eNoMemError, "rack.input buffer");
+        }
+        in->pend_off = in->pend_len = 0;
+        in->pend_len = input_fill(in, in->pend, in->pend_cap);
+        if (!in->pend_len) break;
+    }
+    return RSTRING_LEN(line) ? line : Qnil;
+}
+
+static VALUE input_each(VALUE self) {
+    VALUE line;
+    RETURN_ENUMERATOR(self, 0, 0);
+    while (!NIL_P(line = input_gets(self))) rb_yield(line);
+    return self;
+}
+
+static VALUE input_close(VALUE self) {
+    input *in = rb_check_typeddata(self, &input_type);
+    in->closed = 1;
+    return Qnil;
+}
+
+static VALUE input_new(worker *wk) {
+    input *in;
+    VALUE obj = TypedData_Make_Struct(cInput, input, &input_type, in);
+    RB_OBJ_WRITE(obj, &in->worker, wk->self);
+    in->wk = wk;
+    in->gen = wk->gen;
+    return obj;
+}
+
+/* The shared input of bodyless requests: frozen, so shareable. */
+static VALUE null_read(int argc, VALUE *argv, VALUE self) {
+    VALUE vlen = Qnil, buf = Qnil;
+    (void)self;
+    rb_scan_args(argc, argv, "02", &vlen, &buf);
+    if (!NIL_P(vlen) && NUM2LONG(vlen) < 0) rb_raise(rb_eArgError, "negative length");
+    if (!NIL_P(buf)) {
+        StringValue(buf);
+        rb_str_modify(buf);
+        rb_str_set_len(buf, 0);
+    }
+    if (!NIL_P(vlen) && NUM2LONG(vlen) > 0) return Qnil;
+    if (NIL_P(buf)) buf = rb_str_new(0, 0);
+    return buf;
+}
+static VALUE null_gets(VALUE self) { (void)self; return Qnil; }
+static VALUE null_each(VALUE self) {
+    RETURN_ENUMERATOR(self, 0, 0);
+    return self;
+}
+static VALUE null_close(VALUE self) { (void)self; return Qnil; }
+
+/* ================================================================== */
+/* 5. Env                                                             */
+/* ================================================================== */
+
+static VALUE str_span(kino_span s) { return rb_str_new(s.p, (long)s.n); }
+
+static VALUE method_str(kino_span m) {
+    for (int i = 0; methods[i]; i++)
+        if (strlen(methods[i]) == m.n && memcmp(methods[i], m.p, m.n) == 0) return method_strs[i];
+    return str_span(m);
+}
+
+static int ieq(const char *a, const char *lower, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)a[i];
+        if ((c >= 'A' && c <= 'Z' ? c + 32 : c) != (unsigned char)lower[i]) return 0;
+    }
+    return 1;
+}
+
+/* The env key of a request header: a prebuilt frozen string for common
+ * names, else a new frozen "HTTP_..." string (frozen, so Hash#[]= keeps
+ * it instead of copying). Qnil for names Kino drops: those holding '_'
+ * would collide with '-' names once upcased (spoofing). */
+static VALUE header_key(kino_span n) {
+    char buf[256];
+    if (memchr(n.p, '_', n.n)) return Qnil;
+    if (n.n == 12 && ieq(n.p, "content-type", 12)) return K_CONTENT_TYPE;
+    if (n.n == 14 && ieq(n.p, "content-length", 14)) return K_CONTENT_LENGTH;
+    for (size_t i = 0; i < N_COMMON; i++)
+        if (strlen(common_headers[i]) == n.n && ieq(n.p, common_headers[i], n.n))
+            return common_keys[i];
+    if (n.n + 5 <= sizeof buf) {
+        header_key_bytes(n.p, n.n, buf);
+        return rb_obj_freeze(rb_str_new(buf, (long)n.n + 5));
+    }
+    VALUE k = rb_str_new(NULL, (long)n.n + 5);
+    header_key_bytes(n.p, n.n, RSTRING_PTR(k));
+    return rb_obj_freeze(k);
+}
+
+/* SERVER_NAME and SERVER_PORT from the Host value ("name", "name:port",
+ * "[v6]:port"); from the listener when there is no Host. */
+static void set_server_name(worker *wk, VALUE env, kino_span host) {
+    const char *p = host.p, *e = host.p + host.n, *colon = NULL;
+    if (host.n == 0) {
+        char port[16];
+        snprintf(port, sizeof port, "%d", kino_server_port(wk->s));
+        rb_hash_aset(env, K_SERVER_NAME, wk->server_name);
+        rb_hash_aset(env, K_SERVER_PORT, rb_str_new_cstr(port));
+        return;
+    }
+    if (*p == '[') {
+        const char *b = memchr(p, ']', host.n);
+        if (b && b + 1 < e && b[1] == ':') colon = b + 1;
+    } else {
+        colon = memchr(p, ':', host.n);
+    }
+    rb_hash_aset(env, K_SERVER_NAME, rb_str_new(p, (long)((colon ? colon : e) - p)));
+    rb_hash_aset(env, K_SERVER_PORT,
+                 colon && colon + 1 < e ? rb_str_new(colon + 1, (long)(e - colon - 1)) : S_PORT80);
+}
+
+static VALUE build_env(worker *wk, kino_conn *c) {
+    const kino_head *h = kino_conn_head(c);
+    VALUE env = rb_hash_new();
+    rb_hash_aset(env, K_REQUEST_METHOD, method_str(h->method));
+    rb_hash_aset(env, K_SCRIPT_NAME, S_EMPTY);
+    rb_hash_aset(env, K_PATH_INFO, str_span(h->path));
+    rb_hash_aset(env, K_QUERY_STRING, h->query.n ? str_span(h->query) : S_EMPTY);
+    rb_hash_aset(env, K_SERVER_PROTOCOL, h->minor ? S_HTTP11 : S_HTTP10);
+    rb_hash_aset(env, K_REMOTE_ADDR, rb_str_new_cstr(kino_conn_peer(c)));
+    set_server_name(wk, env, h->host);
+    for (size_t i = 0; i < h->nheaders; i++) {
+        const kino_header *f = &h->headers[i];
+        VALUE key = header_key(f->name), prev;
+        if (NIL_P(key)) continue;
+        prev = rb_hash_lookup2(env, key, Qundef);
+        if (prev == Qundef) {
+            rb_hash_aset(env, key, str_span(f->value));
+        } else { /* repeated field: one value, as RFC 9110 5.3 allows */
+            int cookie = f->name.n == 6 && ieq(f->name.p, "cookie", 6);
+            VALUE v = rb_str_dup(prev);
+            rb_str_cat(v, cookie ? "; " : ", ", 2);
+            rb_str_cat(v, f->value.p, (long)f->value.n);
+            rb_hash_aset(env, key, v);
+        }
+    }
+    rb_hash_aset(env, K_SERVER_SOFTWARE, S_SOFTWARE);
+    rb_hash_aset(env, K_RACK_URL_SCHEME, S_HTTP);
+    rb_hash_aset(env, K_RACK_INPUT,
+                 h->chunked || h->content_length > 0 ? input_new(wk) : null_input);
+    rb_hash_aset(env, K_RACK_ERRORS, rb_ractor_stderr());
+    rb_hash_aset(env, K_RACK_MULTITHREAD, Qtrue);
+    rb_hash_aset(env, K_RACK_MULTIPROCESS, Qfalse);
+    rb_hash_aset(env, K_RACK_RUN_ONCE, Qfalse);
+    rb_hash_aset(env, K_RACK_HIJACKP, Qfalse);
+    rb_hash_aset(env, K_RACK_RESPONSE_FINISHED, rb_ary_new());
+    return env;
+}
+
+/* ================================================================== */
+/* 6. Response                                                        */
+/* ================================================================== */
+
+struct response {
+    worker *wk;
+    VALUE status, headers, body;
+    int close_body;   /* body.close still owed */
+};
+
+/* Add one header line; a value with "\n" becomes one line per part. */
+static void add_header(worker *wk, VALUE name, VALUE val) {
+    const char *v = RSTRING_PTR(val), *e = v + RSTRING_LEN(val);
+    do {
+        const char *nl = memchr(v, '\n', (size_t)(e - v));
+        const char *end = nl ? nl : e;
+        if (kino_resp_header(wk->c, wk->w, RSTRING_PTR(name), (size_t)RSTRING_LEN(name), v,
+                             (size_t)(end - v)) != KINO_OK)
+            rb_raise(eResponseError, "invalid response header %+" PRIsVALUE ": %+" PRIsVALUE
+                     " (header names must be tokens; values must not hold CR, LF or NUL)",
+                     name, val);
+        v = nl ? nl + 1 : e;
+    } while (v < e);
+}
+
+static int header_i(VALUE key, VALUE val, VALUE arg) {
+    worker *wk = (worker *)arg;
+    VALUE name = RB_TYPE_P(key, T_STRING) ? key : rb_obj_as_string(key);
+    if (RSTRING_LEN(name) > 5 && memcmp(RSTRING_PTR(name), "rack.", 5) == 0)
+        return ST_CONTINUE; /* Rack's server-directed headers are not sent */
+    if (RB_TYPE_P(val, T_ARRAY)) {
+        for (long i = 0; i < RARRAY_LEN(val); i++) {
+            VALUE v = rb_ary_entry(val, i);
+            add_header(wk, name, RB_TYPE_P(v, T_STRING) ? v : rb_obj_as_string(v));
+        }
+    } else if (!NIL_P(val)) {
+        add_header(wk, name, RB_TYPE_P(val, T_STRING) ? val : rb_obj_as_string(val));
+    }
+    return ST_CONTINUE;
+}
+
+static int status_code(VALUE status) {
+    if (FIXNUM_P(status)) return FIX2INT(status);
+    return NUM2INT(rb_funcall(status, id_to_i, 0));
+}
+
+/* Status line and headers. Returns 0 when the response must be dropped
+ * (someone else answered) after sending any owed error response. */
+static int write_head(worker *wk, struct response *r, int body, uint64_t length) {
+    if (kino_resp_begin(wk->c, wk->w, status_code(r->status)) != KINO_OK) {
+        if (kino_conn_reject(wk->c)) kino_resp_error(wk->c, wk->w, 500);
+        return 0;
+    }
+    if (!NIL_P(r->headers)) {
+        VALUE h = rb_check_hash_type(r->headers);
+        if (NIL_P(h)) rb_raise(rb_eTypeError, "response headers must be a Hash");
+        rb_hash_foreach(h, header_i, (VALUE)wk);
+    }
+    if (kino_resp_end_head(wk->c, wk->w, body, length) != KINO_OK)
+        rb_raise(rb_eNoMemError, "response head too large");
+    return 1;
+}
+
+/* Bodies at least this large are written from the String itself. */
+#define REF_MIN 4096
+
+static void write_string(worker *wk, VALUE s) {
+    int r = RSTRING_LEN(s) >= REF_MIN
+                ? kino_resp_write_ref(wk->c, wk->w, RSTRING_PTR(s), (size_t)RSTRING_LEN(s))
+                : kino_resp_write(wk->c, wk->w, RSTRING_PTR(s), (size_t)RSTRING_LEN(s));
+    if (r != KINO_OK) raise_conn_error(wk);
+}
+
+static void finish(worker *wk) {
+    int r = kino_resp_end(wk->c, wk->w);
+    if (r == KINO_AGAIN) {
+        flush_all(wk);
+        return;
+    }
+    if (r != KINO_OK) raise_conn_error(wk);
+}
+
+/* Array bodies: one Content-Length response, usually one send(2). */
+static void write_array(worker *wk, struct response *r, VALUE ary) {
+    uint64_t total = 0;
+    long n = RARRAY_LEN(ary);
+    for (long i = 0; i < n; i++) {
+        VALUE s = RARRAY_AREF(ary, i);
+        if (!RB_TYPE_P(s, T_STRING))
+            rb_raise(rb_eTypeError, "response body yielded %" PRIsVALUE ", not a String",
+                     rb_obj_class(s));
+        total += (uint64_t)RSTRING_LEN(s);
+    }
+    if (!write_head(wk, r, KINO_BODY_LENGTH, total)) return;
+    for (long i = 0; i < n && i < RARRAY_LEN(ary); i++) write_string(wk, RARRAY_AREF(ary, i));
+    finish(wk);
+}
+
+static VALUE each_chunk(RB_BLOCK_CALL_FUNC_ARGLIST(chunk, arg)) {
+    worker *wk = (worker *)arg;
+    if (!RB_TYPE_P(chunk, T_STRING))
+        rb_raise(rb_eTypeError, "response body yielded %" PRIsVALUE ", not a String",
+                 rb_obj_class(chunk));
+    if (RSTRING_LEN(chunk) == 0) return Qnil;
+    write_string(wk, chunk);
+    flush_all(wk); /* each chunk reaches the client as it is yielded */
+    return Qnil;
+}
+
+/* Writes the whole response; body.close is the caller's (ensure). */
+static VALUE write_response(VALUE arg) {
+    struct response *r = (struct response *)arg;
+    worker *wk = r->wk;
+    VALUE body = r->body;
+    if (RB_TYPE_P(body, T_ARRAY)) {
+        write_array(wk, r, body);
+    } else if (rb_respond_to(body, id_to_ary)) {
+        r->close_body = 0; /* to_ary closes the body (Rack 3 SPEC) */
+        VALUE ary = rb_check_array_type(body);
+        if (NIL_P(ary)) rb_raise(rb_eTypeError, "response body's to_ary returned nil");
+        write_array(wk, r, ary);
+    } else if (rb_respond_to(body, id_each)) {
+        if (!write_head(wk, r, KINO_BODY_STREAM, 0)) return Qnil;
+        rb_block_call(body, id_each, 0, NULL, each_chunk, (VALUE)wk);
+        finish(wk);
+    } else {
+        rb_raise(rb_eTypeError, "response body must respond to each or to_ary (got %" PRIsVALUE ")",
+                 rb_obj_class(body));
+    }
+    return Qnil;
+}
+
+static VALUE close_body(VALUE arg) {
+    struct response *r = (struct response *)arg;
+    if (r->close_body && rb_respond_to(r->body, id_close)) rb_funcall(r->body, id_close, 0);
+    return Qnil;
+}
+
+static void respond(worker *wk, VALUE result) {
+    struct response r = {wk, Qnil, Qnil, Qnil, 1};
+    VALUE ary = rb_check_array_type(result);
+    if (NIL_P(ary) || RARRAY_LEN(ary) != 3)
+        rb_raise(rb_eTypeError, "app returned %" PRIsVALUE ", expected [status, headers, body]",
+                 rb_obj_class(result));
+    r.status = RARRAY_AREF(ary, 0);
+    r.headers = RARRAY_AREF(ary, 1);
+    r.body = RARRAY_AREF(ary, 2);
+    rb_ensure(write_response, (VALUE)&r, close_body, (VALUE)&r);
+}
+
+/* ================================================================== */
+/* 7. Worker                                                          */
+/* ================================================================== */
+
+static void worker_mark(void *p) {
+    worker *wk = p;
+    rb_gc_mark(wk->app);
+    rb_gc_mark(wk->handler);
+    rb_gc_mark(wk->env);
+    rb_gc_mark(wk->server_name);
+}
+static void worker_free(void *p) {
+    worker *wk = p;
+    kino_waiter_free(wk->w);
+    xfree(wk);
+}
+static const rb_data_type_t worker_type = {
+    .wrap_struct_name = "Kino::Worker",
+    .function = {.dmark = worker_mark, .dfree = worker_free},
+    .flags = RUBY_TYPED_FREE_IMMEDIATELY | RUBY_TYPED_WB_PROTECTED,
+};
+
+static VALUE handle_request(VALUE arg) {
+    worker *wk = (worker *)arg;
+    VALUE env = build_env(wk, wk->c);
+    RB_OBJ_WRITE(wk->self, &wk->env, env);
+    respond(wk, rb_funcall(wk->app, id_call, 1, env));
+    return Qnil;
+}
+
+struct report_args {
+    worker *wk;
+    VALUE err;
+};
+
+static VALUE report_error(VALUE arg) {
+    struct report_args *a = (struct report_args *)arg;
+    return rb_funcall(a->wk->handler, id_report, 2, a->err, a->wk->env);
+}
+
+/* Serve the taken request c. Any StandardError from the app (or from
+ * writing its response) becomes a 500 and a report; the worker goes on.
+ * Anything else (Exception, Thread#kill, throw) answers 500 too when it
+ * still can, gives the connection back, and is re-raised: the worker
+ * ends and its supervisor replaces it. Returns the next pipelined
+ * request on the same connection, or NULL. */
+static kino_conn *serve_request(worker *wk, kino_conn *c) {
+    int state = 0;
+    wk->c = c;
+    wk->gen++;
+    rb_protect(handle_request, (VALUE)wk, &state);
+    if (state) {
+        VALUE err = rb_errinfo();
+        rb_set_errinfo(Qnil);
+        int fatal = NIL_P(err) || !rb_obj_is_kind_of(err, rb_eStandardError);
+        int gone = !fatal && rb_obj_is_kind_of(err, eClientDisconnected);
+        /* the client's fault (bad or oversized body): answered with the
+         * status owed, not reported as an app error */
+        int client = !fatal && kino_conn_reject(c) && rb_obj_is_kind_of(err, eInputError);
+        if (!gone) {
+            kino_resp_error(c, wk->w, 500);
+            if (!fatal && !client) {
+                struct report_args a = {wk, err};
+                int st2 = 0;
+                rb_protect(report_error, (VALUE)&a, &st2);
+                if (st2) rb_set_errinfo(Qnil);
+            }
+        }
+        if (fatal) {
+            wk->c = NULL;
+            RB_OBJ_WRITE(wk->self, &wk->env, Qnil);
+            kino_next(c, wk->w); /* closes: the response is an error */
+            if (!NIL_P(err)) rb_exc_raise(err);
+            rb_jump_tag(state);
+        }
+    }
+    wk->c = NULL;
+    wk->gen++;
+    RB_OBJ_WRITE(wk->self, &wk->env, Qnil);
+    return kino_next(c, wk->w);
+}
+
+static VALUE worker_loop(VALUE arg) {
+    worker *wk = (worker *)arg;
+    kino_conn *c;
+    while ((c = take_next(wk)) != NULL)
+        do c = serve_request(wk, c);
+        while (c);
+    return Qnil;
+}
+
+static VALUE worker_done(VALUE arg) {
+    worker *wk = (worker *)arg;
+    kino_waiter_free(wk->w);
+    wk->w = NULL;
+    pthread_mutex_lock(&servers_mu);
+    servers[wk->sid].refs--;
+    pthread_mutex_unlock(&servers_mu);
+    return Qnil;
+}
+
+/* Kino::Native.serve(server_id, app, handler): the worker loop. Takes
+ * requests until the server stops, then returns nil. handler.report(
+ * exception, env) is called for app errors. Works the same in a plain
+ * thread and in a worker ractor (app and handler must be shareable
+ * there). */
+static VALUE native_serve(VALUE mod, VALUE id, VALUE app, VALUE handler) {
+    worker *wk;
+    int i = slot_of(id);
+    (void)mod;
+    VALUE obj = TypedData_Make_Struct(cWorker, worker, &worker_type, wk);
+    wk->self = obj;
+    wk->sid = i;
+    wk->app = wk->handler = wk->env = wk->server_name = Qnil;
+    RB_OBJ_WRITE(obj, &wk->app, app);
+    RB_OBJ_WRITE(obj, &wk->handler, handler);
+    pthread_mutex_lock(&servers_mu);
+    wk->s = servers[i].s;
+    if (wk->s) servers[i].refs++;
+    VALUE name = servers[i].server_name;
+    pthread_mutex_unlock(&servers_mu);
+    if (!wk->s) rb_raise(eError, "Kino server %d is not running", i);
+    RB_OBJ_WRITE(obj, &wk->server_name, name);
+    wk->w = kino_waiter_new(wk->s);
+    if (!wk->w) {
+        worker_done((VALUE)wk);
+        rb_raise(eError, "cannot create a worker waiter: %s", strerror(errno));
+    }
+    rb_ensure(worker_loop, (VALUE)wk, worker_done, (VALUE)wk);
+    RB_GC_GUARD(obj);
+    return Qnil;
+}
+
+/* ================================================================== */
+/* 8. Kino.sleep and the rest of Kino::Native                         */
+/* ================================================================== */
+
+struct sleep_args {
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    struct timespec until; /* CLOCK_MONOTONIC */
+    int interrupted;
+};
+
+static void *sleep_nogvl(void *p) {
+    struct sleep_args *a = p;
+    pthread_mutex_lock(&a->mu);
+    while (!a->interrupted) {
+        if (pthread_cond_timedwait(&a->cond, &a->mu, &a->until) == ETIMEDOUT) break;
+    }
+    pthread_mutex_unlock(&a->mu);
+    return NULL;
+}
+
+static void ubf_sleep(void *p) {
+    struct sleep_args *a = p;
+    pthread_mutex_lock(&a->mu);
+    a->interrupted = 1;
+    pthread_cond_signal(&a->cond);
+    pthread_mutex_unlock(&a->mu);
+}
+
+static int ts_before(const struct timespec *a, const struct timespec *b) {
+    return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
+/* Kino.sleep(seconds): sleep on the OS clock with the GVL released, in
+ * any ractor; Thread#kill and signals interrupt it at once. */
+static VALUE native_sleep(VALUE mod, VALUE secs) {
+    (void)mod;
+    if (!rb_obj_is_kind_of(secs, rb_cNumeric))
+        rb_raise(rb_eArgError, "Kino.sleep needs a number of seconds, got %" PRIsVALUE,
+                 rb_obj_class(secs));
+    double d = NUM2DBL(secs);
+    if (!(d >= 0)) rb_raise(rb_eArgError, "Kino.sleep needs a non-negative duration");
+    struct sleep_args a;
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&a.cond, &attr);
+    pthread_condattr_destroy(&attr);
+    pthread_mutex_init(&a.mu, NULL);
+    clock_gettime(CLOCK_MONOTONIC, &a.until);
+    a.until.tv_sec += (time_t)d;
+    a.until.tv_nsec += (long)((d - (double)(time_t)d) * 1e9);
+    if (a.until.tv_nsec >= 1000000000L) {
+        a.until.tv_sec++;
+        a.until.tv_nsec -= 1000000000L;
+    }
+    for (;;) {
+        struct timespec now;
+        a.interrupted = 0;
+        rb_thread_call_without_gvl(sleep_nogvl, &a, ubf_sleep, &a);
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (!ts_before(&now, &a.until)) break;
+        /* interrupted early: Ruby ran (or raised for) the interrupt;
+         * sleep the rest */
+    }
+    pthread_cond_destroy(&a.cond);
+    pthread_mutex_destroy(&a.mu);
+    return Qnil;
+}
+
+static double opt_double(VALUE h, const char *k, double def) {
+    VALUE v = rb_hash_lookup2(h, ID2SYM(rb_intern(k)), Qundef);
+    return v == Qundef || NIL_P(v) ? def : NUM2DBL(v);
+}
+
+static long opt_long(VALUE h, const char *k, long def) {
+    VALUE v = rb_hash_lookup2(h, ID2SYM(rb_intern(k)), Qundef);
+    return v == Qundef || NIL_P(v) ? def : NUM2LONG(v);
+}
+
+/* Kino::Native.server_new(options_hash) -> id: binds and listens. The
+ * options are validated by Kino::Server; unknown keys are ignored. */
+static VALUE native_server_new(VALUE mod, VALUE opts) {
+    kino_options o;
+    char err[256] = "";
+    (void)mod;
+    Check_Type(opts, T_HASH);
+    kino_options_init(&o);
+    VALUE bind = rb_hash_lookup2(opts, ID2SYM(rb_intern("bind")), Qnil);
+    if (!NIL_P(bind)) o.bind = StringValueCStr(bind);
+    o.port = (int)opt_long(opts, "port", o.port);
+    o.io_threads = (int)opt_long(opts, "io_threads", o.io_threads);
+    o.queue_depth = (int)opt_long(opts, "queue_depth", o.queue_depth);
+    o.max_connections = (int)opt_long(opts, "max_connections", o.max_connections);
+    o.queue_timeout = opt_double(opts, "queue_timeout", o.queue_timeout);
+    o.request_timeout = opt_double(opts, "request_timeout", o.request_timeout);
+    o.header_timeout = opt_double(opts, "header_timeout", o.header_timeout);
+    o.keepalive_timeout = opt_double(opts, "keepalive_timeout", o.keepalive_timeout);
+    o.body_timeout = opt_double(opts, "body_timeout", o.body_timeout);
+    o.max_body_size = (uint64_t)opt_long(opts, "max_body_size", (long)o.max_body_size);
+
+    kino_server *s = kino_server_new(&o, err, sizeof err);
+    if (!s) rb_raise(eError, "%s", err);
+    /* SERVER_NAME for requests without Host: the bind address */
+    VALUE name;
+    if (strcmp(o.bind, "0.0.0.0") == 0 || strcmp(o.bind, "::") == 0 || !*o.bind) name = S_LOCALHOST;
+    else if (strchr(o.bind, ':') && o.bind[0] != '[') name = rb_sprintf("[%s]", o.bind);
+    else name = rb_str_new_cstr(o.bind);
+    name = rb_obj_freeze(name);
+    pthread_mutex_lock(&servers_mu);
+    int i;
+    for (i = 1; i < MAX_SERVERS && (servers[i].s || servers[i].refs); i++) {
+    }
+    if (i < MAX_SERVERS) {
+        servers[i].s = s;
+        servers[i].server_name = name;
+        rb_gc_register_address(&servers[i].server_name);
+    }
+    pthread_mutex_unlock(&servers_mu);
+    if (i == MAX_SERVERS) {
+        kino_server_free(s);
+        rb_raise(eError, "too many Kino servers in one process");
+    }
+    return INT2NUM(i);
+}
+
+static VALUE native_server_start(VALUE mod, VALUE id) {
+    char err[256] = "";
+    (void)mod;
+    if (kino_server_start(server_of(id), err, sizeof err) != KINO_OK) rb_raise(eError, "%s", err);
+    return Qnil;
+}
+
+static VALUE native_server_port(VALUE mod, VALUE id) {
+    (void)mod;
+    return INT2NUM(kino_server_port(server_of(id)));
+}
+
+static void *drain_nogvl(void *s) {
+    kino_server_drain(s);
+    return NULL;
+}
+
+static VALUE native_server_drain(VALUE mod, VALUE id) {
+    (void)mod;
+    rb_thread_call_without_gvl(drain_nogvl, server_of(id), RUBY_UBF_IO, NULL);
+    return Qnil;
+}
+
+static VALUE native_server_pending(VALUE mod, VALUE id) {
+    (void)mod;
+    return LONG2NUM(kino_server_pending(server_of(id)));
+}
+
+static VALUE native_server_abort(VALUE mod, VALUE id) {
+    (void)mod;
+    kino_server_abort(server_of(id));
+    return Qnil;
+}
+
+static void *stop_nogvl(void *s) {
+    kino_server_stop(s);
+    return NULL;
+}
+
+static VALUE native_server_stop(VALUE mod, VALUE id) {
+    (void)mod;
+    rb_thread_call_without_gvl(stop_nogvl, server_of(id), RUBY_UBF_IO, NULL);
+    return Qnil;
+}
+
+/* Free a stopped server once no worker is inside it. Returns false (and
+ * frees nothing) while workers remain. */
+static VALUE native_server_free(VALUE mod, VALUE id) {
+    int i = slot_of(id);
+    (void)mod;
+    pthread_mutex_lock(&servers_mu);
+    kino_server *s = servers[i].s;
+    if (!s || servers[i].refs > 0) {
+        pthread_mutex_unlock(&servers_mu);
+        return s ? Qfalse : Qtrue;
+    }
+    servers[i].s = NULL;
+    rb_gc_unregister_address(&servers[i].server_name);
+    servers[i].server_name = Qnil;
+    pthread_mutex_unlock(&servers_mu);
+    kino_server_free(s);
+    return Qtrue;
+}
+
+static VALUE native_server_stats(VALUE mod, VALUE id) {
+    kino_stats st;
+    VALUE h = rb_hash_new();
+    (void)mod;
+    kino_server_stats(server_of(id), &st);
+#define STAT(k) rb_hash_aset(h, ID2SYM(rb_intern(#k)), ULL2NUM(st.k))
+    STAT(accepted);
+    STAT(connections);
+    STAT(served);
+    STAT(queued);
+    STAT(in_flight);
+    STAT(rejected);
+    STAT(timeouts);
+    STAT(errors);
+#undef STAT
+    return h;
+}
+
+void Init_kino(void) {
+#ifdef HAVE_RB_EXT_RACTOR_SAFE
+    rb_ext_ractor_safe(true); /* before any method is defined */
+#endif
+    id_call = rb_intern("call");
+    id_each = rb_intern("each");
+    id_to_ary = rb_intern("to_ary");
+    id_close = rb_intern("close");
+    id_report = rb_intern("report");
+    id_to_i = rb_intern("to_i");
+    init_strings();
+
+    mKino = rb_define_module("Kino");
+    mNative = rb_define_module_under(mKino, "Native");
+    eError = rb_define_class_under(mKino, "Error", rb_eStandardError);
+    eClientDisconnected = rb_define_class_under(mKino, "ClientDisconnected", rb_eIOError);
+    eInputError = rb_define_class_under(mKino, "InputError", rb_eIOError);
+    eResponseError = rb_define_class_under(mKino, "ResponseError", eError);
+    rb_define_const(mNative, "VERSION", rb_obj_freeze(rb_str_new_cstr(KINO_VERSION)));
+
+    cWorker = rb_define_class_under(mNative, "Worker", rb_cObject);
+    rb_undef_alloc_func(cWorker);
+
+    cInput = rb_define_class_under(mKino, "Input", rb_cObject);
+    rb_undef_alloc_func(cInput);
+    rb_define_method(cInput, "read", input_read, -1);
+    rb_define_method(cInput, "gets", input_gets, 0);
+    rb_define_method(cInput, "each", input_each, 0);
+    rb_define_method(cInput, "close", input_close, 0);
+
+    cNullInput = rb_define_class_under(mKino, "NullInput", rb_cObject);
+    rb_define_method(cNullInput, "read", null_read, -1);
+    rb_define_method(cNullInput, "gets", null_gets, 0);
+    rb_define_method(cNullInput, "each", null_each, 0);
+    rb_define_method(cNullInput, "close", null_close, 0);
+    null_input = rb_obj_freeze(rb_obj_alloc(cNullInput));
+    rb_gc_register_mark_object(null_input);
+    rb_define_const(mKino, "NULL_INPUT", null_input);
+
+    rb_define_module_function(mNative, "serve", native_serve, 3);
+    rb_define_module_function(mNative, "server_new", native_server_new, 1);
+    rb_define_module_function(mNative, "server_start", native_server_start, 1);
+    rb_define_module_function(mNative, "server_port", native_server_port, 1);
+    rb_define_module_function(mNative, "server_drain", native_server_drain, 1);
+    rb_define_module_function(mNative, "server_pending", native_server_pending, 1);
+    rb_define_module_function(mNative, "server_abort", native_server_abort, 1);
+    rb_define_module_function(mNative, "server_stop", native_server_stop, 1);
+    rb_define_module_function(mNative, "server_free", native_server_free, 1);
+    rb_define_module_function(mNative, "server_stats", native_server_stats, 1);
+    rb_define_module_function(mNative, "sleep", native_sleep, 1);
+}

@@ -1,0 +1,40 @@
+# frozen_string_literal: true
+
+# Kino: a Rack 3 web server whose network side is a small C engine.
+#
+#   require "kino"
+#   Kino.serve                          # ./config.ru, else the built-in page
+#   Kino.serve(app, port: 3000)
+#   Kino::Server.new(app, **options).start
+#
+# Where things live: the engine is kino.c (C, no Ruby), the binding is
+# kino_ruby.c (Kino::Native), and each file under lib/kino has one job.
+require_relative "kino/version"
+require_relative "kino/kino" # the native extension: Kino::Native, Kino::Input
+require_relative "kino/errors"
+require_relative "kino/cpus"
+require_relative "kino/options"
+require_relative "kino/reporter"
+require_relative "kino/workers"
+require_relative "kino/server"
+require_relative "kino/builder"
+require_relative "kino/welcome"
+
+module Kino
+  # Serve a Rack app until INT or TERM: +app+, or the block, or
+  # ./config.ru when present, else the built-in welcome page. Listens on
+  # port 9292 unless +port:+ says otherwise; other options as for
+  # Kino::Server.new.
+  def self.serve(app = nil, **options, &block)
+    app ||= block || (File.exist?("config.ru") ? Builder.load_file("config.ru") : Welcome)
+    options = { port: 9292 }.merge(options)
+    Server.run(app, **options)
+  end
+
+  # Sleep +seconds+ on the OS clock with the GVL released. Unlike
+  # Kernel#sleep it stays precise in worker ractors; Thread#kill ends it
+  # at once.
+  def self.sleep(seconds)
+    Native.sleep(seconds)
+  end
+end

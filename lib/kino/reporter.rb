@@ -1,0 +1,51 @@
+# frozen_string_literal: true
+
+require "rbconfig"
+
+module Kino
+  # Reports an error raised while serving a request: one headline naming
+  # the request and where in the app it failed, then the app's frames and
+  # a count of the library frames folded away:
+  #
+  #   500 GET /orders · RuntimeError: boom (app/orders.rb:12)
+  #       app/orders.rb:12:in `show'
+  #       config.ru:3:in `block in <main>'
+  #       (+24 frames in gems, Ruby and Kino)
+  #
+  # A module with no state, so it is shareable and serves every ractor.
+  module Reporter
+    MAX_FRAMES = 8
+    LIBRARY_DIRS = [RbConfig::CONFIG["rubylibdir"], File.expand_path("..", __dir__)].compact.map(&:freeze).freeze
+
+    def self.report(error, env, status = 500)
+      $stderr.write(format(error, env, status))
+    rescue StandardError
+      nil # a report must never take the worker down
+    end
+
+    def self.format(error, env, status = 500)
+      frames = error.backtrace || []
+      app, library = frames.partition { |frame| app_frame?(frame) }
+      where = app.first || frames.first
+      location = where ? " (#{short(where[/\A[^:]+:\d+/] || where)})" : ""
+      lines = ["#{status} #{env['REQUEST_METHOD']} #{env['PATH_INFO']} · #{error.class}: #{error.message}#{location}"]
+      shown = (app.empty? ? library : app).first(MAX_FRAMES)
+      lines.concat(shown.map { |frame| "    #{short(frame)}" })
+      folded = frames.size - shown.size
+      lines << "    (+#{folded} frames in gems, Ruby and Kino)" if folded.positive?
+      lines.join("\n") << "\n"
+    end
+
+    def self.app_frame?(frame)
+      !(frame.start_with?("<internal:") || frame.include?("/gems/") ||
+        LIBRARY_DIRS.any? { |dir| frame.start_with?(dir) })
+    end
+
+    def self.short(frame)
+      dir = Dir.pwd
+      frame.start_with?("#{dir}/") ? frame[(dir.size + 1)..] : frame
+    end
+
+    private_class_method :app_frame?, :short
+  end
+end

@@ -1,0 +1,166 @@
+# frozen_string_literal: true
+
+module Kino
+  # A Kino server: the C engine's I/O threads plus a pool of workers that
+  # run the Rack app.
+  #
+  #   server = Kino::Server.new(app, port: 0).start
+  #   server.port          # the bound port
+  #   server.stats         # live counters
+  #   server.shutdown      # graceful: finish what is in flight, then stop
+  class Server
+    # Build, start, print the banner and serve until INT/TERM.
+    def self.run(app, **options)
+      new(app, **options).run
+    end
+
+    attr_reader :app, :options, :mode
+
+    def initialize(app, **options)
+      raise ArgumentError, "the app must respond to call" unless app.respond_to?(:call)
+
+      @app = app
+      @options = Options.resolve(options)
+      @mode = resolve_mode
+      @state = :new
+      @lock = Mutex.new
+      @changed = ConditionVariable.new
+    end
+
+    def workers
+      @options[:workers] || Kino.available_parallelism
+    end
+
+    def threads
+      @options[:threads] || (@mode == :ractor ? 1 : 3)
+    end
+
+    # The bound port (the requested one before #start).
+    def port
+      @port || @options[:port]
+    end
+
+    def url
+      host = @options[:bind].include?(":") ? "[#{@options[:bind]}]" : @options[:bind]
+      "http://#{host}:#{port}"
+    end
+
+    # Bind, listen and start the workers; returns self once listening.
+    def start
+      @lock.synchronize do
+        raise Error, "server already started" unless @state == :new
+
+        @id = Native.server_new(Options.native(@options))
+        begin
+          Native.server_start(@id)
+          @port = Native.server_port(@id)
+          @pool = ThreadPool.new(@id, @app, size: workers * threads).start
+        rescue Exception # rubocop:disable Lint/RescueException
+          Native.server_stop(@id)
+          Native.server_free(@id)
+          raise
+        end
+        @state = :running
+      end
+      self
+    end
+
+    # Graceful shutdown: stop accepting at once, close idle connections,
+    # let in-flight and queued requests finish (their responses say
+    # "Connection: close") for up to +timeout+ seconds (shutdown_timeout by
+    # default), then answer the rest with 500 and stop the workers.
+    # Idempotent; a second caller waits for the first.
+    def shutdown(timeout: nil)
+      @lock.synchronize do
+        @changed.wait(@lock) while @state == :stopping
+        return nil unless @state == :running
+
+        @state = :stopping
+      end
+      drain(timeout.nil? ? @options[:shutdown_timeout] : timeout)
+      @lock.synchronize do
+        @state = :stopped
+        @changed.broadcast
+      end
+      nil
+    end
+
+    # Block until the server has stopped.
+    def wait
+      @lock.synchronize { @changed.wait(@lock) until @state == :stopped }
+      self
+    end
+
+    def running?
+      @state == :running
+    end
+
+    # Start, print the banner, stop gracefully on INT or TERM (a second
+    # signal exits at once), and wait.
+    def run
+      start
+      $stdout.puts banner
+      $stdout.flush
+      previous = trap_signals
+      wait
+      self
+    ensure
+      previous&.each { |signal, handler| Signal.trap(signal, handler || "DEFAULT") }
+    end
+
+    # Counters (SPEC.md section 7). Before #start only the configuration.
+    def stats
+      base = { mode: @mode, workers: workers, threads: threads, io_threads: @options[:io_threads],
+               respawns: @pool ? @pool.respawns : 0 }
+      return base unless @id && %i[running stopping].include?(@state)
+
+      base.merge(Native.server_stats(@id))
+    end
+
+    def banner
+      [
+        "Kino #{VERSION} (#{RUBY_DESCRIPTION})",
+        "- mode: #{@mode}, #{workers} worker#{'s' if workers != 1} × #{threads} thread#{'s' if threads != 1}",
+        "- pid: #{Process.pid}",
+        "- listening: #{url}",
+        "- Ctrl-C to stop"
+      ].join("\n")
+    end
+
+    private
+
+    def resolve_mode
+      case @options[:mode]
+      when :ractor then raise NotImplementedError, "mode: :ractor is not available yet; use :threaded"
+      else :threaded
+      end
+    end
+
+    def drain(timeout)
+      deadline = now + timeout
+      Native.server_drain(@id)
+      sleep 0.005 until Native.server_pending(@id).zero? || now >= deadline
+      Native.server_abort(@id) unless Native.server_pending(@id).zero?
+      Native.server_stop(@id)
+      @pool.stop(grace: 1.0)
+      Native.server_free(@id) # false (and nothing freed) if a worker is still inside
+    end
+
+    def now
+      Process.clock_gettime(Process::CLOCK_MONOTONIC)
+    end
+
+    def trap_signals
+      signalled = false
+      %w[INT TERM].to_h do |signal|
+        handler = Signal.trap(signal) do
+          exit!(1) if signalled # the second signal: stop now
+          signalled = true
+          $stderr.puts "kino: #{signal} received, finishing requests (send it again to stop now)"
+          Thread.new { shutdown }
+        end
+        [signal, handler]
+      end
+    end
+  end
+end
