@@ -1,0 +1,22 @@
+/*
+ * run.c -- the C test runner. A unity build: it includes kino.c itself so
+ * tests can reach the engine's static helpers (the ready queue, lists).
+ * Prints "N passed, N failed" and exits non-zero on any failure.
+ */
+#include "../../kino.c"
+#include "check.h"
+
+#include "test_parser.c"
+#include "test_chunked.c"
+#include "test_queue.c"
+#include "test_server.c"
+
+int main(void) {
+    signal(SIGPIPE, SIG_IGN);
+    test_parser();
+    test_chunked();
+    test_queue();
+    test_server();
+    printf("%d passed, %d failed\n", checks_passed, checks_failed);
+    return checks_failed ? 1 : 0;
+}

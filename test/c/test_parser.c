@@ -1,0 +1,276 @@
+/*
+ * test_parser.c -- the request-head parser: a table of valid and invalid
+ * heads, every prefix of a valid head reported incomplete, byte-by-byte
+ * scanning equal to whole-buffer scanning, and every input parsed right
+ * before an unreadable page so any over-read crashes.
+ */
+#include <sys/mman.h>
+
+typedef struct valid_case {
+    const char *req;
+    const char *method, *path, *query, *host;
+    int minor, keep_alive, chunked, expect, nheaders;
+    long long content_length;
+} valid_case;
+
+static const valid_case valid_cases[] = {
+    {"GET / HTTP/1.1\r\nHost: a\r\n\r\n", "GET", "/", "", "a", 1, 1, 0, 0, 1, -1},
+    {"GET /p?q=1&r HTTP/1.1\r\nHost: a\r\n\r\n", "GET", "/p", "q=1&r", "a", 1, 1, 0, 0, 1, -1},
+    {"GET /p? HTTP/1.1\r\nHost: a\r\n\r\n", "GET", "/p", "", "a", 1, 1, 0, 0, 1, -1},
+    {"GET / HTTP/1.0\r\n\r\n", "GET", "/", "", "", 0, 0, 0, 0, 0, -1},
+    {"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", "GET", "/", "", "", 0, 1, 0, 0, 1, -1},
+    {"GET / HTTP/1.0\r\nConnection: Keep-Alive, close\r\n\r\n", "GET", "/", "", "", 0, 0, 0, 0, 1, -1},
+    {"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", "GET", "/", "", "a", 1, 0, 0, 0, 2, -1},
+    {"GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, CLOSE\r\n\r\n", "GET", "/", "", "a", 1, 0, 0, 0, 2, -1},
+    {"POST /f HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n", "POST", "/f", "", "a", 1, 1, 0, 0, 2, 5},
+    {"POST /f HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n", "POST", "/f", "", "a", 1, 1, 0, 0, 2, 0},
+    {"POST /f HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n", "POST", "/f", "", "a", 1, 1, 1, 0, 2, -1},
+    {"POST /f HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n", "POST", "/f", "", "a", 1, 1, 1, 0, 2, -1},
+    {"\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", "GET", "/", "", "a", 1, 1, 0, 0, 1, -1},
+    {"\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", "GET", "/", "", "a", 1, 1, 0, 0, 1, -1},
+    {"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n", "OPTIONS", "*", "", "a", 1, 1, 0, 0, 1, -1},
+    {"GET http://example.com/x?y HTTP/1.1\r\nHost: other\r\n\r\n", "GET", "/x", "y", "example.com", 1, 1, 0, 0, 1, -1},
+    {"GET http://example.com HTTP/1.1\r\nHost: other\r\n\r\n", "GET", "/", "", "example.com", 1, 1, 0, 0, 1, -1},
+    {"GET HTTPS://example.com:8443?z HTTP/1.1\r\nHost: h\r\n\r\n", "GET", "/", "z", "example.com:8443", 1, 1, 0, 0, 1, -1},
+    {"GET / HTTP/1.1\r\nHost:   a  \r\n\r\n", "GET", "/", "", "a", 1, 1, 0, 0, 1, -1},
+    {"GET / HTTP/1.1\r\nHost: a\r\nX: a\tb\r\n\r\n", "GET", "/", "", "a", 1, 1, 0, 0, 2, -1},
+    {"GET / HTTP/1.1\r\nHost: a\r\nX: caf\xc3\xa9\r\n\r\n", "GET", "/", "", "a", 1, 1, 0, 0, 2, -1},
+    {"GET / HTTP/1.1\r\nHost: a\r\nX-Empty:\r\n\r\n", "GET", "/", "", "a", 1, 1, 0, 0, 2, -1},
+    {"GET / HTTP/1.1\r\nHost: a\r\nX-Empty:   \r\n\r\n", "GET", "/", "", "a", 1, 1, 0, 0, 2, -1},
+    {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\n", "POST", "/", "", "a", 1, 1, 0, 0, 2, 5},
+    {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 7\r\nContent-Length: 7\r\n\r\n", "POST", "/", "", "a", 1, 1, 0, 0, 3, 7},
+    {"GET / HTTP/1.2\r\nHost: a\r\n\r\n", "GET", "/", "", "a", 1, 1, 0, 0, 1, -1},
+    {"PUT /u HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n", "PUT", "/u", "", "a", 1, 1, 0, 1, 3, 3},
+    {"GET / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n\r\n", "GET", "/", "", "a", 1, 1, 0, 0, 2, -1},
+    {"PUT /u HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n", "PUT", "/u", "", "", 0, 0, 0, 0, 2, 3},
+    {"GET / HTTP/1.1\r\nHost: a:8080\r\n\r\n", "GET", "/", "", "a:8080", 1, 1, 0, 0, 1, -1},
+    {"GET / HTTP/1.1\r\nHost: [::1]:80\r\n\r\n", "GET", "/", "", "[::1]:80", 1, 1, 0, 0, 1, -1},
+    {"GET / HTTP/1.1\r\nHost: \r\n\r\n", "GET", "/", "", "", 1, 1, 0, 0, 1, -1},
+    {"PROPFIND /dav HTTP/1.1\r\nHost: a\r\n\r\n", "PROPFIND", "/dav", "", "a", 1, 1, 0, 0, 1, -1},
+    {"HEAD /h HTTP/1.1\r\nHost: a\r\n\r\n", "HEAD", "/h", "", "a", 1, 1, 0, 0, 1, -1},
+    {"GET /%7Efoo%20bar HTTP/1.1\r\nHost: a\r\n\r\n", "GET", "/%7Efoo%20bar", "", "a", 1, 1, 0, 0, 1, -1},
+    {"GET /a/../b;p=1 HTTP/1.1\r\nhOsT: a\r\n\r\n", "GET", "/a/../b;p=1", "", "a", 1, 1, 0, 0, 1, -1},
+    {"GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: ,chunked\r\n\r\n", "GET", "/", "", "a", 1, 1, 1, 0, 2, -1},
+    {"DELETE /x HTTP/1.1\r\nHost: a\r\nCookie: a=1\r\nCookie: b=2\r\n\r\n", "DELETE", "/x", "", "a", 1, 1, 0, 0, 3, -1},
+};
+
+typedef struct invalid_case {
+    const char *req;
+    int status;
+} invalid_case;
+
+static const invalid_case invalid_cases[] = {
+    {"GET / HTTP/1.1\r\n\r\n", 400},                                        /* no Host */
+    {"GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n", 400},                  /* two Hosts */
+    {"GET / HTTP/1.1\r\nHost: u@a\r\n\r\n", 400},
+    {"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", 400},
+    {"GET / HTTP/1.1\r\nHost: a, b\r\n\r\n", 400},
+    {"GET / HTTP/1.1\r\nHost: a:80x\r\n\r\n", 400},
+    {"GET / HTTP/1.1\r\nHost: a:123456\r\n\r\n", 400},
+    {"GET / HTTP/1.1\r\nHost: [::1\r\n\r\n", 400},
+    {"GET  / HTTP/1.1\r\nHost: a\r\n\r\n", 400},                            /* double SP */
+    {"GET / HTTP/1.1 \r\nHost: a\r\n\r\n", 400},                            /* trailing SP */
+    {"GET / http/1.1\r\nHost: a\r\n\r\n", 400},
+    {"GET / HTTP/1\r\nHost: a\r\n\r\n", 400},
+    {"GET / HTTP/01.1\r\nHost: a\r\n\r\n", 400},
+    {"GET / HTTP/1.10\r\nHost: a\r\n\r\n", 400},
+    {"GET / HTTP/1.x\r\nHost: a\r\n\r\n", 400},
+    {"GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505},
+    {"GET / HTTP/3\r\nHost: a\r\n\r\n", 505},
+    {"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 505},
+    {"GET / HTTP/0.9\r\n\r\n", 505},
+    {"GET /\r\n\r\n", 400},                                                 /* no version */
+    {"GET / HTTP/1.1\nHost: a\n\n", 400},                                   /* bare LF */
+    {"GET / HTTP/1.1\r\nHost: a\nX: b\r\n\r\n", 400},                       /* bare LF */
+    {"GET / HTTP/1.1\r\nHost: a\rX: b\r\n\r\n", 400},                       /* bare CR */
+    {"GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n b\r\n\r\n", 400},               /* obs-fold */
+    {"GET / HTTP/1.1\r\n Host: a\r\n\r\n", 400},                            /* SP after line */
+    {"GET / HTTP/1.1\r\nHost : a\r\n\r\n", 400},                            /* SP before ':' */
+    {"GET / HTTP/1.1\r\nHost\t: a\r\n\r\n", 400},
+    {"GET / HTTP/1.1\r\nHost a\r\n\r\n", 400},                              /* no colon */
+    {"GET / HTTP/1.1\r\nHost: a\r\n: x\r\n\r\n", 400},                      /* empty name */
+    {"GET / HTTP/1.1\r\nHo@st: a\r\n\r\n", 400},                            /* non-token */
+    {"GET / HTTP/1.1\r\nHost: a\r\nX: \x01\r\n\r\n", 400},                  /* CTL in value */
+    {"GET / HTTP/1.1\r\nHost: a\r\nX: a\x7f\r\n\r\n", 400},                 /* DEL in value */
+    {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", 400},
+    {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: abc\r\n\r\n", 400},
+    {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\n", 400},
+    {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n", 400},
+    {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: \r\n\r\n", 400},
+    {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5 5\r\n\r\n", 400},
+    {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 6\r\n\r\n", 400},
+    {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", 400},
+    {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999\r\n\r\n", 400},
+    {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0x10\r\n\r\n", 400},
+    {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501},
+    {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", 400},
+    {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", 400},
+    {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked;q=1\r\n\r\n", 400},
+    {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n", 400},
+    {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", 400},
+    {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: \r\n\r\n", 400},
+    {"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400},
+    {"GET /a#b HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+    {"GET * HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+    {"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n", 501},
+    {"GET a HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+    {"GET ftp://x/ HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+    {"GET http:///x HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+    {"GET http://u@x/ HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+    {" / HTTP/1.1\r\nHost: a\r\n\r\n", 400},                                /* no method */
+    {"G(T / HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+    {"GET /\x01 HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+    {"GET /\x7f HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+    {"\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", 400}, /* 9 empty lines */
+};
+
+/* Parse req whole; returns the head length or the error. */
+static long parse_all(const char *req, size_t len, kino_head *h, kino_header *hdrs) {
+    return kino_parse_request(req, len, h, hdrs, KINO_MAX_HEADERS);
+}
+
+static int span_eq(kino_span s, const char *lit) {
+    return s.n == strlen(lit) && (s.n == 0 || memcmp(s.p, lit, s.n) == 0);
+}
+
+/* Copy req to the end of a readable page followed by an unreadable one. */
+static char *guarded(const char *req, size_t len, void **map, size_t *maplen) {
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    size_t pages = (len + page - 1) / page + 1;
+    *maplen = (pages + 1) * page;
+    char *m = mmap(NULL, *maplen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) return NULL;
+    mprotect(m + pages * page, page, PROT_NONE);
+    *map = m;
+    char *at = m + pages * page - len;
+    memcpy(at, req, len);
+    return at;
+}
+
+static void check_guarded(const char *req, size_t len) {
+    void *map;
+    size_t maplen;
+    kino_head h;
+    static kino_header hdrs[KINO_MAX_HEADERS];
+    char *at = guarded(req, len, &map, &maplen);
+    CHECK(at != NULL);
+    if (!at) return;
+    for (size_t n = 0; n <= len; n++) parse_all(at + len - n, n, &h, hdrs); /* suffixes */
+    parse_all(at, len, &h, hdrs);
+    munmap(map, maplen);
+}
+
+static void test_valid_cases(void) {
+    static kino_header hdrs[KINO_MAX_HEADERS];
+    for (size_t i = 0; i < sizeof valid_cases / sizeof *valid_cases; i++) {
+        const valid_case *t = &valid_cases[i];
+        size_t len = strlen(t->req);
+        kino_head h;
+        long n = parse_all(t->req, len, &h, hdrs);
+        CHECKF(n == (long)len, "case %zu: parsed %ld of %zu (status %d): %s", i, n, len, h.status, t->req);
+        if (n != (long)len) continue;
+        CHECKF(span_eq(h.method, t->method), "case %zu method", i);
+        CHECKF(span_eq(h.path, t->path), "case %zu path %.*s", i, (int)h.path.n, h.path.p);
+        CHECKF(span_eq(h.query, t->query), "case %zu query", i);
+        CHECKF(span_eq(h.host, t->host), "case %zu host %.*s", i, (int)h.host.n, h.host.p);
+        CHECKF(h.minor == t->minor, "case %zu minor", i);
+        CHECKF(h.keep_alive == (unsigned)t->keep_alive, "case %zu keep_alive", i);
+        CHECKF(h.chunked == (unsigned)t->chunked, "case %zu chunked", i);
+        CHECKF(h.expect_continue == (unsigned)t->expect, "case %zu expect", i);
+        CHECKF(h.nheaders == (size_t)t->nheaders, "case %zu nheaders %zu", i, h.nheaders);
+        CHECKF(h.content_length == t->content_length, "case %zu content_length", i);
+        CHECKF(h.is_head == (t->method[0] == 'H' && t->method[1] == 'E'), "case %zu is_head", i);
+
+        /* every proper prefix is incomplete */
+        int prefixes_ok = 1;
+        for (size_t k = 0; k < len; k++)
+            if (parse_all(t->req, k, &h, hdrs) != KINO_INCOMPLETE) prefixes_ok = 0;
+        CHECKF(prefixes_ok, "case %zu: a prefix was not reported incomplete", i);
+
+        /* scanning byte by byte finds the same end */
+        size_t scanned = 0;
+        int status = 0;
+        long end = 0;
+        for (size_t k = 1; k <= len && end == 0; k++) end = kino_head_end(t->req, k, &scanned, &status);
+        CHECKF(end == (long)len, "case %zu: byte-by-byte end %ld", i, end);
+
+        /* bytes after the head are not part of it */
+        char buf[512];
+        snprintf(buf, sizeof buf, "%sGET /next", t->req);
+        CHECKF(parse_all(buf, strlen(buf), &h, hdrs) == (long)len, "case %zu with trailing bytes", i);
+        check_guarded(t->req, len);
+    }
+}
+
+static void test_invalid_cases(void) {
+    static kino_header hdrs[KINO_MAX_HEADERS];
+    for (size_t i = 0; i < sizeof invalid_cases / sizeof *invalid_cases; i++) {
+        const invalid_case *t = &invalid_cases[i];
+        size_t len = strlen(t->req);
+        kino_head h;
+        long n = parse_all(t->req, len, &h, hdrs);
+        CHECKF(n == KINO_ERROR && h.status == t->status, "invalid case %zu: got %ld status %d, want %d: %s",
+               i, n, h.status, t->status, t->req);
+        /* fed byte by byte, the error shows up no later than at the end */
+        size_t scanned = 0;
+        int status = 0;
+        long end = 0;
+        for (size_t k = 1; k <= len && end == 0; k++) end = kino_head_end(t->req, k, &scanned, &status);
+        if (end > 0) end = kino_parse_head(t->req, (size_t)end, &h, hdrs, KINO_MAX_HEADERS) == KINO_OK ? end : -1;
+        CHECKF(end < 0, "invalid case %zu accepted when dribbled", i);
+        check_guarded(t->req, len);
+    }
+    /* NUL bytes, which strlen-based tables cannot hold */
+    static const char nul_name[] = "GET / HTTP/1.1\r\nHost: a\r\n\0: b\r\n\r\n";
+    static const char nul_value[] = "GET / HTTP/1.1\r\nHost: a\r\nX: a\0b\r\n\r\n";
+    static const char nul_target[] = "GET /\0 HTTP/1.1\r\nHost: a\r\n\r\n";
+    kino_head h;
+    CHECK(parse_all(nul_name, sizeof nul_name - 1, &h, hdrs) == KINO_ERROR && h.status == 400);
+    CHECK(parse_all(nul_value, sizeof nul_value - 1, &h, hdrs) == KINO_ERROR && h.status == 400);
+    CHECK(parse_all(nul_target, sizeof nul_target - 1, &h, hdrs) == KINO_ERROR && h.status == 400);
+}
+
+/* Size limits: request line, whole head, field count. */
+static void test_limits(void) {
+    static kino_header hdrs[KINO_MAX_HEADERS];
+    static char buf[KINO_MAX_HEAD + 4096];
+    kino_head h;
+    size_t n;
+
+    /* a request line at the limit passes; one byte more is 414 */
+    n = (size_t)snprintf(buf, sizeof buf, "GET /");
+    memset(buf + n, 'a', KINO_MAX_REQUEST_LINE - 14 - n);
+    n = KINO_MAX_REQUEST_LINE - 14;
+    n += (size_t)snprintf(buf + n, sizeof buf - n, " HTTP/1.1\r\nHost: a\r\n\r\n");
+    CHECKF(parse_all(buf, n, &h, hdrs) == (long)n, "request line of %d bytes", KINO_MAX_REQUEST_LINE - 5);
+    n = (size_t)snprintf(buf, sizeof buf, "GET /");
+    memset(buf + n, 'a', KINO_MAX_REQUEST_LINE);
+    n += KINO_MAX_REQUEST_LINE;
+    n += (size_t)snprintf(buf + n, sizeof buf - n, " HTTP/1.1\r\nHost: a\r\n\r\n");
+    CHECK(parse_all(buf, n, &h, hdrs) == KINO_ERROR && h.status == 414);
+    /* ...and is noticed before the line ends */
+    CHECK(parse_all(buf, KINO_MAX_REQUEST_LINE + 100, &h, hdrs) == KINO_ERROR && h.status == 414);
+
+    /* 128 fields pass, 129 are 431 */
+    n = (size_t)snprintf(buf, sizeof buf, "GET / HTTP/1.1\r\nHost: a\r\n");
+    for (int i = 1; i < KINO_MAX_HEADERS; i++) n += (size_t)snprintf(buf + n, sizeof buf - n, "X-%d: v\r\n", i);
+    n += (size_t)snprintf(buf + n, sizeof buf - n, "\r\n");
+    CHECK(parse_all(buf, n, &h, hdrs) == (long)n && h.nheaders == KINO_MAX_HEADERS);
+    n -= 2;
+    n += (size_t)snprintf(buf + n, sizeof buf - n, "X-last: v\r\n\r\n");
+    CHECK(parse_all(buf, n, &h, hdrs) == KINO_ERROR && h.status == 431);
+
+    /* a head over the limit is 431, complete or not */
+    n = (size_t)snprintf(buf, sizeof buf, "GET / HTTP/1.1\r\nHost: a\r\nX: ");
+    memset(buf + n, 'v', KINO_MAX_HEAD);
+    n += KINO_MAX_HEAD;
+    CHECK(parse_all(buf, n, &h, hdrs) == KINO_ERROR && h.status == 431);
+    n += (size_t)snprintf(buf + n, sizeof buf - n, "\r\n\r\n");
+    CHECK(parse_all(buf, n, &h, hdrs) == KINO_ERROR && h.status == 431);
+}
+
+static void test_parser(void) {
+    test_valid_cases();
+    test_invalid_cases();
+    test_limits();
+}

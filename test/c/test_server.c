@@ -1,0 +1,204 @@
+/*
+ * test_server.c -- the engine used from plain C, as kino.h documents:
+ * start a server, answer with worker threads through kino_take and the
+ * response writer, and talk to it over real sockets.
+ */
+#include <netinet/in.h>
+#include <sys/time.h>
+
+static kino_server *srv;
+
+/* The test app: echoes method, path and body. */
+static void *srv_worker(void *arg) {
+    kino_waiter *w = kino_waiter_new(srv);
+    kino_conn *c;
+    (void)arg;
+    while ((c = kino_take(srv, w, 1)) != NULL) {
+        do {
+            const kino_head *h = kino_conn_head(c);
+            char body[70000];
+            int n = snprintf(body, sizeof body, "%.*s %.*s ", (int)h->method.n, h->method.p,
+                             (int)h->path.n, h->path.p);
+            size_t len = (size_t)n;
+            for (;;) {
+                long r = kino_body_read(c, w, body + len, sizeof body - len);
+                if (r > 0) len += (size_t)r;
+                else if (r == KINO_AGAIN && kino_wait(c, w, KINO_WAIT_READ) == KINO_OK) continue;
+                else break;
+            }
+            if (kino_conn_reject(c)) kino_resp_error(c, w, 500);
+            else kino_respond_simple(c, w, 200, "text/plain", body, len);
+        } while ((c = kino_next(c, w)) != NULL);
+    }
+    kino_waiter_free(w);
+    return NULL;
+}
+
+static int srv_connect(void) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)kino_server_port(srv))};
+    struct timeval tv = {5, 0};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static void srv_send(int fd, const char *s, size_t n) {
+    while (n > 0) {
+        ssize_t w = send(fd, s, n, MSG_NOSIGNAL);
+        if (w <= 0) return;
+        s += w;
+        n -= (size_t)w;
+    }
+}
+
+static void srv_sends(int fd, const char *s) { srv_send(fd, s, strlen(s)); }
+
+/* Read until `responses` complete Content-Length responses arrived, or
+ * EOF, or the 5 s timeout. Returns the bytes read; *eof says whether the
+ * server closed. */
+static size_t srv_read(int fd, char *buf, size_t cap, int responses, int *eof) {
+    size_t len = 0;
+    *eof = 0;
+    for (;;) {
+        int complete = 0;
+        const char *p = buf, *end = buf + len;
+        while (p < end) {
+            const char *he = memmem(p, (size_t)(end - p), "\r\n\r\n", 4);
+            if (!he) break;
+            const char *cl = memmem(p, (size_t)(he - p), "Content-Length: ", 16);
+            size_t body = cl ? (size_t)strtoul(cl + 16, NULL, 10) : 0;
+            if ((size_t)(end - (he + 4)) < body) break;
+            complete++;
+            p = he + 4 + body;
+        }
+        if (complete >= responses) return len;
+        ssize_t n = recv(fd, buf + len, cap - len - 1, 0);
+        if (n <= 0) {
+            *eof = n == 0;
+            return len;
+        }
+        len += (size_t)n;
+        buf[len] = 0;
+    }
+}
+
+static int srv_closed(int fd) {
+    char c;
+    return recv(fd, &c, 1, 0) == 0;
+}
+
+static int count(const char *hay, size_t len, const char *needle) {
+    int n = 0;
+    for (const char *p = hay; (p = memmem(p, (size_t)(hay + len - p), needle, strlen(needle))); p++) n++;
+    return n;
+}
+
+static void test_server(void) {
+    char err[256], buf[1 << 17];
+    kino_options o;
+    pthread_t workers[2];
+    int fd, eof;
+    size_t n;
+
+    kino_options_init(&o);
+    o.port = 0;
+    srv = kino_server_new(&o, err, sizeof err);
+    CHECKF(srv != NULL, "server_new: %s", err);
+    if (!srv) return;
+    CHECKF(kino_server_start(srv, err, sizeof err) == KINO_OK, "start: %s", err);
+    CHECK(kino_server_port(srv) > 0);
+    for (int i = 0; i < 2; i++) pthread_create(&workers[i], NULL, srv_worker, NULL);
+
+    /* a GET and a keep-alive reuse of the same connection */
+    fd = srv_connect();
+    CHECK(fd >= 0);
+    srv_sends(fd, "GET /one HTTP/1.1\r\nHost: x\r\n\r\n");
+    n = srv_read(fd, buf, sizeof buf, 1, &eof);
+    CHECKF(strncmp(buf, "HTTP/1.1 200 OK\r\n", 17) == 0 && strstr(buf, "GET /one ") &&
+               strstr(buf, "\r\nDate: ") && strstr(buf, "\r\nServer: Kino\r\n") &&
+               strstr(buf, "Content-Length: 9\r\n"),
+           "first response: %.*s", (int)n, buf);
+    srv_sends(fd, "GET /two HTTP/1.1\r\nHost: x\r\n\r\n");
+    n = srv_read(fd, buf, sizeof buf, 1, &eof);
+    CHECK(n > 0 && strstr(buf, "GET /two "));
+
+    /* three pipelined requests in one write are answered in order */
+    const char *pipe3 = "GET /a HTTP/1.1\r\nHost: x\r\n\r\nPOST /b HTTP/1.1\r\nHost: x\r\n"
+                        "Content-Length: 5\r\n\r\nhelloGET /c HTTP/1.1\r\nHost: x\r\n\r\n";
+    srv_send(fd, pipe3, strlen(pipe3));
+    n = srv_read(fd, buf, sizeof buf, 3, &eof);
+    char *a = strstr(buf, "GET /a "), *b = strstr(buf, "POST /b hello"), *c = strstr(buf, "GET /c ");
+    CHECKF(a && b && c && a < b && b < c, "pipelined order: %.*s", (int)n, buf);
+    close(fd);
+
+    /* HTTP/1.0: answered, then closed */
+    fd = srv_connect();
+    srv_sends(fd, "GET /old HTTP/1.0\r\n\r\n");
+    n = srv_read(fd, buf, sizeof buf, 1, &eof);
+    CHECK(strstr(buf, "GET /old ") && strstr(buf, "Connection: close"));
+    CHECK(srv_closed(fd));
+    close(fd);
+
+    /* a chunked upload is decoded for the worker */
+    fd = srv_connect();
+    const char *chunked = "POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                          "3\r\nabc\r\n4;ext=1\r\ndefg\r\n0\r\nTrailer: t\r\n\r\n";
+    srv_send(fd, chunked, strlen(chunked));
+    n = srv_read(fd, buf, sizeof buf, 1, &eof);
+    CHECKF(strstr(buf, "POST /up abcdefg"), "chunked upload: %.*s", (int)n, buf);
+    close(fd);
+
+    /* a large body arriving in pieces */
+    fd = srv_connect();
+    static char big[60000];
+    memset(big, 'z', sizeof big);
+    snprintf(buf, sizeof buf, "PUT /big HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n\r\n", sizeof big);
+    srv_send(fd, buf, strlen(buf));
+    for (size_t off = 0; off < sizeof big; off += 7000)
+        srv_send(fd, big + off, sizeof big - off < 7000 ? sizeof big - off : 7000);
+    n = srv_read(fd, buf, sizeof buf, 1, &eof);
+    CHECKF(strstr(buf, "Content-Length: 60009\r\n") != NULL, "big body: %.60s", buf);
+    close(fd);
+
+    /* malformed: 400, then the connection closes (no resynchronising) */
+    fd = srv_connect();
+    srv_sends(fd, "GET / HTTP/1.1\r\nHost : x\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n");
+    n = srv_read(fd, buf, sizeof buf, 2, &eof);
+    CHECKF(strncmp(buf, "HTTP/1.1 400 Bad Request\r\n", 26) == 0, "400: %.*s", (int)n, buf);
+    CHECK(count(buf, n, "HTTP/1.1") == 1 && eof);
+    close(fd);
+
+    /* unsupported version: 505 */
+    fd = srv_connect();
+    srv_sends(fd, "GET / HTTP/2.0\r\nHost: x\r\n\r\n");
+    srv_read(fd, buf, sizeof buf, 1, &eof);
+    CHECK(strncmp(buf, "HTTP/1.1 505 ", 13) == 0);
+    close(fd);
+
+    kino_stats st;
+    kino_server_stats(srv, &st);
+    CHECKF(st.served == 8 && st.accepted == 6, "stats: served %llu accepted %llu",
+           (unsigned long long)st.served, (unsigned long long)st.accepted);
+
+    /* shutdown: drain closes the listener at once */
+    fd = srv_connect(); /* idle keep-alive connection, closed by drain */
+    srv_sends(fd, "GET /idle HTTP/1.1\r\nHost: x\r\n\r\n");
+    srv_read(fd, buf, sizeof buf, 1, &eof);
+    kino_server_drain(srv);
+    CHECK(srv_connect() < 0);
+    CHECK(srv_closed(fd));
+    close(fd);
+    for (int i = 0; i < 100 && kino_server_pending(srv) > 0; i++) {
+        struct timespec ms = {0, 10000000};
+        nanosleep(&ms, NULL);
+    }
+    CHECK(kino_server_pending(srv) == 0);
+    kino_server_stop(srv);
+    for (int i = 0; i < 2; i++) pthread_join(workers[i], NULL);
+    kino_server_free(srv);
+}

@@ -1,0 +1,22 @@
+# frozen_string_literal: true
+
+# Installs the gems the test suite needs (rack for Rack::Lint, minitest)
+# into a local folder, only when the Ruby running this lacks them.
+# Usage: ruby test/install_gems.rb DIR
+require "rubygems"
+require "rubygems/gem_runner"
+
+dir = File.expand_path(ARGV.fetch(0))
+Gem.paths = { "GEM_HOME" => Gem.dir, "GEM_PATH" => [dir, *Gem.path].join(File::PATH_SEPARATOR) }
+wanted = { "rack" => "~> 3.0", "minitest" => ">= 5.15" }
+
+wanted.each do |name, requirement|
+  next if Gem::Specification.find_all_by_name(name, requirement).any?
+
+  warn "installing #{name} (#{requirement}) into #{dir}"
+  begin
+    Gem::GemRunner.new.run(["install", "--no-document", "--install-dir", dir, name, "-v", requirement])
+  rescue Gem::SystemExitException => e
+    raise unless e.exit_code.zero?
+  end
+end
