@@ -21,7 +21,8 @@ module Kino
       header_timeout: 15.0,
       keepalive_timeout: 65.0,
       body_timeout: 30.0,
-      max_connections: nil    # nil: 80% of the open-file limit
+      max_connections: nil,   # nil: 80% of the open-file limit
+      on_error: nil           # callable(exception, env), after the error is logged
     }.freeze
 
     MODES = %i[auto ractor threaded].freeze
@@ -56,6 +57,8 @@ module Kino
         invalid(name, value, "a number of seconds, 0 or more") unless value.is_a?(Numeric) && value >= 0
       when :queue_timeout, :header_timeout, :keepalive_timeout, :body_timeout
         positive_number(name, value)
+      when :on_error
+        invalid(name, value, "a callable (responds to call), or nil") unless value.nil? || value.respond_to?(:call)
       when :max_body_size
         invalid(name, value, "a number of bytes, or nil for no limit") unless value.nil? || (value.is_a?(Integer) && value >= 0)
       end

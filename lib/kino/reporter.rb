@@ -48,4 +48,21 @@ module Kino
 
     private_class_method :app_frame?, :short
   end
+
+  # What a worker calls when serving a request fails: log the error, then
+  # call the on_error hook, if any. A hook that raises is logged, never
+  # propagated. Frozen; shareable when the hook is.
+  class ErrorHandler
+    def initialize(hook = nil)
+      @hook = hook
+      freeze
+    end
+
+    def report(error, env)
+      Reporter.report(error, env)
+      @hook&.call(error, env)
+    rescue StandardError => e
+      $stderr.write("kino: on_error hook raised #{e.class}: #{e.message}\n")
+    end
+  end
 end

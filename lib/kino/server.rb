@@ -54,7 +54,8 @@ module Kino
         begin
           Native.server_start(@id)
           @port = Native.server_port(@id)
-          @pool = ThreadPool.new(@id, @app, size: workers * threads).start
+          handler = ErrorHandler.new(@options[:on_error])
+          @pool = ThreadPool.new(@id, @app, size: workers * threads, handler: handler).start
         rescue Exception # rubocop:disable Lint/RescueException
           Native.server_stop(@id)
           Native.server_free(@id)

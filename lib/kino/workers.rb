@@ -8,9 +8,10 @@ module Kino
   class ThreadPool
     attr_reader :respawns
 
-    def initialize(server_id, app, size:, mode: :threaded)
+    def initialize(server_id, app, size:, handler:, mode: :threaded)
       @server_id = server_id
       @app = app
+      @handler = handler
       @size = size
       @mode = mode
       @threads = []
@@ -50,7 +51,7 @@ module Kino
         Thread.current[:kino_mode] = @mode
         error = nil
         begin
-          Native.serve(@server_id, @app, Reporter)
+          Native.serve(@server_id, @app, @handler)
         rescue Exception => e # rubocop:disable Lint/RescueException
           error = e
         ensure
