@@ -10,7 +10,11 @@
 # Where things live: the engine is kino.c (C, no Ruby), the binding is
 # kino_ruby.c (Kino::Native), and each file under lib/kino has one job.
 require_relative "kino/version"
-require_relative "kino/kino" # the native extension: Kino::Native, Kino::Input
+begin
+  require_relative "kino/kino" # the native extension: Kino::Native, Kino::Input
+rescue LoadError => e
+  raise LoadError, "Kino's native extension is not built (#{e.message}); run `make` in the Kino checkout"
+end
 require_relative "kino/errors"
 require_relative "kino/cpus"
 require_relative "kino/options"

@@ -3,7 +3,6 @@
 require_relative "helper"
 require "tmpdir"
 require "rbconfig"
-require "minitest/mock"
 
 # Kino.serve in a child process, as `ruby -rkino -e 'Kino.serve'` runs it:
 # the built-in page without a config.ru, the directory's config.ru with
@@ -65,10 +64,13 @@ class ServeTest < Minitest::Test
   end
 
   def test_default_port_is_9292
-    seen = nil
-    Kino::Server.stub(:run, ->(_app, **options) { seen = options }) { Kino.serve(->(_env) {}) }
-    assert_equal 9292, seen[:port]
-    Kino::Server.stub(:run, ->(_app, **options) { seen = options }) { Kino.serve(->(_env) {}, port: 1234) }
-    assert_equal 1234, seen[:port]
+    seen = []
+    original = Kino::Server.method(:run)
+    Kino::Server.define_singleton_method(:run) { |_app, **options| seen << options[:port] }
+    Kino.serve(->(_env) {})
+    Kino.serve(->(_env) {}, port: 1234)
+    assert_equal [9292, 1234], seen
+  ensure
+    Kino::Server.define_singleton_method(:run, original)
   end
 end
