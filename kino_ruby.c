@@ -66,7 +66,7 @@ static VALUE K_REQUEST_METHOD, K_SCRIPT_NAME, K_PATH_INFO, K_QUERY_STRING, K_SER
     K_SERVER_PORT, K_SERVER_PROTOCOL, K_REMOTE_ADDR, K_CONTENT_TYPE, K_CONTENT_LENGTH,
     K_SERVER_SOFTWARE, K_RACK_INPUT, K_RACK_ERRORS, K_RACK_URL_SCHEME, K_RACK_MULTITHREAD,
     K_RACK_MULTIPROCESS, K_RACK_RUN_ONCE, K_RACK_RESPONSE_FINISHED, K_RACK_HIJACKP;
-static VALUE S_EMPTY, S_HTTP, S_HTTP10, S_HTTP11, S_PORT80, S_SOFTWARE, S_LOCALHOST;
+static VALUE S_EMPTY, S_HTTP, S_HTTP10, S_HTTP11, S_PORT80, S_SOFTWARE;
 
 /* Methods and request headers common enough to deserve a prebuilt
  * string; everything else is built per request. */
@@ -127,7 +127,6 @@ static void init_strings(void) {
     S_HTTP11 = frozen("HTTP/1.1");
     S_PORT80 = frozen("80");
     S_SOFTWARE = frozen("Kino/" KINO_VERSION);
-    S_LOCALHOST = frozen("localhost");
     for (int i = 0; methods[i]; i++) method_strs[i] = frozen(methods[i]);
     for (size_t i = 0; i < N_COMMON; i++) {
         char key[64];
@@ -149,7 +148,7 @@ static void init_strings(void) {
 static struct slot {
     kino_server *s;
     int refs;
-    VALUE server_name; /* frozen SERVER_NAME used when a request has no Host */
+    char server_name[64]; /* SERVER_NAME for requests without a Host */
 } servers[MAX_SERVERS];
 static pthread_mutex_t servers_mu = PTHREAD_MUTEX_INITIALIZER;
 
@@ -748,7 +747,9 @@ static kino_conn *serve_request(worker *wk, kino_conn *c) {
         int client = !fatal && kino_conn_reject(c) && rb_obj_is_kind_of(err, eInputError);
         if (!gone) {
             kino_resp_error(c, wk->w, 500);
-            if (!fatal && !client) {
+            /* report app errors, and Exceptions that end the worker;
+             * not Thread#kill or throw (err is not an Exception then) */
+            if (!client && rb_obj_is_kind_of(err, rb_eException)) {
                 struct report_args a = {wk, err};
                 int st2 = 0;
                 rb_protect(report_error, (VALUE)&a, &st2);
@@ -806,10 +807,12 @@ static VALUE native_serve(VALUE mod, VALUE id, VALUE app, VALUE handler) {
     pthread_mutex_lock(&servers_mu);
     wk->s = servers[i].s;
     if (wk->s) servers[i].refs++;
-    VALUE name = servers[i].server_name;
+    char name[sizeof servers[i].server_name];
+    memcpy(name, servers[i].server_name, sizeof name);
     pthread_mutex_unlock(&servers_mu);
     if (!wk->s) rb_raise(eError, "Kino server %d is not running", i);
-    RB_OBJ_WRITE(obj, &wk->server_name, name);
+    /* each worker (and so each ractor) makes its own frozen copy */
+    RB_OBJ_WRITE(obj, &wk->server_name, rb_obj_freeze(rb_str_new_cstr(name)));
     wk->w = kino_waiter_new(wk->s);
     if (!wk->w) {
         worker_done((VALUE)wk);
@@ -924,19 +927,18 @@ static VALUE native_server_new(VALUE mod, VALUE opts) {
     kino_server *s = kino_server_new(&o, err, sizeof err);
     if (!s) rb_raise(eError, "%s", err);
     /* SERVER_NAME for requests without Host: the bind address */
-    VALUE name;
-    if (strcmp(o.bind, "0.0.0.0") == 0 || strcmp(o.bind, "::") == 0 || !*o.bind) name = S_LOCALHOST;
-    else if (strchr(o.bind, ':') && o.bind[0] != '[') name = rb_sprintf("[%s]", o.bind);
-    else name = rb_str_new_cstr(o.bind);
-    name = rb_obj_freeze(name);
+    char name[64];
+    if (strcmp(o.bind, "0.0.0.0") == 0 || strcmp(o.bind, "::") == 0 || !*o.bind)
+        snprintf(name, sizeof name, "localhost");
+    else if (strchr(o.bind, ':') && o.bind[0] != '[') snprintf(name, sizeof name, "[%s]", o.bind);
+    else snprintf(name, sizeof name, "%s", o.bind);
     pthread_mutex_lock(&servers_mu);
     int i;
     for (i = 1; i < MAX_SERVERS && (servers[i].s || servers[i].refs); i++) {
     }
     if (i < MAX_SERVERS) {
         servers[i].s = s;
-        servers[i].server_name = name;
-        rb_gc_register_address(&servers[i].server_name);
+        memcpy(servers[i].server_name, name, sizeof name);
     }
     pthread_mutex_unlock(&servers_mu);
     if (i == MAX_SERVERS) {
@@ -1003,8 +1005,6 @@ static VALUE native_server_free(VALUE mod, VALUE id) {
         return s ? Qfalse : Qtrue;
     }
     servers[i].s = NULL;
-    rb_gc_unregister_address(&servers[i].server_name);
-    servers[i].server_name = Qnil;
     pthread_mutex_unlock(&servers_mu);
     kino_server_free(s);
     return Qtrue;

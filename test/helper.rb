@@ -19,7 +19,7 @@ module KinoTest
   def serve(app, lint: true, quiet: false, **options)
     errors = Queue.new
     app = Rack::Lint.new(app) if lint
-    options = { workers: 1, threads: 2, on_error: ->(e, _env) { errors << e } }.merge(options)
+    options = { workers: 1, threads: 2, mode: :threaded, on_error: ->(e, _env) { errors << e } }.merge(options)
     server = nil
     output = capture_stderr(quiet) do
       server = Kino::Server.new(app, **options).start

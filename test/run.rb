@@ -1,4 +1,7 @@
 # frozen_string_literal: true
 
-# Runs every Ruby suite (test/*_test.rb) in one process.
-Dir[File.join(__dir__, "*_test.rb")].sort.each { |file| require file }
+# Runs the Ruby suites in one process: every test/*_test.rb, or the files
+# named in TESTS (make test-ruby TESTS="test/http_test.rb test/ractor_test.rb").
+files = ENV["TESTS"].to_s.split.map { |f| File.expand_path(f) }
+files = Dir[File.join(__dir__, "*_test.rb")].sort if files.empty?
+files.each { |file| require file }

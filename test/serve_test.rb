@@ -36,13 +36,13 @@ class ServeTest < Minitest::Test
     Dir.mktmpdir do |dir|
       child(dir, signal: "INT") do |port, banner|
         assert_match(/Kino #{Regexp.escape(Kino::VERSION)}/, banner)
-        assert_match(/mode: threaded, 1 worker × 1 thread/, banner)
+        assert_match(/mode: ractor, 1 worker × 1 thread/, banner) # the built-in page is shareable
         assert_match(/pid: \d+/, banner)
         response = get(port, "/hello?x=1")
         assert_equal 200, response.status
         assert_includes response.body, "Kino #{Kino::VERSION}"
         assert_includes response.body, RUBY_VERSION
-        assert_includes response.body, "threaded"
+        assert_includes response.body, "<b>ractor</b>"
         assert_includes response.body, "GET /hello?x=1 HTTP/1.1"
       end
     end

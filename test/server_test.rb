@@ -27,7 +27,9 @@ class ServerTest < Minitest::Test
   end
 
   def test_defaults
-    server = Kino::Server.new(APP)
+    server = nil
+    _, warning = capture_io { server = Kino::Server.new(APP) } # a lambda made in a test: not shareable
+    assert_match(/mode :threaded/, warning)
     assert_equal Kino.available_parallelism, server.workers
     assert_equal 3, server.threads
     assert_equal :threaded, server.mode
@@ -127,10 +129,6 @@ class ServerTest < Minitest::Test
     assert_match(/cannot listen/, error.message)
   ensure
     first&.shutdown
-  end
-
-  def test_ractor_mode_is_not_available_yet
-    assert_raises(NotImplementedError) { Kino::Server.new(APP, mode: :ractor) }
   end
 
   def test_kino_sleep

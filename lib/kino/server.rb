@@ -54,8 +54,8 @@ module Kino
         begin
           Native.server_start(@id)
           @port = Native.server_port(@id)
-          handler = ErrorHandler.new(@options[:on_error])
-          @pool = ThreadPool.new(@id, @app, size: workers * threads, handler: handler).start
+          @pool = start_workers
+
         rescue Exception # rubocop:disable Lint/RescueException
           Native.server_stop(@id)
           Native.server_free(@id)
@@ -130,10 +130,44 @@ module Kino
 
     private
 
+    # :threaded as asked; :ractor as asked, if the app and the on_error
+    # hook are shareable (else UnshareableAppError); :auto picks :ractor
+    # when they are and otherwise warns once and picks :threaded.
     def resolve_mode
-      case @options[:mode]
-      when :ractor then raise NotImplementedError, "mode: :ractor is not available yet; use :threaded"
-      else :threaded
+      return :threaded if @options[:mode] == :threaded
+
+      blocker = ractor_blocker
+      if @options[:mode] == :ractor && blocker
+        raise UnshareableAppError,
+              "mode :ractor needs a Ractor-shareable app and hooks, but #{blocker}. " \
+              "Make it shareable (a module with self.call, Ractor.make_shareable(app), or " \
+              "Kino.shareable_app { ->(env) { ... } }), or use mode: :threaded. " \
+              "Kino::Check.report(app) (kino --check) lists every blocker."
+      end
+      return :ractor unless blocker
+
+      warn "kino: #{blocker}; serving in mode :threaded (run `kino --check` or Kino::Check.report(app) to see why)"
+      :threaded
+    end
+
+    # Why the app cannot run in worker ractors, or nil.
+    def ractor_blocker
+      unless Ractor.shareable?(@app)
+        finding = defined?(Check) ? Check.first_blocker(@app) : nil
+        return "the app is not Ractor-shareable#{" (#{finding})" if finding}"
+      end
+      hook = @options[:on_error]
+      return "the on_error hook is not Ractor-shareable" if hook && !Ractor.shareable?(hook)
+
+      nil
+    end
+
+    def start_workers
+      handler = ErrorHandler.new(@options[:on_error])
+      if @mode == :ractor
+        RactorPool.new(@id, @app, workers: workers, threads: threads, handler: handler).start
+      else
+        ThreadPool.new(@id, @app, size: workers * threads, handler: handler).start
       end
     end
 

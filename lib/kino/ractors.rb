@@ -1,0 +1,113 @@
+# frozen_string_literal: true
+
+module Kino
+  # The workers of :ractor mode: +workers+ Ractors, each running +threads+
+  # native serve loops (the same loop as :threaded mode, kino_ruby.c). Only
+  # the shareable app, the shareable error handler and integers cross into
+  # a worker ractor; the env is built inside it.
+  #
+  # A supervisor thread in the main ractor waits for any worker to end
+  # with Ractor.select -- the same call on Ruby 3.x (where it takes the
+  # ractor's final value) and 4.0 (where it waits for termination). A
+  # worker that ended while the pool runs died: its in-flight requests were
+  # already answered with 500 by the serve loop on the way out; the
+  # supervisor starts a new one and counts it in #respawns.
+  class RactorPool
+    attr_reader :respawns
+
+    def initialize(server_id, app, workers:, threads:, handler:)
+      @server_id = server_id
+      @app = app
+      @workers = workers
+      @threads = threads
+      @handler = handler
+      @ractors = []
+      @respawns = 0
+      @stopping = false
+    end
+
+    def start
+      @ractors = Array.new(@workers) { |index| spawn(index) }
+      @supervisor = Thread.new { supervise }
+      @supervisor.name = "kino-supervisor"
+      @supervisor.report_on_exception = false
+      self
+    end
+
+    # Once the server is stopped every worker leaves its serve loop after
+    # its current request; wait up to +grace+ seconds for that. A ractor
+    # cannot be killed from outside: one still in app code is left to end
+    # with the process.
+    def stop(grace: 1.0)
+      @stopping = true
+      @supervisor&.join(grace)
+      self
+    end
+
+    # The body of a worker ractor: threads - 1 helper threads and this
+    # one run the serve loop. A helper that dies takes the ractor with it
+    # (abort_on_exception), so the ractor is the unit that is replaced.
+    def self.work(server_id, app, handler, threads)
+      Thread.current[:kino_mode] = :ractor
+      Thread.current.report_on_exception = false
+      helpers = Array.new(threads - 1) do
+        Thread.new do
+          Thread.current[:kino_mode] = :ractor
+          Thread.current.report_on_exception = false
+          Native.serve(server_id, app, handler)
+        end.tap { |thread| thread.abort_on_exception = true }
+      end
+      Native.serve(server_id, app, handler)
+      helpers.each(&:join)
+      nil
+    end
+
+    private
+
+    def spawn(index)
+      quietly do
+        Ractor.new(@server_id, @app, @handler, @threads, name: "kino-worker-#{index}") do |id, app, handler, threads|
+          Kino::RactorPool.work(id, app, handler, threads)
+        end
+      end
+    end
+
+    def supervise
+      until @ractors.compact.empty?
+        ractor, error = wait_any
+        index = @ractors.index(ractor)
+        next unless index
+
+        @ractors[index] = nil
+        next if @stopping || error.nil? # a normal return: the server stopped
+
+        warn "kino: worker ractor #{index} died (#{describe(error)}); starting a new one"
+        @respawns += 1
+        @ractors[index] = spawn(index)
+      end
+    end
+
+    # The next worker to end, and the exception it died of (nil when it
+    # returned normally, which only happens when the server stops).
+    def wait_any
+      ractor, _value = Ractor.select(*@ractors.compact)
+      [ractor, nil]
+    rescue Ractor::RemoteError => e
+      [e.ractor, e.cause || e]
+    end
+
+    def describe(error)
+      error ? "#{error.class}: #{error.message}" : "it returned"
+    end
+
+    # Ruby prints "Ractor is experimental" on the first Ractor.new; Kino
+    # users chose ractors on purpose.
+    def quietly
+      previous = Warning[:experimental]
+      Warning[:experimental] = false
+      yield
+    ensure
+      Warning[:experimental] = previous
+    end
+  end
+end
