@@ -7,6 +7,7 @@ class ServerTest < Minitest::Test
   include KinoTest
 
   APP = ->(_env) { [200, {}, ["ok"]] }
+  THREADED = { mode: :threaded }.freeze # APP is not shareable: skip the :auto warning
 
   def test_unknown_option_is_named
     error = assert_raises(ArgumentError) { Kino::Server.new(APP, prot: 80) }
@@ -17,7 +18,7 @@ class ServerTest < Minitest::Test
     { workers: 0, threads: -1, io_threads: 0, queue_depth: 0, port: 70_000, bind: "",
       mode: :fast, queue_timeout: 0, request_timeout: -1, header_timeout: "5",
       max_body_size: -1, shutdown_timeout: -1, on_error: 5, workers_: 1 }.each do |name, value|
-      error = assert_raises(ArgumentError, name.to_s) { Kino::Server.new(APP, name => value) }
+      error = assert_raises(ArgumentError, name.to_s) { Kino::Server.new(APP, **THREADED, name => value) }
       assert_includes error.message, name.to_s.chomp("_")
     end
   end
@@ -46,7 +47,7 @@ class ServerTest < Minitest::Test
   end
 
   def test_stats_before_and_after_start
-    server = Kino::Server.new(APP, workers: 2, threads: 2)
+    server = Kino::Server.new(APP, workers: 2, threads: 2, **THREADED)
     assert_equal({ mode: :threaded, workers: 2, threads: 2, io_threads: 1, respawns: 0 }, server.stats)
     server.start
     get(server.port)
@@ -61,7 +62,7 @@ class ServerTest < Minitest::Test
   end
 
   def test_start_twice_raises_and_shutdown_is_idempotent
-    server = Kino::Server.new(APP).start
+    server = Kino::Server.new(APP, **THREADED).start
     assert_raises(Kino::Error) { server.start }
     assert_nil server.shutdown
     assert_nil server.shutdown
@@ -69,7 +70,7 @@ class ServerTest < Minitest::Test
   end
 
   def test_wait_returns_after_shutdown_from_another_thread
-    server = Kino::Server.new(APP).start
+    server = Kino::Server.new(APP, **THREADED).start
     Thread.new { sleep 0.1; server.shutdown }
     assert_same server, server.wait
   end
@@ -111,7 +112,7 @@ class ServerTest < Minitest::Test
   end
 
   def test_bind_ipv6
-    server = Kino::Server.new(APP, bind: "::1").start
+    server = Kino::Server.new(APP, bind: "::1", **THREADED).start
     socket = TCPSocket.new("::1", server.port)
     socket.write("GET / HTTP/1.1\r\nHost: [::1]\r\n\r\n")
     assert_equal "ok", read_response(socket).body
@@ -124,8 +125,8 @@ class ServerTest < Minitest::Test
   end
 
   def test_port_in_use_raises_kino_error
-    first = Kino::Server.new(APP).start
-    error = assert_raises(Kino::Error) { Kino::Server.new(APP, port: first.port).start }
+    first = Kino::Server.new(APP, **THREADED).start
+    error = assert_raises(Kino::Error) { Kino::Server.new(APP, port: first.port, **THREADED).start }
     assert_match(/cannot listen/, error.message)
   ensure
     first&.shutdown

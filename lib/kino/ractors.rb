@@ -9,9 +9,15 @@ module Kino
   # A supervisor thread in the main ractor waits for any worker to end
   # with Ractor.select -- the same call on Ruby 3.x (where it takes the
   # ractor's final value) and 4.0 (where it waits for termination). A
-  # worker that ended while the pool runs died: its in-flight requests were
-  # already answered with 500 by the serve loop on the way out; the
-  # supervisor starts a new one and counts it in #respawns.
+  # worker that crashed (an Exception from the app that is not a
+  # StandardError, or Thread#kill) has already answered its in-flight
+  # requests with 500 on the way out; the supervisor starts a new one and
+  # counts it in #respawns.
+  #
+  # A crashed worker does not end with an exception: it returns a
+  # description of it. Ruby 3.3's Ractor.select spins, holding the main
+  # ractor's GVL, once a selected ractor has died with an exception, so the
+  # exception never leaves the ractor.
   class RactorPool
     attr_reader :respawns
 
@@ -47,6 +53,8 @@ module Kino
     # The body of a worker ractor: threads - 1 helper threads and this
     # one run the serve loop. A helper that dies takes the ractor with it
     # (abort_on_exception), so the ractor is the unit that is replaced.
+    # Returns nil when the server stopped, or "Class: message" of the
+    # crash.
     def self.work(server_id, app, handler, threads)
       Thread.current[:kino_mode] = :ractor
       Thread.current.report_on_exception = false
@@ -60,6 +68,8 @@ module Kino
       Native.serve(server_id, app, handler)
       helpers.each(&:join)
       nil
+    rescue Exception => e # rubocop:disable Lint/RescueException
+      "#{e.class}: #{e.message}"
     end
 
     private
@@ -81,23 +91,18 @@ module Kino
         @ractors[index] = nil
         next if @stopping || error.nil? # a normal return: the server stopped
 
-        warn "kino: worker ractor #{index} died (#{describe(error)}); starting a new one"
+        warn "kino: worker ractor #{index} died (#{error}); starting a new one"
         @respawns += 1
         @ractors[index] = spawn(index)
       end
     end
 
-    # The next worker to end, and the exception it died of (nil when it
-    # returned normally, which only happens when the server stops).
+    # The next worker to end and what it died of (nil when the server
+    # stopped). RemoteError only if something escaped RactorPool.work.
     def wait_any
-      ractor, _value = Ractor.select(*@ractors.compact)
-      [ractor, nil]
+      Ractor.select(*@ractors.compact)
     rescue Ractor::RemoteError => e
-      [e.ractor, e.cause || e]
-    end
-
-    def describe(error)
-      error ? "#{error.class}: #{error.message}" : "it returned"
+      [e.ractor, "#{e.cause.class}: #{e.cause&.message}"]
     end
 
     # Ruby prints "Ractor is experimental" on the first Ractor.new; Kino

@@ -100,9 +100,9 @@ module Kino
     # signal exits at once), and wait.
     def run
       start
+      previous = trap_signals # before the banner: whoever sees it may signal
       $stdout.puts banner
       $stdout.flush
-      previous = trap_signals
       wait
       self
     ensure
@@ -153,7 +153,7 @@ module Kino
     # Why the app cannot run in worker ractors, or nil.
     def ractor_blocker
       unless Ractor.shareable?(@app)
-        finding = defined?(Check) ? Check.first_blocker(@app) : nil
+        finding = Check.first_blocker(@app)
         return "the app is not Ractor-shareable#{" (#{finding})" if finding}"
       end
       hook = @options[:on_error]
