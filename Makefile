@@ -69,6 +69,7 @@ test-c: build/test_c
 gems: $(GEMS)/.installed
 
 $(GEMS)/.installed:
+	mkdir -p $(GEMS)
 	$(RUBY) test/install_gems.rb $(GEMS)
 	touch $@
 
