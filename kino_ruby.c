@@ -178,7 +178,9 @@ typedef struct worker {
     kino_waiter *w;
     kino_conn *c;        /* the request being served, or NULL */
     uint64_t gen;        /* counts requests: stale rack.input detection */
-    VALUE self, app, handler, env, server_name;
+    VALUE self, app, handler, server_name;
+    VALUE env, status, headers; /* of the current request, for reports and
+                                   rack.response_finished */
 } worker;
 
 static void ubf_waiter(void *w) { kino_waiter_interrupt(w); }
@@ -681,6 +683,8 @@ static void respond(worker *wk, VALUE result) {
     r.status = RARRAY_AREF(ary, 0);
     r.headers = RARRAY_AREF(ary, 1);
     r.body = RARRAY_AREF(ary, 2);
+    RB_OBJ_WRITE(wk->self, &wk->status, r.status);
+    RB_OBJ_WRITE(wk->self, &wk->headers, r.headers);
     rb_ensure(write_response, (VALUE)&r, close_body, (VALUE)&r);
 }
 
@@ -693,6 +697,8 @@ static void worker_mark(void *p) {
     rb_gc_mark(wk->app);
     rb_gc_mark(wk->handler);
     rb_gc_mark(wk->env);
+    rb_gc_mark(wk->status);
+    rb_gc_mark(wk->headers);
     rb_gc_mark(wk->server_name);
 }
 static void worker_free(void *p) {
@@ -724,6 +730,53 @@ static VALUE report_error(VALUE arg) {
     return rb_funcall(a->wk->handler, id_report, 2, a->err, a->wk->env);
 }
 
+/* Report err through the handler; a failing report is dropped. */
+static void report(worker *wk, VALUE err) {
+    struct report_args a = {wk, err};
+    int state = 0;
+    rb_protect(report_error, (VALUE)&a, &state);
+    if (state) rb_set_errinfo(Qnil);
+}
+
+struct finished_args {
+    VALUE callback, env, status, headers, error;
+};
+
+static VALUE call_finished(VALUE arg) {
+    struct finished_args *a = (struct finished_args *)arg;
+    return rb_funcall(a->callback, id_call, 4, a->env, a->status, a->headers, a->error);
+}
+
+/* Run env["rack.response_finished"] in reverse order with (env, status,
+ * headers, error) once the response is written and its body closed. A
+ * callback that raises is reported and the others still run. */
+static void response_finished(worker *wk, VALUE error) {
+    if (NIL_P(wk->env)) return;
+    VALUE list = rb_hash_lookup2(wk->env, K_RACK_RESPONSE_FINISHED, Qnil);
+    if (!RB_TYPE_P(list, T_ARRAY)) return;
+    /* status and headers are nil when the app never returned */
+    for (long i = RARRAY_LEN(list) - 1; i >= 0; i--) {
+        struct finished_args a = {RARRAY_AREF(list, i), wk->env, wk->status, wk->headers, error};
+        int state = 0;
+        rb_protect(call_finished, (VALUE)&a, &state);
+        if (state) {
+            VALUE err = rb_errinfo();
+            rb_set_errinfo(Qnil);
+            if (rb_obj_is_kind_of(err, rb_eStandardError)) report(wk, err);
+        }
+        if (i > RARRAY_LEN(list)) i = RARRAY_LEN(list); /* a callback shrank it */
+    }
+}
+
+/* Forget the request: nothing of it stays reachable from the worker. */
+static void request_done(worker *wk) {
+    wk->c = NULL;
+    wk->gen++;
+    RB_OBJ_WRITE(wk->self, &wk->env, Qnil);
+    RB_OBJ_WRITE(wk->self, &wk->status, Qnil);
+    RB_OBJ_WRITE(wk->self, &wk->headers, Qnil);
+}
+
 /* Serve the taken request c. Any StandardError from the app (or from
  * writing its response) becomes a 500 and a report; the worker goes on.
  * Anything else (Exception, Thread#kill, throw) answers 500 too when it
@@ -749,24 +802,19 @@ static kino_conn *serve_request(worker *wk, kino_conn *c) {
             kino_resp_error(c, wk->w, 500);
             /* report app errors, and Exceptions that end the worker;
              * not Thread#kill or throw (err is not an Exception then) */
-            if (!client && rb_obj_is_kind_of(err, rb_eException)) {
-                struct report_args a = {wk, err};
-                int st2 = 0;
-                rb_protect(report_error, (VALUE)&a, &st2);
-                if (st2) rb_set_errinfo(Qnil);
-            }
+            if (!client && rb_obj_is_kind_of(err, rb_eException)) report(wk, err);
         }
+        response_finished(wk, rb_obj_is_kind_of(err, rb_eException) ? err : Qnil);
         if (fatal) {
-            wk->c = NULL;
-            RB_OBJ_WRITE(wk->self, &wk->env, Qnil);
+            request_done(wk);
             kino_next(c, wk->w); /* closes: the response is an error */
             if (!NIL_P(err)) rb_exc_raise(err);
             rb_jump_tag(state);
         }
+    } else {
+        response_finished(wk, Qnil);
     }
-    wk->c = NULL;
-    wk->gen++;
-    RB_OBJ_WRITE(wk->self, &wk->env, Qnil);
+    request_done(wk);
     return kino_next(c, wk->w);
 }
 
@@ -801,7 +849,7 @@ static VALUE native_serve(VALUE mod, VALUE id, VALUE app, VALUE handler) {
     VALUE obj = TypedData_Make_Struct(cWorker, worker, &worker_type, wk);
     wk->self = obj;
     wk->sid = i;
-    wk->app = wk->handler = wk->env = wk->server_name = Qnil;
+    wk->app = wk->handler = wk->env = wk->status = wk->headers = wk->server_name = Qnil;
     RB_OBJ_WRITE(obj, &wk->app, app);
     RB_OBJ_WRITE(obj, &wk->handler, handler);
     pthread_mutex_lock(&servers_mu);

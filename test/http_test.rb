@@ -271,4 +271,30 @@ class HTTPTest < Minitest::Test
       assert_equal "Wikipedia", parse_responses(data).first.body
     end
   end
+
+  def test_response_finished_runs_in_reverse_after_close_with_status_and_error
+    events = Queue.new
+    body = Class.new do
+      define_method(:initialize) { |log| @log = log }
+      define_method(:each) { |&block| block.call("ok") }
+      define_method(:close) { @log << :closed }
+    end
+    app = lambda do |env|
+      env["rack.response_finished"] << ->(_e, status, _h, error) { events << [:first, status, error] }
+      env["rack.response_finished"] << ->(_e, status, _h, error) { events << [:second, status, error] }
+      raise "failed" if env["PATH_INFO"] == "/fail"
+
+      [200, {}, body.new(events)]
+    end
+    serve(app, quiet: true) do |server|
+      assert_equal "ok", get(server.port).body
+      assert_equal [:closed, [:second, 200, nil], [:first, 200, nil]], Array.new(3) { events.pop }
+      assert_equal 500, get(server.port, "/fail").status
+      second, first = events.pop, events.pop
+      assert_equal [:second, nil], second.first(2)
+      assert_equal "failed", second.last.message
+      assert_equal :first, first.first
+    end
+  end
 end
+
