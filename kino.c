@@ -1079,6 +1079,23 @@ kino_conn *kino_take(kino_server *s, kino_waiter *w, int block) {
     return c;
 }
 
+int kino_wait_ready(kino_server *s, kino_waiter *w) {
+    int ready;
+    pthread_mutex_lock(&s->mu);
+    while (klist_empty(&s->ready) && !s->stopped && !atomic_load(&w->interrupted)) {
+        klist_push(&s->sleepers, &w->link);
+        w->sleeping = 1;
+        pthread_cond_wait(&w->cond, &s->mu);
+        if (w->sleeping) { /* interrupted, or a spurious wake-up */
+            klist_remove(&w->link);
+            w->sleeping = 0;
+        }
+    }
+    ready = !klist_empty(&s->ready) && !s->stopped;
+    pthread_mutex_unlock(&s->mu);
+    return ready;
+}
+
 kino_waiter *kino_waiter_new(kino_server *s) {
     kino_waiter *w = calloc(1, sizeof *w);
     if (!w) return NULL;

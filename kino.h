@@ -239,6 +239,16 @@ int kino_waiter_interrupted(kino_waiter *w);
  */
 kino_conn *kino_take(kino_server *s, kino_waiter *w, int block);
 
+/*
+ * Wait until a request is queued, the server stops or w is interrupted,
+ * without taking it (returns nonzero when one is queued). For bindings
+ * whose worker threads share a lock, like Ruby's GVL: wait for work
+ * without the lock, take it with kino_take(s, w, 0) once holding the lock.
+ * A request is then never stuck with a thread that waits for the lock
+ * while a lock holder could serve it.
+ */
+int kino_wait_ready(kino_server *s, kino_waiter *w);
+
 /* The parsed head of the connection's current request. Its spans stay
  * valid until the first body read or the end of the response. */
 const kino_head *kino_conn_head(kino_conn *c);

@@ -185,34 +185,31 @@ typedef struct worker {
 
 static void ubf_waiter(void *w) { kino_waiter_interrupt(w); }
 
-struct take_args {
+struct ready_args {
     kino_server *s;
     kino_waiter *w;
-    kino_conn *c;
 };
 
-static void *take_nogvl(void *p) {
-    struct take_args *a = p;
-    a->c = kino_take(a->s, a->w, 1);
+static void *ready_nogvl(void *p) {
+    struct ready_args *a = p;
+    kino_wait_ready(a->s, a->w);
     return NULL;
 }
 
-/* The next request, waiting without the GVL when none is queued. NULL
- * when the server stops. May raise (Thread#kill, Ractor exit) only while
- * no request is taken. */
+/* The next request, or NULL when the server stops. Requests are taken
+ * only with the GVL held: a worker that finds the queue empty waits for
+ * work without the GVL, then tries again once it holds the GVL, so a
+ * request never waits in a thread that is itself waiting for the GVL
+ * while another thread could serve it (FIFO under CPU-bound load). Raises
+ * only while no request is taken (Thread#kill, Thread#raise, ractor exit). */
 static kino_conn *take_next(worker *wk) {
     for (;;) {
         kino_conn *c = kino_take(wk->s, wk->w, 0);
         if (c) return c;
         if (kino_server_stopped(wk->s)) return NULL;
-        struct take_args a = {wk->s, wk->w, NULL};
+        struct ready_args a = {wk->s, wk->w};
         kino_waiter_reset(wk->w);
-        /* ...gvl2: returns at once when an interrupt is pending, and does
-         * not check interrupts afterwards, so a taken request is never
-         * dropped by an exception raised on the way out */
-        rb_thread_call_without_gvl2(take_nogvl, &a, ubf_waiter, wk->w);
-        if (a.c) return a.c;
-        rb_thread_check_ints(); /* Thread#kill, Thread#raise, ractor exit */
+        rb_thread_call_without_gvl(ready_nogvl, &a, ubf_waiter, wk->w);
     }
 }
 
