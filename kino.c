@@ -264,9 +264,18 @@ static int accept_nb(int lfd, struct sockaddr_storage *ss) {
 #endif
 }
 
+/* Milliseconds on a monotonic clock. The coarse clock (Linux) is read
+ * from the vDSO without a syscall and is precise to a few ms: plenty for
+ * timeouts and statistics. */
+#ifdef CLOCK_MONOTONIC_COARSE
+#define KINO_CLOCK CLOCK_MONOTONIC_COARSE
+#else
+#define KINO_CLOCK CLOCK_MONOTONIC
+#endif
+
 static int64_t mono_ms(void) {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(KINO_CLOCK, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
@@ -821,6 +830,7 @@ struct kino_conn {
     unsigned char next;       /* NEXT_*: set by the worker at hand-back */
     unsigned char maybe_more; /* owner: the socket may hold unread bytes */
     int64_t deadline;         /* ms, for the timer list the conn is on */
+    int64_t queued_at;        /* ms: dispatched to the ready queue */
 
     /* input: buf->data[off..len) is unconsumed; the current request's
      * head is [off, off + head_len); request-body bytes start at bpos */
@@ -865,7 +875,12 @@ typedef struct seg {
 
 struct kino_waiter {
     klist link;              /* on the sleepers list (server mutex) */
+    klist all;               /* on the server's list of waiters (mutex) */
     kino_server *s;
+    int worker;              /* worker number, for per-worker stats */
+    int64_t taken_at;        /* ms: the current request was taken */
+    _Atomic uint64_t served, busy_ms;
+    _Atomic int in_flight;
     pthread_cond_t cond;
     int sleeping;            /* on the sleepers list (server mutex) */
     _Atomic int interrupted;
@@ -923,6 +938,8 @@ struct kino_server {
 
     _Atomic uint64_t accepted, conns, served, queued, in_flight, rejected,
         timeouts, errors;
+    _Atomic uint64_t queue_wait[KINO_WAIT_BUCKETS];
+    klist waiters;                /* every live waiter (mutex) */
 };
 
 static void wake_io(kino_io *io);
@@ -1048,6 +1065,28 @@ static int ready_push(kino_server *s, kino_conn *c) {
     return 0;
 }
 
+/* Upper bounds (ms) of the queue-wait histogram buckets; the last
+ * bucket takes everything above the previous bound. */
+static const int64_t wait_bounds[KINO_WAIT_BUCKETS - 1] = {1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500};
+
+/* A worker starts on request c: per-worker and queue-wait statistics. */
+static void waiter_begin(kino_waiter *w, kino_conn *c) {
+    int64_t now = mono_ms(), waited = now - c->queued_at;
+    int b = 0;
+    while (b < KINO_WAIT_BUCKETS - 1 && waited > wait_bounds[b]) b++;
+    atomic_fetch_add_explicit(&w->s->queue_wait[b], 1, memory_order_relaxed);
+    atomic_store_explicit(&w->in_flight, 1, memory_order_relaxed);
+    w->taken_at = now;
+}
+
+/* The worker is done with its request. */
+static void waiter_end(kino_waiter *w, int served) {
+    int64_t now = mono_ms();
+    atomic_fetch_add_explicit(&w->busy_ms, (uint64_t)(now - w->taken_at), memory_order_relaxed);
+    if (served) atomic_fetch_add_explicit(&w->served, 1, memory_order_relaxed);
+    w->taken_at = now;
+}
+
 kino_conn *kino_take(kino_server *s, kino_waiter *w, int block) {
     kino_conn *c = NULL;
     int freed_space = 0;
@@ -1072,6 +1111,7 @@ kino_conn *kino_take(kino_server *s, kino_waiter *w, int block) {
     if (c) {
         atomic_fetch_sub_explicit(&s->queued, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&s->in_flight, 1, memory_order_relaxed);
+        waiter_begin(w, c);
         if (freed_space) /* I/O threads may hold requests waiting for room */
             for (int i = 0; i < s->nio; i++)
                 if (atomic_load(&s->io[i].parked)) wake_io(&s->io[i]);
@@ -1096,7 +1136,7 @@ int kino_wait_ready(kino_server *s, kino_waiter *w) {
     return ready;
 }
 
-kino_waiter *kino_waiter_new(kino_server *s) {
+kino_waiter *kino_waiter_new(kino_server *s, int worker) {
     kino_waiter *w = calloc(1, sizeof *w);
     if (!w) return NULL;
     if (wakefd_open(w->wake) < 0) {
@@ -1106,11 +1146,18 @@ kino_waiter *kino_waiter_new(kino_server *s) {
     pthread_cond_init(&w->cond, NULL);
     klist_init(&w->link);
     w->s = s;
+    w->worker = worker;
+    pthread_mutex_lock(&s->mu);
+    klist_push(&s->waiters, &w->all);
+    pthread_mutex_unlock(&s->mu);
     return w;
 }
 
 void kino_waiter_free(kino_waiter *w) {
     if (!w) return;
+    pthread_mutex_lock(&w->s->mu);
+    klist_remove(&w->all);
+    pthread_mutex_unlock(&w->s->mu);
     pthread_cond_destroy(&w->cond);
     wakefd_close(w->wake);
     free(w->out);
@@ -1288,6 +1335,7 @@ static int conn_prepare(kino_server *s, kino_conn *c) {
 static void conn_dispatch(kino_io *io, kino_conn *c) {
     kino_server *s = io->s;
     atomic_fetch_add_explicit(&s->queued, 1, memory_order_relaxed);
+    c->queued_at = io->now;
     c->state = C_AWAY;
     c->io_pending = 0;
     klist_remove(&c->tlink);
@@ -2123,15 +2171,18 @@ static void release(kino_conn *c, int next) {
 
 kino_conn *kino_next(kino_conn *c, kino_waiter *w) {
     kino_server *s = c->io->s;
+    int served = c->r_done && !c->broken;
     out_reset(w);
-    if (c->r_done && !c->broken)
-        atomic_fetch_add_explicit(&s->served, 1, memory_order_relaxed);
+    waiter_end(w, served);
+    if (served) atomic_fetch_add_explicit(&s->served, 1, memory_order_relaxed);
     if (!c->r_done && !c->broken) { /* nobody answered: 500, then close */
         release(c, NEXT_ABORT);
+        atomic_store_explicit(&w->in_flight, 0, memory_order_relaxed);
         return NULL;
     }
     if (c->broken || c->r_close || (c->body != B_DONE && c->body != B_NONE)) {
         release(c, NEXT_CLOSE);
+        atomic_store_explicit(&w->in_flight, 0, memory_order_relaxed);
         return NULL;
     }
     /* the current request is consumed: the next one starts at bpos */
@@ -2142,6 +2193,7 @@ kino_conn *kino_next(kino_conn *c, kino_waiter *w) {
         conn_prepare(s, c) == 1)
         return c; /* pipelined: serve it now, in order */
     release(c, NEXT_KEEP);
+    atomic_store_explicit(&w->in_flight, 0, memory_order_relaxed);
     return NULL;
 }
 
@@ -2325,6 +2377,7 @@ kino_server *kino_server_new(const kino_options *o, char *err, size_t errlen) {
     pthread_mutex_init(&s->mu, NULL);
     klist_init(&s->ready);
     klist_init(&s->sleepers);
+    klist_init(&s->waiters);
     s->nio = o->io_threads;
     s->io = calloc((size_t)s->nio, sizeof *s->io);
     if (!s->io) {
@@ -2501,5 +2554,24 @@ void kino_server_stats(kino_server *s, kino_stats *out) {
     out->rejected = LOAD(rejected);
     out->timeouts = LOAD(timeouts);
     out->errors = LOAD(errors);
+    for (int i = 0; i < KINO_WAIT_BUCKETS; i++) out->queue_wait[i] = LOAD(queue_wait[i]);
 #undef LOAD
+}
+
+int64_t kino_wait_bucket_ms(int i) {
+    return i >= 0 && i < KINO_WAIT_BUCKETS - 1 ? wait_bounds[i] : -1;
+}
+
+int kino_server_workers(kino_server *s, kino_worker_stats *out, int max) {
+    int n = 0;
+    pthread_mutex_lock(&s->mu);
+    for (klist *k = s->waiters.next; k != &s->waiters && n < max; k = k->next, n++) {
+        kino_waiter *w = KLIST_ENTRY(k, kino_waiter, all);
+        out[n].worker = w->worker;
+        out[n].served = atomic_load_explicit(&w->served, memory_order_relaxed);
+        out[n].busy_ms = atomic_load_explicit(&w->busy_ms, memory_order_relaxed);
+        out[n].in_flight = atomic_load_explicit(&w->in_flight, memory_order_relaxed);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return n;
 }

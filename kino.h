@@ -22,7 +22,7 @@
  *
  * Minimal worker:
  *
- *   kino_waiter *w = kino_waiter_new(server);
+ *   kino_waiter *w = kino_waiter_new(server, 0);
  *   kino_conn *c;
  *   while ((c = kino_take(server, w, 1)) != NULL) {
  *       do {
@@ -202,6 +202,8 @@ void kino_server_abort(kino_server *s);
 void kino_server_stop(kino_server *s);
 void kino_server_free(kino_server *s);
 
+#define KINO_WAIT_BUCKETS 12   /* queue-wait histogram: see kino_wait_bucket_ms */
+
 typedef struct kino_stats {
     uint64_t accepted;     /* connections accepted */
     uint64_t connections;  /* connections open now */
@@ -211,17 +213,34 @@ typedef struct kino_stats {
     uint64_t rejected;     /* 503 after queue_timeout */
     uint64_t timeouts;     /* 504 after request_timeout */
     uint64_t errors;       /* canned 4xx/5xx answers from the engine */
+    uint64_t queue_wait[KINO_WAIT_BUCKETS]; /* requests by time spent queued */
 } kino_stats;
 
 void kino_server_stats(kino_server *s, kino_stats *out);
+
+/* Upper bound in ms of queue-wait bucket i (1, 2, 5, 10, 25, 50, 100,
+ * 250, 500, 1000, 2500), or -1 for the last, unbounded one. */
+int64_t kino_wait_bucket_ms(int i);
+
+typedef struct kino_worker_stats {
+    int worker;            /* the number given to kino_waiter_new */
+    int in_flight;         /* 1 while serving a request */
+    uint64_t served;       /* responses completed */
+    uint64_t busy_ms;      /* time spent serving */
+} kino_worker_stats;
+
+/* One row per live waiter, at most max; returns the number of rows. */
+int kino_server_workers(kino_server *s, kino_worker_stats *out, int max);
 
 /* ------------------------------------------------------------------ */
 /* Workers                                                            */
 /* ------------------------------------------------------------------ */
 
-/* One waiter per worker thread; it is how that thread is woken. */
-kino_waiter *kino_waiter_new(kino_server *s);
-void kino_waiter_free(kino_waiter *w);
+/* One waiter per worker thread; it is how that thread is woken and where
+ * its statistics live. worker numbers it in kino_server_workers (several
+ * threads of one worker may share a number). */
+kino_waiter *kino_waiter_new(kino_server *s, int worker);
+void kino_waiter_free(kino_waiter *w); /* before the server is freed */
 
 /*
  * Wake w from kino_take() or kino_wait(), now or at its next wait, which

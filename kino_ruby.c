@@ -30,6 +30,7 @@
 #include <ruby/thread.h>
 
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <string.h>
 #include <time.h>
@@ -834,14 +835,14 @@ static VALUE worker_done(VALUE arg) {
     return Qnil;
 }
 
-/* Kino::Native.serve(server_id, app, handler): the worker loop. Takes
- * requests until the server stops, then returns nil. handler.report(
- * exception, env) is called for app errors. Works the same in a plain
- * thread and in a worker ractor (app and handler must be shareable
- * there). */
-static VALUE native_serve(VALUE mod, VALUE id, VALUE app, VALUE handler) {
+/* Kino::Native.serve(server_id, app, handler, worker): the worker loop.
+ * Takes requests until the server stops, then returns nil.
+ * handler.report(exception, env) is called for app errors; number is the
+ * worker this loop belongs to in the per-worker stats. Works the same in a plain thread and
+ * in a worker ractor (app and handler must be shareable there). */
+static VALUE native_serve(VALUE mod, VALUE id, VALUE app, VALUE handler, VALUE number) {
     worker *wk;
-    int i = slot_of(id);
+    int i = slot_of(id), n = NUM2INT(number);
     (void)mod;
     VALUE obj = TypedData_Make_Struct(cWorker, worker, &worker_type, wk);
     wk->self = obj;
@@ -858,7 +859,7 @@ static VALUE native_serve(VALUE mod, VALUE id, VALUE app, VALUE handler) {
     if (!wk->s) rb_raise(eError, "Kino server %d is not running", i);
     /* each worker (and so each ractor) makes its own frozen copy */
     RB_OBJ_WRITE(obj, &wk->server_name, rb_obj_freeze(rb_str_new_cstr(name)));
-    wk->w = kino_waiter_new(wk->s);
+    wk->w = kino_waiter_new(wk->s, n);
     if (!wk->w) {
         worker_done((VALUE)wk);
         rb_raise(eError, "cannot create a worker waiter: %s", strerror(errno));
@@ -1070,6 +1071,24 @@ static VALUE native_server_stats(VALUE mod, VALUE id) {
     STAT(timeouts);
     STAT(errors);
 #undef STAT
+    VALUE waits = rb_hash_new(); /* upper bound in ms (or Infinity) => requests */
+    for (int i = 0; i < KINO_WAIT_BUCKETS; i++) {
+        int64_t bound = kino_wait_bucket_ms(i);
+        rb_hash_aset(waits, bound < 0 ? DBL2NUM(HUGE_VAL) : LL2NUM(bound), ULL2NUM(st.queue_wait[i]));
+    }
+    rb_hash_aset(h, ID2SYM(rb_intern("queue_wait_ms")), waits);
+    kino_worker_stats rows[256];
+    int n = kino_server_workers(server_of(id), rows, 256);
+    VALUE list = rb_ary_new_capa(n);
+    for (int i = 0; i < n; i++) {
+        VALUE row = rb_hash_new();
+        rb_hash_aset(row, ID2SYM(rb_intern("worker")), INT2NUM(rows[i].worker));
+        rb_hash_aset(row, ID2SYM(rb_intern("served")), ULL2NUM(rows[i].served));
+        rb_hash_aset(row, ID2SYM(rb_intern("in_flight")), INT2NUM(rows[i].in_flight));
+        rb_hash_aset(row, ID2SYM(rb_intern("busy_ms")), ULL2NUM(rows[i].busy_ms));
+        rb_ary_push(list, row);
+    }
+    rb_hash_aset(h, ID2SYM(rb_intern("threads_detail")), list);
     return h;
 }
 
@@ -1112,7 +1131,7 @@ void Init_kino(void) {
     rb_gc_register_mark_object(null_input);
     rb_define_const(mKino, "NULL_INPUT", null_input);
 
-    rb_define_module_function(mNative, "serve", native_serve, 3);
+    rb_define_module_function(mNative, "serve", native_serve, 4);
     rb_define_module_function(mNative, "server_new", native_server_new, 1);
     rb_define_module_function(mNative, "server_start", native_server_start, 1);
     rb_define_module_function(mNative, "server_port", native_server_port, 1);

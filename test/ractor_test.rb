@@ -178,7 +178,7 @@ class RactorTest < Minitest::Test
       Kino::Native.server_start(server)
       [server, Kino::Native.server_port(server)]
     end)
-    worker = Ractor.new(id) { |server| Kino::Native.serve(server, RactorTest::WhereAmI, Kino::ErrorHandler.new) }
+    worker = Ractor.new(id) { |server| Kino::Native.serve(server, RactorTest::WhereAmI, Kino::ErrorHandler.new, 0) }
     data = raw(port, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
     assert_equal "ok", parse_responses(data).first.body
     stats = value_of(Ractor.new(id) do |server|

@@ -22,8 +22,14 @@ module Kino
       keepalive_timeout: 65.0,
       body_timeout: 30.0,
       max_connections: nil,   # nil: 80% of the open-file limit
-      on_error: nil           # callable(exception, env), after the error is logged
+      pidfile: nil,           # path of a pid file to claim at start
+      on_error: nil,          # callable(exception, env), after the error is logged
+      after_boot: nil,        # callable(), once the workers are up (main thread)
+      on_worker_boot: nil,    # callable(worker), in each worker before it serves
+      on_worker_exit: nil     # callable(worker, error), when a worker ends (main thread)
     }.freeze
+
+    HOOKS = %i[on_error after_boot on_worker_boot on_worker_exit].freeze
 
     MODES = %i[auto ractor threaded].freeze
 
@@ -57,8 +63,10 @@ module Kino
         invalid(name, value, "a number of seconds, 0 or more") unless value.is_a?(Numeric) && value >= 0
       when :queue_timeout, :header_timeout, :keepalive_timeout, :body_timeout
         positive_number(name, value)
-      when :on_error
+      when *HOOKS
         invalid(name, value, "a callable (responds to call), or nil") unless value.nil? || value.respond_to?(:call)
+      when :pidfile
+        invalid(name, value, "a path (String), or nil") unless value.nil? || (value.is_a?(String) && !value.empty?)
       when :max_body_size
         invalid(name, value, "a number of bytes, or nil for no limit") unless value.nil? || (value.is_a?(Integer) && value >= 0)
       end

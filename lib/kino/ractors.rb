@@ -1,6 +1,10 @@
 # frozen_string_literal: true
 
 module Kino
+  # What on_worker_exit receives when a worker ractor crashed: the crash
+  # itself cannot leave the ractor, its description can.
+  class WorkerCrash < Error; end
+
   # The workers of :ractor mode: +workers+ Ractors, each running +threads+
   # native serve loops (the same loop as :threaded mode, kino_ruby.c). Only
   # the shareable app, the shareable error handler and integers cross into
@@ -21,12 +25,13 @@ module Kino
   class RactorPool
     attr_reader :respawns
 
-    def initialize(server_id, app, workers:, threads:, handler:)
+    def initialize(server_id, app, workers:, threads:, handler:, hooks:)
       @server_id = server_id
       @app = app
       @workers = workers
       @threads = threads
       @handler = handler
+      @hooks = hooks
       @ractors = []
       @respawns = 0
       @stopping = false
@@ -53,19 +58,20 @@ module Kino
     # The body of a worker ractor: threads - 1 helper threads and this
     # one run the serve loop. A helper that dies takes the ractor with it
     # (abort_on_exception), so the ractor is the unit that is replaced.
-    # Returns nil when the server stopped, or "Class: message" of the
-    # crash.
-    def self.work(server_id, app, handler, threads)
+    # Runs the (shareable) on_worker_boot hook first. Returns nil when the
+    # server stopped, or "Class: message" of the crash.
+    def self.work(server_id, app, handler, threads, index, boot_hook)
       Thread.current[:kino_mode] = :ractor
       Thread.current.report_on_exception = false
+      Hooks.call(boot_hook, :on_worker_boot, index)
       helpers = Array.new(threads - 1) do
         Thread.new do
           Thread.current[:kino_mode] = :ractor
           Thread.current.report_on_exception = false
-          Native.serve(server_id, app, handler)
+          Native.serve(server_id, app, handler, index)
         end.tap { |thread| thread.abort_on_exception = true }
       end
-      Native.serve(server_id, app, handler)
+      Native.serve(server_id, app, handler, index)
       helpers.each(&:join)
       nil
     rescue Exception => e # rubocop:disable Lint/RescueException
@@ -76,8 +82,9 @@ module Kino
 
     def spawn(index)
       quietly do
-        Ractor.new(@server_id, @app, @handler, @threads, name: "kino-worker-#{index}") do |id, app, handler, threads|
-          Kino::RactorPool.work(id, app, handler, threads)
+        Ractor.new(@server_id, @app, @handler, @threads, index, @hooks[:on_worker_boot],
+                   name: "kino-worker-#{index}") do |id, app, handler, threads, i, boot|
+          Kino::RactorPool.work(id, app, handler, threads, i, boot)
         end
       end
     end
@@ -89,6 +96,7 @@ module Kino
         next unless index
 
         @ractors[index] = nil
+        Hooks.call(@hooks[:on_worker_exit], :on_worker_exit, index, error && WorkerCrash.new(error))
         next if @stopping || error.nil? # a normal return: the server stopped
 
         warn "kino: worker ractor #{index} died (#{error}); starting a new one"

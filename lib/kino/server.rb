@@ -50,19 +50,23 @@ module Kino
       @lock.synchronize do
         raise Error, "server already started" unless @state == :new
 
-        @id = Native.server_new(Options.native(@options))
+        @pidfile = Pidfile.new(@options[:pidfile]).claim! if @options[:pidfile]
         begin
+          @id = Native.server_new(Options.native(@options))
           Native.server_start(@id)
           @port = Native.server_port(@id)
           @pool = start_workers
-
         rescue Exception # rubocop:disable Lint/RescueException
-          Native.server_stop(@id)
-          Native.server_free(@id)
+          if @id
+            Native.server_stop(@id)
+            Native.server_free(@id)
+          end
+          @pidfile&.release
           raise
         end
         @state = :running
       end
+      Hooks.call(@options[:after_boot], :after_boot)
       self
     end
 
@@ -79,6 +83,7 @@ module Kino
         @state = :stopping
       end
       drain(timeout.nil? ? @options[:shutdown_timeout] : timeout)
+      @pidfile&.release
       @lock.synchronize do
         @state = :stopped
         @changed.broadcast
@@ -109,13 +114,30 @@ module Kino
       previous&.each { |signal, handler| Signal.trap(signal, handler || "DEFAULT") }
     end
 
-    # Counters (SPEC.md section 7). Before #start only the configuration.
+    # Counters (SPEC.md section 7): the configuration, then while running
+    # accepted, connections, served, queued, in_flight, rejected, timeouts,
+    # errors, queue_wait_ms (a histogram: upper bound in ms => requests)
+    # and per_worker rows ({worker:, served:, in_flight:, busy_ms:}).
     def stats
       base = { mode: @mode, workers: workers, threads: threads, io_threads: @options[:io_threads],
                respawns: @pool ? @pool.respawns : 0 }
       return base unless @id && %i[running stopping].include?(@state)
 
-      base.merge(Native.server_stats(@id))
+      live = Native.server_stats(@id)
+      base.merge(live.except(:threads_detail)).merge(per_worker: per_worker(live[:threads_detail]))
+    end
+
+    # The stats as one line (what kill -USR1 prints).
+    def stats_line
+      s = stats
+      scalars = s.except(:per_worker, :queue_wait_ms).map { |k, v| "#{k}=#{v}" }
+      waits = (s[:queue_wait_ms] || {}).reject { |_, n| n.zero? }
+                                       .map { |ms, n| "#{ms.infinite? ? '>2500' : "<=#{ms}"}ms:#{n}" }
+      workers = (s[:per_worker] || []).map { |w| "#{w[:worker]}:#{w[:served]}/#{w[:in_flight]}/#{w[:busy_ms]}ms" }
+      line = "kino stats: #{scalars.join(' ')}"
+      line += " queue_wait=#{waits.join(',')}" unless waits.empty?
+      line += " workers(served/in_flight/busy)=#{workers.join(',')}" unless workers.empty?
+      line
     end
 
     def banner
@@ -156,18 +178,25 @@ module Kino
         finding = Check.first_blocker(@app)
         return "the app is not Ractor-shareable#{" (#{finding})" if finding}"
       end
-      hook = @options[:on_error]
-      return "the on_error hook is not Ractor-shareable" if hook && !Ractor.shareable?(hook)
-
+      %i[on_error on_worker_boot].each do |name| # the hooks that run inside workers
+        hook = @options[name]
+        return "the #{name} hook is not Ractor-shareable" if hook && !Ractor.shareable?(hook)
+      end
       nil
     end
 
     def start_workers
       handler = ErrorHandler.new(@options[:on_error])
-      if @mode == :ractor
-        RactorPool.new(@id, @app, workers: workers, threads: threads, handler: handler).start
-      else
-        ThreadPool.new(@id, @app, size: workers * threads, handler: handler).start
+      hooks = @options.slice(:on_worker_boot, :on_worker_exit)
+      pool = @mode == :ractor ? RactorPool : ThreadPool
+      pool.new(@id, @app, workers: workers, threads: threads, handler: handler, hooks: hooks).start
+    end
+
+    # The threads' rows summed per worker.
+    def per_worker(rows)
+      rows.group_by { |row| row[:worker] }.sort.map do |worker, list|
+        { worker: worker, served: list.sum { |r| r[:served] }, in_flight: list.sum { |r| r[:in_flight] },
+          busy_ms: list.sum { |r| r[:busy_ms] } }
       end
     end
 
@@ -185,9 +214,12 @@ module Kino
       Process.clock_gettime(Process::CLOCK_MONOTONIC)
     end
 
+    # INT/TERM: graceful shutdown, the second one exits at once; USR1:
+    # print the stats line. Handlers only start threads: a trap context may
+    # not take locks. Returns the previous handlers.
     def trap_signals
       signalled = false
-      %w[INT TERM].to_h do |signal|
+      previous = %w[INT TERM].to_h do |signal|
         handler = Signal.trap(signal) do
           exit!(1) if signalled # the second signal: stop now
           signalled = true
@@ -196,6 +228,8 @@ module Kino
         end
         [signal, handler]
       end
+      previous["USR1"] = Signal.trap("USR1") { Thread.new { $stdout.puts(stats_line) || $stdout.flush } }
+      previous
     end
   end
 end

@@ -2,18 +2,20 @@
 
 module Kino
   # The workers of :threaded mode: workers × threads plain Ruby threads in
-  # the main ractor, each running the native serve loop (kino_ruby.c). A
-  # thread that dies -- an Exception that is not a StandardError -- is
-  # replaced at once by a supervisor thread; #respawns counts those.
+  # the main ractor, each running the native serve loop (kino_ruby.c).
+  # Threads of one worker share its number in the stats and hooks. A thread
+  # that dies -- an Exception that is not a StandardError -- is replaced at
+  # once by a supervisor thread; #respawns counts those.
   class ThreadPool
     attr_reader :respawns
 
-    def initialize(server_id, app, size:, handler:, mode: :threaded)
+    def initialize(server_id, app, workers:, threads:, handler:, hooks:)
       @server_id = server_id
       @app = app
+      @workers = workers
+      @threads_per_worker = threads
       @handler = handler
-      @size = size
-      @mode = mode
+      @hooks = hooks
       @threads = []
       @events = Queue.new
       @respawns = 0
@@ -21,7 +23,7 @@ module Kino
     end
 
     def start
-      @size.times { |slot| @threads[slot] = spawn(slot) }
+      (@workers * @threads_per_worker).times { |slot| @threads[slot] = spawn(slot) }
       @supervisor = Thread.new { supervise }
       @supervisor.name = "kino-supervisor"
       self
@@ -45,31 +47,44 @@ module Kino
     private
 
     def spawn(slot)
-      thread = Thread.new(slot) do |index|
-        Thread.current.name = "kino-worker-#{index}"
+      worker = slot / @threads_per_worker
+      Thread.new do
+        Thread.current.name = "kino-worker-#{worker}"
         Thread.current.report_on_exception = false
-        Thread.current[:kino_mode] = @mode
+        Thread.current[:kino_mode] = :threaded
         error = nil
         begin
-          Native.serve(@server_id, @app, @handler)
+          Hooks.call(@hooks[:on_worker_boot], :on_worker_boot, worker)
+          Native.serve(@server_id, @app, @handler, worker)
         rescue Exception => e # rubocop:disable Lint/RescueException
           error = e
         ensure
-          @events << [index, error]
+          @events << [slot, error]
         end
       end
-      thread
     end
 
     def supervise
       while (event = @events.pop) != :stop
         slot, error = event
+        worker = slot / @threads_per_worker
+        Hooks.call(@hooks[:on_worker_exit], :on_worker_exit, worker, error)
         next if @stopping || error.nil?
 
-        warn "kino: worker #{slot} died (#{error.class}: #{error.message}); starting a new one"
+        warn "kino: worker #{worker} died (#{error.class}: #{error.message}); starting a new one"
         @respawns += 1
         @threads[slot] = spawn(slot)
       end
+    end
+  end
+
+  # Calls lifecycle hooks. A hook that raises is reported on stderr and
+  # never stops the server or a worker.
+  module Hooks
+    def self.call(hook, name, *args)
+      hook&.call(*args)
+    rescue StandardError => e
+      $stderr.write("kino: #{name} hook raised #{e.class}: #{e.message}\n")
     end
   end
 end

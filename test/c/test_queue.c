@@ -44,7 +44,7 @@ static void *q_producer(void *arg) {
 }
 
 static void *q_consumer(void *arg) {
-    kino_waiter *w = kino_waiter_new(q_server);
+    kino_waiter *w = kino_waiter_new(q_server, 0);
     kino_conn *c;
     (void)arg;
     while ((c = kino_take(q_server, w, 1)) != NULL) {
@@ -72,7 +72,7 @@ static void test_ready_queue(void) {
     for (int i = 0; i < Q_PRODUCERS * Q_ITEMS; i++) klist_init(&q_conns[i].qlink);
 
     /* FIFO and bounded */
-    kino_waiter *w = kino_waiter_new(q_server);
+    kino_waiter *w = kino_waiter_new(q_server, 0);
     for (int i = 0; i < 8; i++) CHECK(ready_push(q_server, &q_conns[i]) == 0);
     CHECK(ready_push(q_server, &q_conns[8]) < 0);
     int fifo = 1;
@@ -81,7 +81,7 @@ static void test_ready_queue(void) {
     CHECK(kino_take(q_server, w, 0) == NULL);
 
     /* an interrupt wakes exactly the waiter it names */
-    kino_waiter *w1 = kino_waiter_new(q_server), *w2 = kino_waiter_new(q_server);
+    kino_waiter *w1 = kino_waiter_new(q_server, 0), *w2 = kino_waiter_new(q_server, 0);
     pthread_t t1, t2;
     void *r1 = (void *)1, *r2 = (void *)1;
     pthread_create(&t1, NULL, q_sleeper, w1);

@@ -10,7 +10,7 @@ static kino_server *srv;
 
 /* The test app: echoes method, path and body. */
 static void *srv_worker(void *arg) {
-    kino_waiter *w = kino_waiter_new(srv);
+    kino_waiter *w = kino_waiter_new(srv, 0);
     kino_conn *c;
     (void)arg;
     while ((c = kino_take(srv, w, 1)) != NULL) {
