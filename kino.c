@@ -230,6 +230,46 @@ static void wakefd_close(int fds[2]) {
 #define MSG_NOSIGNAL 0 /* macOS: SO_NOSIGPIPE is set on each socket */
 #endif
 
+#if defined(__linux__)
+#include <sys/sendfile.h>
+#elif defined(__FreeBSD__) || defined(__DragonFly__) || defined(__APPLE__)
+#include <sys/types.h>
+#define KINO_BSD_SENDFILE 1
+#endif
+
+/* Send up to n bytes of file fd at *off to socket s, through the kernel
+ * where it can (sendfile), else through a buffer; advances *off by what
+ * went out. Returns that count, or -1 with errno (EAGAIN: socket full).
+ * Linux's sendfile raises SIGPIPE on a closed socket: hosts ignore it. */
+static ssize_t send_file(int s, int fd, uint64_t *off, size_t n) {
+#if defined(__linux__)
+    off_t o = (off_t)*off;
+    ssize_t r = sendfile(s, fd, &o, n);
+    if (r > 0) *off = (uint64_t)o;
+    return r;
+#elif defined(KINO_BSD_SENDFILE)
+    off_t sent = 0;
+#if defined(__APPLE__)
+    sent = (off_t)n;
+    int r = sendfile(fd, s, (off_t)*off, &sent, NULL, 0);
+#else
+    int r = sendfile(fd, s, (off_t)*off, n, NULL, &sent, 0);
+#endif
+    if (sent > 0) { /* may come with EAGAIN: count what went out */
+        *off += (uint64_t)sent;
+        return (ssize_t)sent;
+    }
+    return r < 0 ? -1 : 0;
+#else
+    char buf[65536];
+    ssize_t got = pread(fd, buf, n < sizeof buf ? n : sizeof buf, (off_t)*off);
+    if (got <= 0) return got;
+    ssize_t sent = send(s, buf, (size_t)got, MSG_NOSIGNAL);
+    if (sent > 0) *off += (uint64_t)sent;
+    return sent;
+#endif
+}
+
 static void wakefd_signal(int fds[2]) {
     uint64_t one = 1;
     ssize_t r = write(fds[1], &one, fds[0] == fds[1] ? sizeof one : 1);
@@ -853,6 +893,8 @@ struct kino_conn {
     int status;
     int framing;             /* R_* */
     unsigned r_close : 1;    /* close after this response */
+    unsigned hinted : 1;     /* an informational (1xx) response went out */
+    unsigned final : 1;      /* the final response has begun */
     unsigned r_done : 1;     /* response complete (maybe in c->out) */
     unsigned broken : 1;     /* unusable: client gone or framing lost */
     unsigned seen_date : 1, seen_server : 1, seen_length : 1, seen_te : 1;
@@ -1324,6 +1366,8 @@ static int conn_prepare(kino_server *s, kino_conn *c) {
     atomic_store_explicit(&c->answer, ANS_OPEN, memory_order_relaxed);
     c->r_done = 0;
     c->r_close = 0;
+    c->hinted = 0;
+    c->final = 0;
     c->reject = 0;
     c->sent = 0;
     c->error = NULL;
@@ -1979,10 +2023,12 @@ int kino_resp_begin(kino_conn *c, kino_waiter *w, int status) {
     int open = ANS_OPEN;
     char line[64];
     if (c->reject) return KINO_ERROR; /* answer with kino_resp_error */
-    if (!atomic_compare_exchange_strong(&c->answer, &open, ANS_APP))
+    if (!atomic_compare_exchange_strong(&c->answer, &open, ANS_APP) && !(open == ANS_APP && c->hinted))
         return conn_fail(c, "request already answered (timeout or shutdown)");
     if (status < 100 || status > 999) status = 500;
     c->status = status;
+    c->final = 1;
+    c->sent = 0; /* counts the final response only, not early hints */
     c->seen_date = c->seen_server = c->seen_length = c->seen_te = 0;
     c->r_close = 0;
     c->r_length = 0;
@@ -2056,7 +2102,9 @@ int kino_resp_end_head(kino_conn *c, kino_waiter *w, int body, uint64_t length) 
     c->r_left = c->r_length;
     if (bodiless) c->framing = R_NOBODY;
     if (c->framing == R_CHUNKED && out_str(w, "Transfer-Encoding: chunked\r\n")) return KINO_ERROR;
-    if (!c->head.keep_alive || atomic_load(&s->draining) || !body_skip(c, w)) c->r_close = 1;
+    /* an unread request body is skipped at the end of the response, not
+     * here: a streaming body may still read it */
+    if (!c->head.keep_alive || atomic_load(&s->draining)) c->r_close = 1;
     if (!c->seen_date && out_put(w, date_line(), DATE_LINE_LEN)) return KINO_ERROR;
     if (!c->seen_server && out_str(w, "Server: Kino\r\n")) return KINO_ERROR;
     if (c->r_close) {
@@ -2128,6 +2176,10 @@ int kino_resp_end(kino_conn *c, kino_waiter *w) {
             c->error = "response body shorter than its Content-Length";
         }
         if (c->framing == R_RAW) c->r_close |= c->head.minor == 0 || !c->seen_te;
+        /* keep-alive only if what the app left of the request body can be
+         * skipped now; the head may have promised keep-alive: closing
+         * after a complete response is always allowed */
+        if (!c->r_close && !body_skip(c, w)) c->r_close = 1;
         c->r_done = 1;
     }
     int r = kino_resp_flush(c, w);
@@ -2135,17 +2187,65 @@ int kino_resp_end(kino_conn *c, kino_waiter *w) {
     return r;
 }
 
+int kino_resp_info_begin(kino_conn *c, kino_waiter *w, int status) {
+    int open = ANS_OPEN;
+    char line[64];
+    if (c->head.minor == 0 || c->final || c->broken || c->reject || status < 100 || status > 199)
+        return KINO_ERROR;
+    if (!atomic_compare_exchange_strong(&c->answer, &open, ANS_APP) && !(open == ANS_APP && c->hinted))
+        return KINO_ERROR; /* a timeout answered, or the final response began */
+    c->hinted = 1;
+    out_reset(w);
+    snprintf(line, sizeof line, "HTTP/1.1 %d %s\r\n", status, kino_reason(status));
+    return out_str(w, line);
+}
+
+int kino_resp_info_end(kino_conn *c, kino_waiter *w) {
+    if (out_put(w, "\r\n", 2)) return KINO_ERROR;
+    return kino_resp_flush(c, w);
+}
+
+int kino_resp_sendfile(kino_conn *c, kino_waiter *w, int fd, uint64_t *offset, uint64_t *left) {
+    int r = kino_resp_flush(c, w); /* the head first */
+    if (r != KINO_OK) return r;
+    if (c->framing == R_NOBODY) {
+        *left = 0;
+        return KINO_OK;
+    }
+    if (c->framing == R_CHUNKED) return conn_fail(c, "sendfile needs a Content-Length response");
+    if (c->framing == R_LENGTH) {
+        if (*left > c->r_left) return conn_fail(c, "response body longer than its Content-Length");
+    }
+    while (*left > 0) {
+        size_t n = *left > (1u << 30) ? (1u << 30) : (size_t)*left;
+        uint64_t before = *offset;
+        ssize_t sent = send_file(c->fd, fd, offset, n);
+        if (sent < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) return KINO_AGAIN;
+            return conn_fail(c, "client gone");
+        }
+        if (sent == 0) return conn_fail(c, "file shorter than expected");
+        *left -= *offset - before;
+        c->sent += *offset - before;
+        if (c->framing == R_LENGTH) c->r_left -= *offset - before;
+    }
+    return KINO_OK;
+}
+
 int kino_resp_error(kino_conn *c, kino_waiter *w, int status) {
     char msg[512];
     int open = ANS_OPEN;
     if (!atomic_compare_exchange_strong(&c->answer, &open, ANS_APP) && open != ANS_APP)
         return KINO_ERROR; /* answered by a timeout or shutdown */
-    if (c->sent > 0 || c->broken) return conn_fail(c, "response already started");
+    if ((c->final && c->sent > 0) || c->broken) return conn_fail(c, "response already started");
     if (c->reject) status = c->reject;
     out_reset(w);
     c->framing = R_RAW;
     c->r_close = 1;
     c->r_done = 1;
+    c->final = 1;
+    c->sent = 0;
     c->status = status;
     if (out_put(w, msg, canned(msg, sizeof msg, status))) return KINO_ERROR;
     atomic_fetch_add_explicit(&c->io->s->errors, 1, memory_order_relaxed);

@@ -338,9 +338,27 @@ int kino_resp_flush(kino_conn *c, kino_waiter *w);
  * KINO_AGAIN as for kino_resp_flush. */
 int kino_resp_end(kino_conn *c, kino_waiter *w);
 
-/* Bytes of response already handed to the kernel (0 means the client has
- * seen nothing yet, so an error response is still possible). */
+/* Bytes of the final response already handed to the kernel (0 means the
+ * client has seen none of it, so an error response is still possible). */
 uint64_t kino_resp_sent(kino_conn *c);
+
+/* An informational response (103 Early Hints) before the final one:
+ * kino_resp_info_begin, kino_resp_header per field, kino_resp_info_end
+ * (which flushes: KINO_AGAIN as for kino_resp_flush). HTTP/1.1 only: on
+ * HTTP/1.0, or once a timeout or shutdown answered, begin returns
+ * KINO_ERROR and nothing is sent. After a hint, request_timeout no
+ * longer applies: the response has begun. */
+int kino_resp_info_begin(kino_conn *c, kino_waiter *w, int status);
+int kino_resp_info_end(kino_conn *c, kino_waiter *w);
+
+/* Send *left bytes of file fd from *offset as (part of) the body, with
+ * sendfile(2) where the kernel has it. Flushes the head first. Updates
+ * *offset and *left; KINO_OK when all went out, KINO_AGAIN when the
+ * socket is full (kino_wait, then call again), KINO_ERROR when the client
+ * is gone or the response is chunked. On Linux the host must ignore
+ * SIGPIPE (Ruby does). */
+int kino_resp_sendfile(kino_conn *c, kino_waiter *w, int fd, uint64_t *offset,
+                       uint64_t *left);
 
 /* Answer with a short canned response (text/plain reason phrase) and
  * close the connection afterwards. When the request body was refused the

@@ -30,7 +30,10 @@
 #include <ruby/thread.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <pthread.h>
 #include <string.h>
 #include <time.h>
@@ -53,10 +56,10 @@
 #define FRESH_STACK() ((void)0)
 #endif
 
-static VALUE mKino, mNative, cInput, cNullInput, cWorker;
+static VALUE mKino, mNative, cInput, cNullInput, cWorker, cStream, cEarlyHints;
 static VALUE eError, eClientDisconnected, eInputError, eResponseError;
 static VALUE null_input;
-static ID id_call, id_each, id_to_ary, id_close, id_report, id_to_i;
+static ID id_call, id_each, id_to_ary, id_close, id_report, id_to_i, id_to_path, id_read;
 
 /* ================================================================== */
 /* 1. Strings                                                         */
@@ -66,7 +69,8 @@ static ID id_call, id_each, id_to_ary, id_close, id_report, id_to_i;
 static VALUE K_REQUEST_METHOD, K_SCRIPT_NAME, K_PATH_INFO, K_QUERY_STRING, K_SERVER_NAME,
     K_SERVER_PORT, K_SERVER_PROTOCOL, K_REMOTE_ADDR, K_CONTENT_TYPE, K_CONTENT_LENGTH,
     K_SERVER_SOFTWARE, K_RACK_INPUT, K_RACK_ERRORS, K_RACK_URL_SCHEME, K_RACK_MULTITHREAD,
-    K_RACK_MULTIPROCESS, K_RACK_RUN_ONCE, K_RACK_RESPONSE_FINISHED, K_RACK_HIJACKP;
+    K_RACK_MULTIPROCESS, K_RACK_RUN_ONCE, K_RACK_RESPONSE_FINISHED, K_RACK_HIJACKP,
+    K_RACK_EARLY_HINTS;
 static VALUE S_EMPTY, S_HTTP, S_HTTP10, S_HTTP11, S_PORT80, S_SOFTWARE;
 
 /* Methods and request headers common enough to deserve a prebuilt
@@ -122,6 +126,7 @@ static void init_strings(void) {
     K_RACK_RUN_ONCE = frozen("rack.run_once");
     K_RACK_RESPONSE_FINISHED = frozen("rack.response_finished");
     K_RACK_HIJACKP = frozen("rack.hijack?");
+    K_RACK_EARLY_HINTS = frozen("rack.early_hints");
     S_EMPTY = frozen("");
     S_HTTP = frozen("http");
     S_HTTP10 = frozen("HTTP/1.0");
@@ -182,6 +187,7 @@ typedef struct worker {
     VALUE self, app, handler, server_name;
     VALUE env, status, headers; /* of the current request, for reports and
                                    rack.response_finished */
+    VALUE input;         /* the current request's rack.input (unwrapped) */
 } worker;
 
 static void ubf_waiter(void *w) { kino_waiter_interrupt(w); }
@@ -432,6 +438,136 @@ static VALUE null_each(VALUE self) {
 }
 static VALUE null_close(VALUE self) { (void)self; return Qnil; }
 
+/* A handle on the request being served: rack.early_hints and the Rack 3
+ * stream are valid only while their request is (a stale one does
+ * nothing, or raises IOError). */
+typedef struct handle {
+    VALUE worker;
+    worker *wk;
+    uint64_t gen;
+    int read_closed, write_closed; /* streams only */
+} handle;
+
+static void handle_mark(void *p) { rb_gc_mark(((handle *)p)->worker); }
+static const rb_data_type_t handle_type = {
+    .wrap_struct_name = "Kino::Handle",
+    .function = {.dmark = handle_mark, .dfree = RUBY_TYPED_DEFAULT_FREE},
+    .flags = RUBY_TYPED_FREE_IMMEDIATELY | RUBY_TYPED_WB_PROTECTED,
+};
+
+static VALUE handle_new(VALUE klass, worker *wk) {
+    handle *hd;
+    VALUE obj = TypedData_Make_Struct(klass, handle, &handle_type, hd);
+    RB_OBJ_WRITE(obj, &hd->worker, wk->self);
+    hd->wk = wk;
+    hd->gen = wk->gen;
+    return obj;
+}
+
+/* The handle's worker while its request is current, else NULL. */
+static worker *handle_live(VALUE self) {
+    handle *hd = rb_check_typeddata(self, &handle_type);
+    return hd->wk && hd->wk->c && hd->wk->gen == hd->gen ? hd->wk : NULL;
+}
+
+static VALUE hints_new(worker *wk) { return handle_new(cEarlyHints, wk); }
+
+static void add_header(worker *wk, VALUE name, VALUE val);
+static int header_i(VALUE key, VALUE val, VALUE arg);
+static void flush_all(worker *wk);
+
+static VALUE flush_all_v(VALUE wk) {
+    flush_all((worker *)wk);
+    return Qnil;
+}
+
+/* env["rack.early_hints"].call(headers): send "103 Early Hints" now, with
+ * the headers checked like a response's. Ignored on HTTP/1.0, once the
+ * response has begun, after the request, and when the client is gone. */
+static VALUE hints_call(VALUE self, VALUE headers) {
+    worker *wk = handle_live(self);
+    if (!wk || kino_resp_info_begin(wk->c, wk->w, 103) != KINO_OK) return Qnil;
+    VALUE h = rb_check_hash_type(headers);
+    if (NIL_P(h)) rb_raise(rb_eTypeError, "early hints must be a Hash of headers");
+    rb_hash_foreach(h, header_i, (VALUE)wk);
+    int r = kino_resp_info_end(wk->c, wk->w);
+    if (r == KINO_AGAIN) {
+        int state = 0;
+        rb_protect(flush_all_v, (VALUE)wk, &state);
+        if (state) {
+            VALUE err = rb_errinfo();
+            if (!rb_obj_is_kind_of(err, eClientDisconnected)) rb_jump_tag(state);
+            rb_set_errinfo(Qnil); /* the client is gone: ignored */
+        }
+    }
+    return Qnil;
+}
+
+static void write_string(worker *wk, VALUE s);
+static void finish(worker *wk);
+
+/* The stream a Rack 3 streaming body's call receives: read from the
+ * request body, write the response body (each write reaches the client
+ * before write returns, so full-duplex exchanges work). */
+static handle *stream_get(VALUE self, worker **wk) {
+    handle *hd = rb_check_typeddata(self, &handle_type);
+    *wk = handle_live(self);
+    if (!*wk) rb_raise(rb_eIOError, "stream used after its request ended");
+    return hd;
+}
+
+static VALUE stream_read(int argc, VALUE *argv, VALUE self) {
+    worker *wk;
+    handle *hd = stream_get(self, &wk);
+    if (hd->read_closed) rb_raise(rb_eIOError, "stream closed for reading");
+    return rb_funcallv(wk->input, id_read, argc, argv);
+}
+
+static VALUE stream_write(VALUE self, VALUE data) {
+    worker *wk;
+    handle *hd = stream_get(self, &wk);
+    if (hd->write_closed) rb_raise(rb_eIOError, "stream closed for writing");
+    VALUE str = rb_obj_as_string(data);
+    if (RSTRING_LEN(str) > 0) {
+        write_string(wk, str);
+        flush_all(wk);
+    }
+    return LONG2NUM(RSTRING_LEN(str));
+}
+
+static VALUE stream_append(VALUE self, VALUE data) {
+    stream_write(self, data);
+    return self;
+}
+
+static VALUE stream_flush(VALUE self) { return self; }
+
+static VALUE stream_close_read(VALUE self) {
+    handle *hd = rb_check_typeddata(self, &handle_type);
+    hd->read_closed = 1;
+    return Qnil;
+}
+
+/* Ends the response body (the final chunk); idempotent. */
+static VALUE stream_close_write(VALUE self) {
+    handle *hd = rb_check_typeddata(self, &handle_type);
+    worker *wk = handle_live(self);
+    if (hd->write_closed) return Qnil;
+    hd->write_closed = 1;
+    if (wk) finish(wk);
+    return Qnil;
+}
+
+static VALUE stream_close(VALUE self) {
+    stream_close_read(self);
+    return stream_close_write(self);
+}
+
+static VALUE stream_closed_p(VALUE self) {
+    handle *hd = rb_check_typeddata(self, &handle_type);
+    return hd->read_closed && hd->write_closed ? Qtrue : Qfalse;
+}
+
 /* ================================================================== */
 /* 5. Env                                                             */
 /* ================================================================== */
@@ -522,8 +658,10 @@ static VALUE build_env(worker *wk, kino_conn *c) {
     }
     rb_hash_aset(env, K_SERVER_SOFTWARE, S_SOFTWARE);
     rb_hash_aset(env, K_RACK_URL_SCHEME, S_HTTP);
-    rb_hash_aset(env, K_RACK_INPUT,
-                 h->chunked || h->content_length > 0 ? input_new(wk) : null_input);
+    VALUE input = h->chunked || h->content_length > 0 ? input_new(wk) : null_input;
+    RB_OBJ_WRITE(wk->self, &wk->input, input);
+    rb_hash_aset(env, K_RACK_INPUT, input);
+    if (h->minor) rb_hash_aset(env, K_RACK_EARLY_HINTS, hints_new(wk));
     rb_hash_aset(env, K_RACK_ERRORS, rb_ractor_stderr());
     rb_hash_aset(env, K_RACK_MULTITHREAD, Qtrue);
     rb_hash_aset(env, K_RACK_MULTIPROCESS, Qfalse);
@@ -596,6 +734,23 @@ static int write_head(worker *wk, struct response *r, int body, uint64_t length)
     return 1;
 }
 
+struct head_args {
+    worker *wk;
+    struct response *r;
+    uint64_t length;
+};
+
+static VALUE write_head_length(VALUE arg) {
+    struct head_args *a = (struct head_args *)arg;
+    return write_head(a->wk, a->r, KINO_BODY_LENGTH, a->length) ? Qtrue : Qfalse;
+}
+
+/* write_head for a known length, catching exceptions into *state. */
+static int write_head_protected(worker *wk, struct response *r, uint64_t length, int *state) {
+    struct head_args a = {wk, r, length};
+    return RTEST(rb_protect(write_head_length, (VALUE)&a, state));
+}
+
 /* Bodies at least this large are written from the String itself. */
 #define REF_MIN 4096
 
@@ -643,6 +798,52 @@ static VALUE each_chunk(RB_BLOCK_CALL_FUNC_ARGLIST(chunk, arg)) {
     return Qnil;
 }
 
+struct file_send {
+    worker *wk;
+    int fd;
+    uint64_t offset, left;
+};
+
+static VALUE file_send(VALUE arg) {
+    struct file_send *f = (struct file_send *)arg;
+    int r;
+    while ((r = kino_resp_sendfile(f->wk->c, f->wk->w, f->fd, &f->offset, &f->left)) == KINO_AGAIN)
+        wait_io(f->wk, KINO_WAIT_WRITE);
+    if (r != KINO_OK) raise_conn_error(f->wk);
+    finish(f->wk);
+    return Qnil;
+}
+
+static VALUE file_close(VALUE arg) {
+    close(((struct file_send *)arg)->fd);
+    return Qnil;
+}
+
+/* A body whose to_path names a regular file: Content-Length from the
+ * file, bytes with sendfile(2). Returns 0 (nothing written) when to_path
+ * gives no readable regular file: the caller then uses each. */
+static int write_file(worker *wk, struct response *r) {
+    VALUE path = rb_funcall(r->body, id_to_path, 0);
+    struct stat st;
+    if (!RB_TYPE_P(path, T_STRING)) return 0;
+    int fd = open(StringValueCStr(path), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return 0;
+    }
+    struct file_send f = {wk, fd, 0, (uint64_t)st.st_size};
+    int state = 0;
+    int sent = write_head_protected(wk, r, (uint64_t)st.st_size, &state);
+    if (state) {
+        close(fd);
+        rb_jump_tag(state);
+    }
+    if (sent) rb_ensure(file_send, (VALUE)&f, file_close, (VALUE)&f);
+    else close(fd);
+    return 1;
+}
+
 /* Writes the whole response; body.close is the caller's (ensure). */
 static VALUE write_response(VALUE arg) {
     struct response *r = (struct response *)arg;
@@ -655,12 +856,19 @@ static VALUE write_response(VALUE arg) {
         VALUE ary = rb_check_array_type(body);
         if (NIL_P(ary)) rb_raise(rb_eTypeError, "response body's to_ary returned nil");
         write_array(wk, r, ary);
+    } else if (rb_respond_to(body, id_to_path) && write_file(wk, r)) {
+        /* sent with sendfile */
     } else if (rb_respond_to(body, id_each)) {
         if (!write_head(wk, r, KINO_BODY_STREAM, 0)) return Qnil;
         rb_block_call(body, id_each, 0, NULL, each_chunk, (VALUE)wk);
         finish(wk);
+    } else if (rb_respond_to(body, id_call)) { /* Rack 3 streaming body */
+        if (!write_head(wk, r, KINO_BODY_STREAM, 0)) return Qnil;
+        VALUE stream = handle_new(cStream, wk);
+        rb_funcall(body, id_call, 1, stream);
+        stream_close_write(stream); /* the body's call is the whole response */
     } else {
-        rb_raise(rb_eTypeError, "response body must respond to each or to_ary (got %" PRIsVALUE ")",
+        rb_raise(rb_eTypeError, "response body must respond to each, to_ary or call (got %" PRIsVALUE ")",
                  rb_obj_class(body));
     }
     return Qnil;
@@ -695,6 +903,7 @@ static void worker_mark(void *p) {
     rb_gc_mark(wk->app);
     rb_gc_mark(wk->handler);
     rb_gc_mark(wk->env);
+    rb_gc_mark(wk->input);
     rb_gc_mark(wk->status);
     rb_gc_mark(wk->headers);
     rb_gc_mark(wk->server_name);
@@ -773,6 +982,7 @@ static void request_done(worker *wk) {
     RB_OBJ_WRITE(wk->self, &wk->env, Qnil);
     RB_OBJ_WRITE(wk->self, &wk->status, Qnil);
     RB_OBJ_WRITE(wk->self, &wk->headers, Qnil);
+    RB_OBJ_WRITE(wk->self, &wk->input, Qnil);
 }
 
 /* Serve the taken request c. Any StandardError from the app (or from
@@ -847,7 +1057,7 @@ static VALUE native_serve(VALUE mod, VALUE id, VALUE app, VALUE handler, VALUE n
     VALUE obj = TypedData_Make_Struct(cWorker, worker, &worker_type, wk);
     wk->self = obj;
     wk->sid = i;
-    wk->app = wk->handler = wk->env = wk->status = wk->headers = wk->server_name = Qnil;
+    wk->app = wk->handler = wk->env = wk->status = wk->headers = wk->server_name = wk->input = Qnil;
     RB_OBJ_WRITE(obj, &wk->app, app);
     RB_OBJ_WRITE(obj, &wk->handler, handler);
     pthread_mutex_lock(&servers_mu);
@@ -1102,6 +1312,8 @@ void Init_kino(void) {
     id_close = rb_intern("close");
     id_report = rb_intern("report");
     id_to_i = rb_intern("to_i");
+    id_to_path = rb_intern("to_path");
+    id_read = rb_intern("read");
     init_strings();
 
     mKino = rb_define_module("Kino");
@@ -1121,6 +1333,21 @@ void Init_kino(void) {
     rb_define_method(cInput, "gets", input_gets, 0);
     rb_define_method(cInput, "each", input_each, 0);
     rb_define_method(cInput, "close", input_close, 0);
+
+    cStream = rb_define_class_under(mKino, "Stream", rb_cObject);
+    rb_undef_alloc_func(cStream);
+    rb_define_method(cStream, "read", stream_read, -1);
+    rb_define_method(cStream, "write", stream_write, 1);
+    rb_define_method(cStream, "<<", stream_append, 1);
+    rb_define_method(cStream, "flush", stream_flush, 0);
+    rb_define_method(cStream, "close_read", stream_close_read, 0);
+    rb_define_method(cStream, "close_write", stream_close_write, 0);
+    rb_define_method(cStream, "close", stream_close, 0);
+    rb_define_method(cStream, "closed?", stream_closed_p, 0);
+
+    cEarlyHints = rb_define_class_under(mKino, "EarlyHints", rb_cObject);
+    rb_undef_alloc_func(cEarlyHints);
+    rb_define_method(cEarlyHints, "call", hints_call, 1);
 
     cNullInput = rb_define_class_under(mKino, "NullInput", rb_cObject);
     rb_define_method(cNullInput, "read", null_read, -1);
