@@ -65,7 +65,19 @@
 #define EV_IN 1
 #define EV_OUT 2
 
+/* The poller backend: epoll on Linux, kqueue on the BSDs and macOS. Build
+ * with -DKINO_USE_KQUEUE to use kqueue elsewhere (on Linux through
+ * libkqueue: `make test-kqueue`), so both backends are compiled and run. */
+#if !defined(KINO_USE_EPOLL) && !defined(KINO_USE_KQUEUE)
 #if defined(__linux__)
+#define KINO_USE_EPOLL 1
+#elif defined(__APPLE__) || defined(__FreeBSD__) || defined(__NetBSD__) || \
+    defined(__OpenBSD__) || defined(__DragonFly__)
+#define KINO_USE_KQUEUE 1
+#endif
+#endif
+
+#if defined(KINO_USE_EPOLL)
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 
@@ -148,8 +160,7 @@ static int wakefd_open(int fds[2]) {
 
 static void wakefd_close(int fds[2]) { close(fds[0]); }
 
-#elif defined(__APPLE__) || defined(__FreeBSD__) || defined(__NetBSD__) || \
-    defined(__OpenBSD__) || defined(__DragonFly__)
+#elif defined(KINO_USE_KQUEUE)
 #include <sys/event.h>
 
 typedef struct poller {
