@@ -178,6 +178,15 @@ static kino_server *server_of(VALUE id) {
 /* 3. Waiting                                                         */
 /* ================================================================== */
 
+/* A frozen string remembered by its bytes. Requests on keep-alive
+ * connections repeat the same peer and Host, so those env values are
+ * reused instead of allocated each time. */
+typedef struct memo {
+    char bytes[64];
+    size_t len;
+    VALUE str;
+} memo;
+
 typedef struct worker {
     kino_server *s;
     int sid;
@@ -188,6 +197,7 @@ typedef struct worker {
     VALUE env, status, headers; /* of the current request, for reports and
                                    rack.response_finished */
     VALUE input;         /* the current request's rack.input (unwrapped) */
+    memo peer, host, name, port; /* REMOTE_ADDR, HTTP_HOST, SERVER_NAME, SERVER_PORT */
 } worker;
 
 static void ubf_waiter(void *w) { kino_waiter_interrupt(w); }
@@ -609,6 +619,19 @@ static VALUE header_key(kino_span n) {
     return rb_obj_freeze(k);
 }
 
+/* The frozen string for p[0..n): m's when the bytes match, else a new one
+ * that m remembers (when it fits). */
+static VALUE memo_str(worker *wk, memo *m, const char *p, size_t n) {
+    if (!NIL_P(m->str) && n == m->len && memcmp(p, m->bytes, n) == 0) return m->str;
+    VALUE str = rb_obj_freeze(rb_str_new(p, (long)n));
+    if (n <= sizeof m->bytes) {
+        memcpy(m->bytes, p, n);
+        m->len = n;
+        RB_OBJ_WRITE(wk->self, &m->str, str);
+    }
+    return str;
+}
+
 /* SERVER_NAME and SERVER_PORT from the Host value ("name", "name:port",
  * "[v6]:port"); from the listener when there is no Host. */
 static void set_server_name(worker *wk, VALUE env, kino_span host) {
@@ -626,9 +649,10 @@ static void set_server_name(worker *wk, VALUE env, kino_span host) {
     } else {
         colon = memchr(p, ':', host.n);
     }
-    rb_hash_aset(env, K_SERVER_NAME, rb_str_new(p, (long)((colon ? colon : e) - p)));
-    rb_hash_aset(env, K_SERVER_PORT,
-                 colon && colon + 1 < e ? rb_str_new(colon + 1, (long)(e - colon - 1)) : S_PORT80);
+    rb_hash_aset(env, K_SERVER_NAME, memo_str(wk, &wk->name, p, (size_t)((colon ? colon : e) - p)));
+    rb_hash_aset(env, K_SERVER_PORT, colon && colon + 1 < e
+                                         ? memo_str(wk, &wk->port, colon + 1, (size_t)(e - colon - 1))
+                                         : S_PORT80);
 }
 
 static VALUE build_env(worker *wk, kino_conn *c) {
@@ -639,7 +663,8 @@ static VALUE build_env(worker *wk, kino_conn *c) {
     rb_hash_aset(env, K_PATH_INFO, str_span(h->path));
     rb_hash_aset(env, K_QUERY_STRING, h->query.n ? str_span(h->query) : S_EMPTY);
     rb_hash_aset(env, K_SERVER_PROTOCOL, h->minor ? S_HTTP11 : S_HTTP10);
-    rb_hash_aset(env, K_REMOTE_ADDR, rb_str_new_cstr(kino_conn_peer(c)));
+    const char *peer = kino_conn_peer(c);
+    rb_hash_aset(env, K_REMOTE_ADDR, memo_str(wk, &wk->peer, peer, strlen(peer)));
     set_server_name(wk, env, h->host);
     for (size_t i = 0; i < h->nheaders; i++) {
         const kino_header *f = &h->headers[i];
@@ -647,7 +672,9 @@ static VALUE build_env(worker *wk, kino_conn *c) {
         if (NIL_P(key)) continue;
         prev = rb_hash_lookup2(env, key, Qundef);
         if (prev == Qundef) {
-            rb_hash_aset(env, key, str_span(f->value));
+            rb_hash_aset(env, key, key == common_keys[0] /* HTTP_HOST */
+                                       ? memo_str(wk, &wk->host, f->value.p, f->value.n)
+                                       : str_span(f->value));
         } else { /* repeated field: one value, as RFC 9110 5.3 allows */
             int cookie = f->name.n == 6 && ieq(f->name.p, "cookie", 6);
             VALUE v = rb_str_dup(prev);
@@ -904,6 +931,10 @@ static void worker_mark(void *p) {
     rb_gc_mark(wk->handler);
     rb_gc_mark(wk->env);
     rb_gc_mark(wk->input);
+    rb_gc_mark(wk->peer.str);
+    rb_gc_mark(wk->host.str);
+    rb_gc_mark(wk->name.str);
+    rb_gc_mark(wk->port.str);
     rb_gc_mark(wk->status);
     rb_gc_mark(wk->headers);
     rb_gc_mark(wk->server_name);
@@ -1058,6 +1089,7 @@ static VALUE native_serve(VALUE mod, VALUE id, VALUE app, VALUE handler, VALUE n
     wk->self = obj;
     wk->sid = i;
     wk->app = wk->handler = wk->env = wk->status = wk->headers = wk->server_name = wk->input = Qnil;
+    wk->peer.str = wk->host.str = wk->name.str = wk->port.str = Qnil;
     RB_OBJ_WRITE(obj, &wk->app, app);
     RB_OBJ_WRITE(obj, &wk->handler, handler);
     pthread_mutex_lock(&servers_mu);
