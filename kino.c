@@ -64,6 +64,7 @@
 
 #define EV_IN 1
 #define EV_OUT 2
+#define EV_HUP 4 /* the peer closed (at least) its writing side */
 
 /* The poller backend: epoll on Linux, kqueue on the BSDs and macOS. Build
  * with -DKINO_USE_KQUEUE to use kqueue elsewhere (on Linux through
@@ -137,6 +138,7 @@ static void *poller_event(poller *p, int i, int *mask) {
     *mask = 0;
     if (e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) *mask |= EV_IN;
     if (e & (EPOLLOUT | EPOLLHUP | EPOLLERR)) *mask |= EV_OUT;
+    if (e & (EPOLLRDHUP | EPOLLHUP)) *mask |= EV_HUP;
     return p->ev[i].data.ptr;
 }
 
@@ -206,7 +208,7 @@ static int poller_wait(poller *p, int timeout_ms) {
 static void *poller_event(poller *p, int i, int *mask) {
     struct kevent *e = &p->ev[i];
     *mask = e->filter == EVFILT_WRITE ? EV_OUT : EV_IN;
-    if (e->flags & (EV_EOF | EV_ERROR)) *mask = EV_IN | EV_OUT;
+    if (e->flags & (EV_EOF | EV_ERROR)) *mask = EV_IN | EV_OUT | EV_HUP;
     return (void *)e->udata;
 }
 
@@ -960,6 +962,7 @@ struct kino_io {
      * when request_timeout is off, or already answered by a timeout. */
     klist t_header, t_idle, t_queue, t_away, t_held, t_flush, t_linger;
     _Atomic int parked;           /* t_queue is not empty */
+    _Atomic int pending_away;     /* away conns whose io_pending is set */
     kino_buf *pool;
     int npool;
     int listening;
@@ -1256,6 +1259,23 @@ static int64_t after(kino_io *io, int64_t ms) {
 static void conn_flush(kino_io *io, kino_conn *c);
 static char listener_tag; /* poller data of listener events */
 
+/* io_pending is set only while a worker holds the connection, and
+ * counted in io->pending_away so that a worker handing a connection back
+ * knows the I/O thread has missed readiness for one (see release()). */
+static void pending_set(kino_io *io, kino_conn *c) {
+    if (!c->io_pending) {
+        c->io_pending = 1;
+        atomic_fetch_add(&io->pending_away, 1);
+    }
+}
+
+static void pending_clear(kino_io *io, kino_conn *c) {
+    if (c->io_pending) {
+        c->io_pending = 0;
+        atomic_fetch_sub(&io->pending_away, 1);
+    }
+}
+
 /* Wake an I/O thread blocked in its poller, at most one syscall per
  * sleep however many threads ask. */
 static void wake_io(kino_io *io) {
@@ -1282,6 +1302,7 @@ static kino_conn *conn_new(kino_io *io, int fd, struct sockaddr_storage *ss) {
 
 /* Free a connection; io is NULL once the I/O threads are gone. */
 static void conn_destroy(kino_server *s, kino_io *io, kino_conn *c) {
+    if (c->io_pending) atomic_fetch_sub(&c->io->pending_away, 1);
     klist_remove(&c->tlink);
     close(c->fd);
     buf_put(io, c->buf);
@@ -1367,6 +1388,9 @@ static int conn_prepare(kino_server *s, kino_conn *c) {
     long n = kino_head_end(p, c->len - c->off, &c->scanned, &status);
     if (n == 0) return 0;
     if (n < 0) return status;
+    /* from here the answer is final; a caller that cannot act on it (a
+     * worker) leaves it to the I/O thread, which must find the head again */
+    c->scanned = 0;
     if (kino_parse_head(p, (size_t)n, &c->head, c->buf->hdrs, KINO_MAX_HEADERS) != KINO_OK)
         return c->head.status;
     if (s->o.max_body_size && c->head.content_length > 0 &&
@@ -1392,7 +1416,7 @@ static void conn_dispatch(kino_io *io, kino_conn *c) {
     atomic_fetch_add_explicit(&s->queued, 1, memory_order_relaxed);
     c->queued_at = io->now;
     c->state = C_AWAY;
-    c->io_pending = 0;
+    pending_clear(io, c);
     klist_remove(&c->tlink);
     if (klist_empty(&io->t_queue) && ready_push(s, c) == 0) {
         /* From here a worker may own c: only I/O-thread fields change. */
@@ -1446,8 +1470,8 @@ static int conn_advance(kino_io *io, kino_conn *c, int more) {
 
 /* Read what the socket holds and act on it. Edge-triggered: keep reading
  * until a short read proves the socket empty. */
-static void conn_read(kino_io *io, kino_conn *c) {
-    c->io_pending = 0;
+static void conn_read(kino_io *io, kino_conn *c, int hup) {
+    pending_clear(io, c);
     c->maybe_more = 0;
     if (!c->buf) {
         c->buf = buf_get(io);
@@ -1482,8 +1506,10 @@ static void conn_read(kino_io *io, kino_conn *c) {
             return;
         }
         c->len += (size_t)n;
-        if (!conn_advance(io, c, (size_t)n == room)) return;
-        if ((size_t)n < room) return;
+        /* after a hang-up the socket still holds the EOF: read it when
+         * the connection comes back, so a half-closed client is closed */
+        if (!conn_advance(io, c, (size_t)n == room || hup)) return;
+        if ((size_t)n < room && !hup) return; /* drained (edge-triggered) */
     }
 }
 
@@ -1502,7 +1528,7 @@ static void conn_keep(kino_io *io, kino_conn *c) {
         c->buf = NULL;
         timer_set(c, &io->t_idle, after(io, io->s->keepalive_ms));
     }
-    if (c->io_pending || c->maybe_more) conn_read(io, c);
+    if (c->io_pending || c->maybe_more) conn_read(io, c, 0);
 }
 
 /* Write out what a worker left unsent; then keep or close. */
@@ -1643,7 +1669,7 @@ static void on_event(kino_io *io, kino_conn *c, int mask) {
     switch (c->state) {
     case C_IDLE:
     case C_READING:
-        if (mask & EV_IN) conn_read(io, c);
+        if (mask & EV_IN) conn_read(io, c, mask & EV_HUP);
         break;
     case C_FLUSH:
         conn_flush(io, c);
@@ -1652,7 +1678,7 @@ static void on_event(kino_io *io, kino_conn *c, int mask) {
         if (mask & EV_IN) conn_drop_input(io, c);
         break;
     default: /* away with a worker: look again when it comes back */
-        c->io_pending = 1;
+        pending_set(io, c);
     }
 }
 
@@ -1934,6 +1960,29 @@ static int body_skip(kino_conn *c, kino_waiter *w) {
     return 0;
 }
 
+/* Can what is left of the request body be skipped at the end of the
+ * response without waiting? True when it is read, or (Content-Length)
+ * already all in the buffer. Consumes nothing: a streaming body may
+ * still read it. */
+static int body_skippable(kino_conn *c, kino_waiter *w) {
+    if (c->body == B_NONE || c->body == B_DONE) return 1;
+    if (c->broken || c->reject || (c->head.expect_continue && !c->continue_sent)) return 0;
+    if (c->body == B_LENGTH)
+        return c->len - c->bpos >= c->body_left && c->body_left <= KINO_DRAIN_MAX;
+    kino_chunked d = c->chunk; /* a copy: decode ahead without consuming */
+    size_t pos = c->bpos, total = 0;
+    while (pos < c->len && total <= KINO_DRAIN_MAX) {
+        size_t used = 0, out = 0;
+        int r = kino_chunked_step(&d, c->buf->data + pos, c->len - pos, &used, w->scratch,
+                                  sizeof w->scratch, &out);
+        pos += used;
+        total += out;
+        if (r == KINO_CHUNK_DONE) return total <= KINO_DRAIN_MAX;
+        if (r == KINO_ERROR || r == KINO_CHUNK_MORE) return 0;
+    }
+    return 0;
+}
+
 /* Append bytes to the waiter's response buffer as a copied segment. */
 static int out_put(kino_waiter *w, const char *p, size_t n) {
     if (w->out_len + n > w->out_cap) {
@@ -2114,8 +2163,9 @@ int kino_resp_end_head(kino_conn *c, kino_waiter *w, int body, uint64_t length) 
     if (bodiless) c->framing = R_NOBODY;
     if (c->framing == R_CHUNKED && out_str(w, "Transfer-Encoding: chunked\r\n")) return KINO_ERROR;
     /* an unread request body is skipped at the end of the response, not
-     * here: a streaming body may still read it */
-    if (!c->head.keep_alive || atomic_load(&s->draining)) c->r_close = 1;
+     * here (a streaming body may still read it); if it may not all be
+     * here by then, the connection closes after this response */
+    if (!c->head.keep_alive || atomic_load(&s->draining) || !body_skippable(c, w)) c->r_close = 1;
     if (!c->seen_date && out_put(w, date_line(), DATE_LINE_LEN)) return KINO_ERROR;
     if (!c->seen_server && out_str(w, "Server: Kino\r\n")) return KINO_ERROR;
     if (c->r_close) {
@@ -2187,9 +2237,8 @@ int kino_resp_end(kino_conn *c, kino_waiter *w) {
             c->error = "response body shorter than its Content-Length";
         }
         if (c->framing == R_RAW) c->r_close |= c->head.minor == 0 || !c->seen_te;
-        /* keep-alive only if what the app left of the request body can be
-         * skipped now; the head may have promised keep-alive: closing
-         * after a complete response is always allowed */
+        /* skip what the app left of the request body; end_head promised
+         * keep-alive only when that was possible (else close after it) */
         if (!c->r_close && !body_skip(c, w)) c->r_close = 1;
         c->r_done = 1;
     }
@@ -2264,10 +2313,20 @@ int kino_resp_error(kino_conn *c, kino_waiter *w, int status) {
     return r == KINO_AGAIN ? handoff(c, w) : r;
 }
 
-/* Give the connection back to its I/O thread. */
+/* Give the connection back to its I/O thread. The I/O thread is woken
+ * only when the connection needs it now: output to finish, a close,
+ * bytes already buffered or waiting in the socket, a shutdown. An idle
+ * keep-alive connection is picked up at the thread's next wake-up
+ * (new data anywhere, or the Date tick within a second): no syscall per
+ * request. If data for it arrived while the worker held it, the I/O
+ * thread counted that in io->pending_away before its next pass over the
+ * hand-back stack; the push and the load of that count are sequentially
+ * consistent, so either that pass sees the connection or this load sees
+ * the count and wakes the thread. */
 static void release(kino_conn *c, int next) {
     kino_io *io = c->io;
     kino_server *s = io->s;
+    int urgent = next != NEXT_KEEP || c->out || c->len > c->off || c->maybe_more;
     c->next = (unsigned char)next;
     atomic_fetch_sub_explicit(&s->in_flight, 1, memory_order_relaxed);
     if (atomic_load(&s->io_gone)) {
@@ -2277,7 +2336,8 @@ static void release(kino_conn *c, int next) {
     kino_conn *top = atomic_load(&io->returns);
     do c->rnext = top;
     while (!atomic_compare_exchange_weak(&io->returns, &top, c));
-    wake_io(io);
+    /* c may be gone from here on: only io and s are read */
+    if (urgent || atomic_load(&io->pending_away) || atomic_load(&s->draining)) wake_io(io);
 }
 
 kino_conn *kino_next(kino_conn *c, kino_waiter *w) {

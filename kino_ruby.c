@@ -666,10 +666,19 @@ static VALUE build_env(worker *wk, kino_conn *c) {
     const char *peer = kino_conn_peer(c);
     rb_hash_aset(env, K_REMOTE_ADDR, memo_str(wk, &wk->peer, peer, strlen(peer)));
     set_server_name(wk, env, h->host);
+    /* an absolute-form target's authority replaces Host (RFC 9112 3.2.2) */
+    int absolute = h->target.n > 0 && h->target.p[0] != '/' && h->target.p[0] != '*';
+    if (absolute) rb_hash_aset(env, common_keys[0], memo_str(wk, &wk->host, h->host.p, h->host.n));
+    /* one Content-Length, however the client repeated it ("5, 5") */
+    if (h->content_length >= 0) {
+        char len[24];
+        snprintf(len, sizeof len, "%lld", (long long)h->content_length);
+        rb_hash_aset(env, K_CONTENT_LENGTH, rb_str_new_cstr(len));
+    }
     for (size_t i = 0; i < h->nheaders; i++) {
         const kino_header *f = &h->headers[i];
         VALUE key = header_key(f->name), prev;
-        if (NIL_P(key)) continue;
+        if (NIL_P(key) || key == K_CONTENT_LENGTH || (absolute && key == common_keys[0])) continue;
         prev = rb_hash_lookup2(env, key, Qundef);
         if (prev == Qundef) {
             rb_hash_aset(env, key, key == common_keys[0] /* HTTP_HOST */
