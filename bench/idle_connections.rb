@@ -1,0 +1,62 @@
+# frozen_string_literal: true
+
+# Memory of idle keep-alive connections: start Kino on the bench app, open
+# N connections that each make one request and then stay idle, and report
+# the server's RSS/PSS before and after, per connection; then time one
+# more request made while all of them are open.
+#
+#   ruby bench/idle_connections.rb [N=10000] [threaded|ractor]
+require "socket"
+require "rbconfig"
+require_relative "lib/process_tree"
+
+count = Integer(ARGV[0] || 10_000)
+mode = ARGV[1] || "threaded"
+port = TCPServer.open("127.0.0.1", 0) { |s| s.addr[1] } # a free port: never a leftover server
+want = count + 256
+server_want = (want / 0.8).ceil # max_connections defaults to 80% of the server's limit
+soft, hard = Process.getrlimit(:NOFILE)
+abort "need #{server_want} file descriptors; the hard limit is #{hard}" if hard < server_want
+Process.setrlimit(:NOFILE, want, hard) if soft < want
+
+server = Process.spawn(RbConfig.ruby, File.join(__dir__, "serve_kino.rb"), port.to_s, mode, "1",
+                       mode == "ractor" ? "1" : "3", rlimit_nofile: server_want, out: File::NULL)
+at_exit do
+  Process.kill("TERM", server)
+  Process.wait(server)
+end
+
+def request(socket)
+  socket.write("GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n")
+  response = +""
+  response << socket.readpartial(4096) until response.end_with?("Hello, World!")
+end
+
+def open(port)
+  TCPSocket.new("127.0.0.1", port)
+rescue Errno::ECONNREFUSED
+  nil
+end
+
+sleep 0.1 until (probe = open(port))
+request(probe)
+sleep 0.5
+before = Bench::ProcessTree.memory(server)
+sockets = Array.new(count) do |i|
+  TCPSocket.new("127.0.0.1", port).tap { |s| request(s) }
+rescue EOFError
+  abort "connection #{i} was closed by the server"
+end
+sleep 1
+after = Bench::ProcessTree.memory(server)
+t0 = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+request(probe)
+latency = (Process.clock_gettime(Process::CLOCK_MONOTONIC) - t0) * 1000
+
+puts "idle keep-alive connections: #{count} (mode #{mode})"
+puts format("server RSS %.1f -> %.1f MiB, PSS %.1f -> %.1f MiB", before.rss_mib, after.rss_mib,
+            before.pss_mib, after.pss_mib)
+puts format("per idle connection: %.2f KiB RSS, %.2f KiB PSS", (after.rss_mib - before.rss_mib) * 1024 / count,
+            (after.pss_mib - before.pss_mib) * 1024 / count)
+puts format("one more request with all of them open: %.2f ms", latency)
+sockets.each(&:close)
