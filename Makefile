@@ -42,7 +42,7 @@ EXT = lib/kino/kino.$(DLEXT)
 GEMS = .gems
 TEST_ENV = GEM_PATH=$(CURDIR)/$(GEMS):$(RB_GEM_PATH) $(SAN_ENV)
 
-.PHONY: all test test-c test-ruby serve bench clean gems
+.PHONY: all test test-c test-ruby serve bench clean gems check-kqueue
 
 all: $(EXT)
 
@@ -62,8 +62,13 @@ $(EXT): build/kino.o build/kino_ruby.o
 build/test_c: test/c/*.c test/c/*.h kino.c kino.h | build
 	$(CC) $(KINO_CFLAGS) $(SAN_LDFLAGS) -I. -o $@ test/c/run.c -pthread
 
-test-c: build/test_c
+test-c: build/test_c check-kqueue
 	$(if $(SANITIZE),ASAN_OPTIONS=detect_leaks=1) ./build/test_c
+
+# The kqueue backend (BSD, macOS) compiled on any machine, against the
+# declarations in test/compat: both poller backends build on every run.
+check-kqueue:
+	$(CC) -std=c11 $(WARN) -fsyntax-only -DKINO_USE_KQUEUE -Itest/compat kino.c
 
 # Test-only gems go into ./.gems, never into the system.
 gems: $(GEMS)/.installed
@@ -86,3 +91,90 @@ bench: $(EXT)
 
 clean:
 	rm -rf build lib/kino/*.so lib/kino/*.bundle
+
+# ------------------------------------------------------------------
+# Fuzzing: libFuzzer harnesses for the parser (doc/fuzzing.md)
+#
+#   make fuzz-build      build/fuzz_head, build/fuzz_chunked, build/fuzz_pipeline
+#   make fuzz            each harness for FUZZ_SECONDS (600), one after the
+#                        other, single process, on a fresh copy of its seeds
+#   make fuzz-smoke      each harness for 20 s (CI)
+#   make -B fuzz-build fuzz FUZZ_DEFS='-DKINO_MAX_HEAD=512 ...'
+#                        the same with smaller limits, so they are reached
+
+FUZZ_CC ?= $(shell command -v clang-14 >/dev/null 2>&1 && echo clang-14 || echo clang)
+FUZZ_CFLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -I.
+FUZZ_DEFS ?=
+FUZZ_SECONDS ?= 600
+FUZZ_MAX_LEN ?= 16384
+FUZZ_NAMES = head chunked pipeline
+
+.PHONY: fuzz fuzz-build fuzz-smoke
+
+fuzz-build: $(FUZZ_NAMES:%=build/fuzz_%)
+
+build/fuzz_%: fuzz/fuzz_%.c kino.c kino.h | build
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_DEFS) -o $@ $< kino.c -pthread
+
+# $(call fuzz_run,seconds): run every harness in turn, even after one
+# fails, and fail at the end. Logs: build/fuzz-<name>.log; crashing
+# inputs: build/fuzz-crashes/<name>-crash-*.
+define fuzz_run
+	@failed=; for n in $(FUZZ_NAMES); do \
+	  rm -rf build/fuzz-corpus/$$n; mkdir -p build/fuzz-corpus/$$n build/fuzz-crashes; \
+	  cp fuzz/corpus/$$n/* build/fuzz-corpus/$$n/; \
+	  echo "fuzz_$$n: $(1) s"; \
+	  if ./build/fuzz_$$n -max_total_time=$(1) -max_len=$(FUZZ_MAX_LEN) \
+	      -dict=fuzz/dict/http.dict -print_final_stats=1 \
+	      -artifact_prefix=build/fuzz-crashes/$$n- build/fuzz-corpus/$$n \
+	      > build/fuzz-$$n.log 2>&1; then \
+	    grep -E '^#[0-9]+[[:space:]]+DONE' build/fuzz-$$n.log | tail -n 1; \
+	    grep -E '^stat::(number_of_executed_units|average_exec_per_sec|peak_rss_mb)' build/fuzz-$$n.log; \
+	  else \
+	    tail -n 40 build/fuzz-$$n.log; echo "fuzz_$$n FAILED (build/fuzz-$$n.log)"; \
+	    failed="$$failed $$n"; \
+	  fi; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzzing failed:$$failed"; exit 1; fi
+endef
+
+fuzz: fuzz-build
+	$(call fuzz_run,$(FUZZ_SECONDS))
+
+fuzz-smoke: fuzz-build
+	$(call fuzz_run,20)
+
+# ------------------------------------------------------------------
+# Install: the library, the extension, bin/kino and the manual page
+#
+#   make install                      into /usr/local (builds the extension first)
+#   make install PREFIX=$HOME/.local  anywhere; DESTDIR=... is honoured for packages
+#   make uninstall PREFIX=...
+#
+# $(PREFIX)/lib/kino/lib and .../bin hold lib/ and bin/ as in a checkout;
+# $(PREFIX)/bin/kino runs them with the Ruby that built the extension;
+# the manual goes to $(PREFIX)/share/man/man1/kino.1 (man kino).
+
+PREFIX ?= /usr/local
+KINO_HOME = $(PREFIX)/lib/kino
+MAN1DIR = $(PREFIX)/share/man/man1
+RUBY_EXE := $(shell $(RUBY) -e 'print RbConfig.ruby')
+
+.PHONY: install uninstall
+
+install: $(EXT)
+	mkdir -p '$(DESTDIR)$(KINO_HOME)/bin' '$(DESTDIR)$(PREFIX)/bin' '$(DESTDIR)$(MAN1DIR)'
+	cd lib && find . -name '*.rb' | while read -r f; do \
+	  mkdir -p "$(DESTDIR)$(KINO_HOME)/lib/$$(dirname "$$f")" && \
+	  cp "$$f" "$(DESTDIR)$(KINO_HOME)/lib/$$f" || exit 1; \
+	done
+	cp $(EXT) '$(DESTDIR)$(KINO_HOME)/lib/kino/'
+	cp bin/kino '$(DESTDIR)$(KINO_HOME)/bin/kino'
+	printf '#!/bin/sh\n# kino, installed by make install from a Kino checkout\nexec "%s" -I "%s" "%s" "$$@"\n' \
+	  '$(RUBY_EXE)' '$(KINO_HOME)/lib' '$(KINO_HOME)/bin/kino' > '$(DESTDIR)$(PREFIX)/bin/kino'
+	chmod 755 '$(DESTDIR)$(PREFIX)/bin/kino' '$(DESTDIR)$(KINO_HOME)/bin/kino'
+	cp man/kino.1 '$(DESTDIR)$(MAN1DIR)/kino.1'
+
+uninstall:
+	rm -rf '$(DESTDIR)$(KINO_HOME)'
+	rm -f '$(DESTDIR)$(PREFIX)/bin/kino' '$(DESTDIR)$(MAN1DIR)/kino.1'

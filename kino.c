@@ -1671,7 +1671,8 @@ static void on_event(kino_io *io, kino_conn *c, int mask) {
     case C_READING:
         if (mask & EV_IN) conn_read(io, c, mask & EV_HUP);
         break;
-    case C_FLUSH:
+    case C_FLUSH: /* input waits until the response is out: note it */
+        if (mask & EV_IN) c->maybe_more = 1;
         conn_flush(io, c);
         break;
     case C_LINGER:

@@ -11,9 +11,15 @@
 # kino_ruby.c (Kino::Native), and each file under lib/kino has one job.
 require_relative "kino/version"
 begin
-  require_relative "kino/kino" # the native extension: Kino::Native, Kino::Input
+  # The native extension (Kino::Native, Kino::Input): lib/kino/kino.so in a
+  # checkout (make) and in most gem installs, else RubyGems' extension dir.
+  require_relative "kino/kino"
 rescue LoadError => e
-  raise LoadError, "Kino's native extension is not built (#{e.message}); run `make` in the Kino checkout"
+  begin
+    require "kino/kino"
+  rescue LoadError
+    raise LoadError, "Kino's native extension is not built (#{e.message}); run `make` in the Kino checkout"
+  end
 end
 require_relative "kino/errors"
 require_relative "kino/cpus"
@@ -27,6 +33,7 @@ require_relative "kino/ractors"
 require_relative "kino/server"
 require_relative "kino/builder"
 require_relative "kino/welcome"
+require_relative "kino/configuration"
 
 module Kino
   # Serve a Rack app until INT or TERM: +app+, or the block, or

@@ -8,7 +8,7 @@ require "rubygems/gem_runner"
 
 dir = File.expand_path(ARGV.fetch(0))
 Gem.paths = { "GEM_HOME" => Gem.dir, "GEM_PATH" => [dir, *Gem.path].join(File::PATH_SEPARATOR) }
-wanted = { "rack" => "~> 3.0", "minitest" => ">= 5.15" }
+wanted = { "rack" => "~> 3.0", "minitest" => ">= 5.15", "rackup" => ">= 2.1" }
 
 wanted.each do |name, requirement|
   next if Gem::Specification.find_all_by_name(name, requirement).any?

@@ -16,9 +16,12 @@ module Kino
 
     attr_reader :app, :options, :mode
 
-    def initialize(app, **options)
+    # +config_file+: a kino.rb whose directives apply under +options+
+    # (explicit options win); raises Kino::ConfigError when it is wrong.
+    def initialize(app, config_file: nil, **options)
       raise ArgumentError, "the app must respond to call" unless app.respond_to?(:call)
 
+      options = Configuration.load(config_file).server_options.merge(options) if config_file
       @app = app
       @options = Options.resolve(options)
       @mode = resolve_mode

@@ -1,0 +1,225 @@
+# frozen_string_literal: true
+
+require "optparse"
+require_relative "version"
+require_relative "directives"
+
+module Kino
+  # `kino [options] [rackup file]`: serve a Rack app, --check it, or write
+  # a sample config with --init. See `kino --help` and `man kino`.
+  #
+  # Only Ruby's optparse and Kino's pure-Ruby option tables are loaded up
+  # front, so -h and -v answer at once; the rest of Kino (and its native
+  # extension) is loaded when there is an app to load.
+  #
+  # Exit status: 0 on success, 1 when --check finds blockers or the server
+  # cannot start, 2 for a bad command line or config file.
+  class CLI
+    USAGE = "Usage: kino [options] [rackup file]"
+    DEFAULT_RACKUP = "config.ru"
+    DEFAULT_PORT = 9292
+
+    # A wrong command line or config file: one line on stderr, exit 2.
+    class UsageError < StandardError; end
+
+    # The app or the server failed (not the command line): one line, exit 1.
+    class Failure < StandardError; end
+
+    # One command-line flag: the server option it sets (nil for the others).
+    Flag = Struct.new(:short, :long, :argument, :option, :help, keyword_init: true)
+
+    FLAGS = [
+      Flag.new(short: "-C", long: "--config", argument: "FILE",
+               help: "config file (default: kino.rb, then config/kino.rb, if present)"),
+      Flag.new(short: "-b", long: "--bind", argument: "ADDRESS", option: :bind,
+               help: "address to listen on (default: 127.0.0.1)"),
+      Flag.new(short: "-p", long: "--port", argument: "PORT", option: :port,
+               help: "port to listen on (default: 9292; 0 picks a free one)"),
+      Flag.new(short: "-w", long: "--workers", argument: "N", option: :workers,
+               help: "workers (default: the CPUs this process may use)"),
+      Flag.new(short: "-t", long: "--threads", argument: "N", option: :threads,
+               help: "threads per worker (default: 1 in ractor mode, 3 in threaded)"),
+      Flag.new(short: "-m", long: "--mode", argument: "MODE", option: :mode,
+               help: "auto, ractor or threaded (default: auto)"),
+      Flag.new(short: "-e", long: "--environment", argument: "ENV",
+               help: "set RACK_ENV to ENV when it is unset"),
+      Flag.new(long: "--init", argument: "[PATH]",
+               help: "write a commented sample config to PATH (default: kino.rb)"),
+      Flag.new(long: "--check",
+               help: "explain whether the app can run in ractor mode (exit 1 if not)"),
+      Flag.new(short: "-v", long: "--version", help: "print the version"),
+      Flag.new(short: "-h", long: "--help", help: "print this help")
+    ].freeze
+
+    # Run `kino` with +argv+; returns the exit status.
+    def self.start(argv = ARGV, out: $stdout, err: $stderr)
+      new(argv, out: out, err: err).run
+    end
+
+    # A command line to run; +out+ and +err+ get what it prints.
+    def initialize(argv, out: $stdout, err: $stderr)
+      @argv = argv.dup
+      @out = out
+      @err = err
+      @action = :serve
+      @flags = {}
+    end
+
+    # Parses the command line and does what it asks; returns the exit status.
+    def run
+      parse!
+      case @action
+      when :help then @out.puts(help)
+      when :version then @out.puts("kino #{VERSION}")
+      when :init then return init
+      when :check then return check
+      else serve
+      end
+      0
+    rescue OptionParser::ParseError, UsageError => e
+      @err.puts "kino: #{e.message} (see kino --help)"
+      2
+    rescue Failure => e
+      @err.puts "kino: #{e.message}"
+      1
+    end
+
+    # Reads the command line: the server options it sets (coerced and
+    # validated), the rackup file, the config file, the environment and
+    # the action. Returns self; raises UsageError or OptionParser::ParseError.
+    def parse!
+      rest = parser.parse(@argv)
+      raise UsageError, "one rackup file at most (got #{rest.join(' ')})" if rest.size > 1
+
+      @rackup_arg = rest.first
+      raise UsageError, "invalid environment: \"\" (expected a name like production)" if @environment_arg&.empty?
+
+      @flags = @flags.to_h { |name, value| [name, Directives.coerce(name, value)] }
+      Options.resolve(@flags)
+      self
+    rescue ArgumentError => e
+      raise UsageError, e.message
+    end
+
+    # What serving would use: the server options (defaults < config file <
+    # flags, port 9292 unless set), the rackup file (argument > config file
+    # > config.ru) and the environment (flag > config file). Loads Kino and
+    # the config file; sets nothing.
+    def plan
+      require_relative "../kino"
+      config = load_config
+      {
+        options: { port: DEFAULT_PORT }.merge(config&.server_options || {}).merge(@flags),
+        rackup: @rackup_arg || config&.rackup || DEFAULT_RACKUP,
+        environment: @environment_arg || config&.environment,
+        config: config&.path
+      }
+    end
+
+    # The help text: usage, flags, and every config file directive.
+    def help
+      directives = Directives.names.map do |name|
+        about = "#{Directives.doc(name).summary} (default: #{Directives.default_text(name)})"
+        wrap(format("  %-18s %s", name, about), indent: 21)
+      end
+      [parser.help, "Config file directives (one per line, e.g. `workers 4`; kino --init writes a sample):",
+       *directives, "", "Precedence: flags > config file > defaults. See man kino.", ""].join("\n")
+    end
+
+    private
+
+    # The option parser for FLAGS; values are kept as Strings until parse!
+    # coerces them.
+    def parser
+      OptionParser.new do |opts|
+        opts.banner = "#{USAGE}\n\nServe a Rack app (./config.ru by default) with Kino #{VERSION}.\n\nOptions:"
+        opts.summary_width = 24
+        FLAGS.each do |flag|
+          spec = [flag.short, [flag.long, flag.argument].compact.join(" "), flag.help].compact
+          opts.on(*spec) { |value| take(flag, value) }
+        end
+      end
+    end
+
+    # +line+ folded at +width+ columns, continuation lines indented.
+    def wrap(line, indent:, width: 79)
+      rows = [+""]
+      line.scan(/\s*\S+/) do |word|
+        rows << (+" " * indent) if rows.last.size + word.size > width && rows.last.strip != ""
+        rows.last << (rows.last.strip.empty? && rows.size > 1 ? word.lstrip : word)
+      end
+      rows.join("\n")
+    end
+
+    # Records one parsed flag.
+    def take(flag, value)
+      case flag.long
+      when "--config" then @config_arg = value
+      when "--environment" then @environment_arg = value
+      when "--init" then @action, @init_path = :init, value || "kino.rb"
+      when "--check" then @action = :check
+      when "--version" then @action = :version unless @action == :help
+      when "--help" then @action = :help
+      else @flags[flag.option] = value
+      end
+    end
+
+    # The config file (-C, else a default one), evaluated; nil when there
+    # is none. A wrong file is a UsageError.
+    def load_config
+      raise UsageError, "config file not found: #{@config_arg}" if @config_arg && !File.file?(@config_arg)
+
+      path = @config_arg || Configuration.default_path
+      begin
+        path && Configuration.load(path)
+      rescue ConfigError => e
+        raise UsageError, e.message
+      end
+    end
+
+    # The app the plan names: sets RACK_ENV (only when unset), then loads
+    # the rackup file. Kino must be loaded (#plan does it).
+    def load_app(setup)
+      raise UsageError, "rackup file not found: #{setup[:rackup]}" unless File.file?(setup[:rackup])
+
+      ENV["RACK_ENV"] ||= setup[:environment] if setup[:environment]
+      Builder.load_file(setup[:rackup])
+    rescue Kino::Error => e
+      raise Failure, e.message
+    end
+
+    # Serve until INT or TERM (Kino::Server#run prints the banner).
+    def serve
+      setup = plan
+      app = load_app(setup)
+      begin
+        Server.new(app, **setup[:options]).run
+      rescue Kino::Error => e # cannot listen, pidfile taken, mode :ractor refused
+        raise Failure, e.message
+      end
+    end
+
+    # --check: print Kino::Check's report; 0 when the app can run in
+    # :ractor mode, 1 otherwise.
+    def check
+      app = load_app(plan)
+      Check.print_report(app, @out) ? 0 : 1
+    end
+
+    # --init: write the sample config, never over an existing file.
+    def init
+      require_relative "sample_config"
+      raise UsageError, "#{@init_path} already exists; not overwriting it" if File.exist?(@init_path)
+
+      dir = File.dirname(@init_path)
+      Dir.mkdir(dir) unless File.directory?(dir)
+      File.open(@init_path, File::WRONLY | File::CREAT | File::EXCL) { |f| f.write(SampleConfig.text) }
+      @out.puts "kino: wrote #{@init_path} (every line is commented out: uncomment what you change)"
+      0
+    rescue Errno::EEXIST
+      raise UsageError, "#{@init_path} already exists; not overwriting it"
+    rescue SystemCallError => e
+      raise UsageError, "cannot write #{@init_path}: #{e.message}"
+    end
+  end
+end

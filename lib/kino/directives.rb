@@ -1,0 +1,166 @@
+# frozen_string_literal: true
+
+require_relative "options"
+
+module Kino
+  # The directives of a config file (kino.rb): one per server option in
+  # Kino::Options::DEFAULTS, plus +environment+ and +rackup+, which the CLI
+  # uses. Each has its documentation here, shared by `kino --help`,
+  # `kino --init` and (checked by a test) the manual page.
+  #
+  # Pure Ruby without the native extension, so `kino --help` stays instant.
+  module Directives
+    # +kind+ says how a String is read (CLI flags, -O options, ENV values):
+    # :integer, :seconds, :mode, :string, :hook or :path.
+    # +default+ is the default as people read it (nil: the inspected value
+    # from Options::DEFAULTS). +example+ is a valid directive line.
+    Doc = Struct.new(:name, :group, :kind, :summary, :default, :why, :example, keyword_init: true)
+
+    # The sections of the sample config, in order.
+    GROUPS = ["Listening", "Concurrency", "Limits and timeouts", "Lifecycle", "Application"].freeze
+
+    # Not server options: the CLI reads them (the Rack handler ignores them).
+    CLI_ONLY = %i[environment rackup].freeze
+
+    DOCS = [
+      Doc.new(name: :bind, group: "Listening", kind: :string,
+              summary: "address to listen on: an IPv4 or IPv6 address, or a host name",
+              why: 'Use "0.0.0.0" (every IPv4 interface) or "::" (IPv6) to accept connections ' \
+                   "from other machines, e.g. in a container or behind a proxy on another host.",
+              example: 'bind "127.0.0.1"'),
+      Doc.new(name: :port, group: "Listening", kind: :integer, default: "9292",
+              summary: "TCP port to listen on; 0 picks a free one (Kino::Server.new defaults to 0)",
+              why: "Run several apps on one machine, or listen where your proxy or platform " \
+                   "expects (many set PORT: port ENV.fetch(\"PORT\", 9292)).",
+              example: "port 9292"),
+      Doc.new(name: :mode, group: "Concurrency", kind: :mode,
+              summary: ":auto, :ractor or :threaded (see MODES in man kino)",
+              why: "Say :threaded for apps that are not Ractor-shareable (Rails): no check, no " \
+                   "warning at boot. Say :ractor to fail at boot rather than fall back to threads.",
+              example: "mode :auto"),
+      Doc.new(name: :workers, group: "Concurrency", kind: :integer,
+              default: "the CPUs this process may use",
+              summary: "ractors (:ractor mode) or thread groups (:threaded mode)",
+              why: "Lower it when other processes share the machine. In :threaded mode " \
+                   "workers x threads requests run at once, all in this one process.",
+              example: "workers 4"),
+      Doc.new(name: :threads, group: "Concurrency", kind: :integer,
+              default: "1 in :ractor mode, 3 in :threaded mode",
+              summary: "threads per worker (Puma's `threads MIN, MAX` is accepted: Kino uses MAX)",
+              why: "Raise it for apps that wait on databases or HTTP APIs; keep " \
+                   "workers x threads within your database pool.",
+              example: "threads 3"),
+      Doc.new(name: :io_threads, group: "Concurrency", kind: :integer,
+              summary: "C I/O threads that own the sockets and parse HTTP",
+              why: "Raise it (2 to 4) only when one I/O thread is saturated by very many " \
+                   "small requests or connections.",
+              example: "io_threads 1"),
+      Doc.new(name: :queue_depth, group: "Limits and timeouts", kind: :integer,
+              summary: "parsed requests that may wait for a worker",
+              why: "Larger absorbs bursts; smaller sheds load (503) sooner.",
+              example: "queue_depth 1024"),
+      Doc.new(name: :queue_timeout, group: "Limits and timeouts", kind: :seconds,
+              summary: "seconds a request waits for room in a full queue before 503",
+              why: "Lower it to fail fast under overload so a load balancer retries elsewhere.",
+              example: "queue_timeout 5.0"),
+      Doc.new(name: :request_timeout, group: "Limits and timeouts", kind: :seconds, default: "off (nil)",
+              summary: "seconds before the client gets 504; the handler keeps running",
+              why: "Answer slow requests before your proxy gives up on them.",
+              example: "request_timeout 30"),
+      Doc.new(name: :max_body_size, group: "Limits and timeouts", kind: :integer, default: "52428800 (50 MiB)",
+              summary: "bytes of request body; a larger declared body gets 413 before the app runs (nil: no limit)",
+              why: "Raise it for uploads; lower it for APIs that take small JSON bodies.",
+              example: "max_body_size 50 * 1024 * 1024"),
+      Doc.new(name: :header_timeout, group: "Limits and timeouts", kind: :seconds,
+              summary: "seconds for the whole request head to arrive (else 408)",
+              why: "Lower it to shed slow-header (slowloris) clients sooner.",
+              example: "header_timeout 15.0"),
+      Doc.new(name: :keepalive_timeout, group: "Limits and timeouts", kind: :seconds,
+              summary: "seconds an idle keep-alive connection stays open",
+              why: "Keep it above your load balancer's idle timeout (60 s on AWS ALB) " \
+                   "so Kino never closes a connection the balancer is about to reuse.",
+              example: "keepalive_timeout 65.0"),
+      Doc.new(name: :body_timeout, group: "Limits and timeouts", kind: :seconds,
+              summary: "longest pause while reading a request body or writing a response",
+              why: "Raise it for clients on slow links that upload or download large bodies.",
+              example: "body_timeout 30.0"),
+      Doc.new(name: :max_connections, group: "Limits and timeouts", kind: :integer,
+              default: "80% of the open-file limit",
+              summary: "open connections at most; accepting pauses at the cap",
+              why: "Cap memory and file descriptors when many clients keep connections open.",
+              example: "max_connections 10_000"),
+      Doc.new(name: :shutdown_timeout, group: "Lifecycle", kind: :seconds,
+              summary: "seconds a graceful stop (INT, TERM) waits for requests in flight",
+              why: "Match your supervisor's grace period (Kubernetes: " \
+                   "terminationGracePeriodSeconds), minus a few seconds.",
+              example: "shutdown_timeout 30.0"),
+      Doc.new(name: :pidfile, group: "Lifecycle", kind: :path, default: "none (nil)",
+              summary: "file holding the server's pid; refused while a live process owns it, removed at exit",
+              why: "Let scripts and init systems find (and signal) the server.",
+              example: 'pidfile "tmp/pids/kino.pid"'),
+      Doc.new(name: :on_error, group: "Lifecycle", kind: :hook, default: "none (nil)",
+              summary: "hook(error, env), called after an app error is logged",
+              why: "Report errors to your tracker. In :ractor mode it must be shareable: " \
+                   "a module with self.call, or Kino.shareable_app { ->(error, env) { ... } }.",
+              example: "on_error do |error, env|\n  # report error (env[\"PATH_INFO\"] says where)\nend"),
+      Doc.new(name: :after_boot, group: "Lifecycle", kind: :hook, default: "none (nil)",
+              summary: "hook(), called once the workers are up (in the main thread)",
+              why: "Tell a supervisor you are ready, or warm caches.",
+              example: "after_boot do\n  # the server is listening\nend"),
+      Doc.new(name: :on_worker_boot, group: "Lifecycle", kind: :hook, default: "none (nil)",
+              summary: "hook(worker), called in each worker (each of its threads) before it serves",
+              why: "Open per-worker resources. Kino does not fork: connections opened at boot " \
+                   "stay valid, no reconnecting is needed. In :ractor mode it must be shareable.",
+              example: "on_worker_boot do |worker|\n  # worker is its number, from 0\nend"),
+      Doc.new(name: :on_worker_exit, group: "Lifecycle", kind: :hook, default: "none (nil)",
+              summary: "hook(worker, error), called in the main thread when a worker ends",
+              why: "Count or report crashed workers (error is nil on a normal stop).",
+              example: "on_worker_exit do |worker, error|\n  # error: why it ended, or nil\nend"),
+      Doc.new(name: :environment, group: "Application", kind: :string, default: "RACK_ENV as set (nil)",
+              summary: "sets RACK_ENV, when it is unset, before the app is loaded",
+              why: "Run in production without exporting RACK_ENV.",
+              example: 'environment "production"'),
+      Doc.new(name: :rackup, group: "Application", kind: :path, default: '"config.ru"',
+              summary: "the rackup file to serve (a file named on the command line wins)",
+              why: "Serve an app whose rackup file is not ./config.ru.",
+              example: 'rackup "config.ru"')
+    ].to_h { |doc| [doc.name, doc.freeze] }.freeze
+
+    # Every directive name: the server options (from Options::DEFAULTS, so
+    # a new option is a directive at once) and then the CLI-only ones.
+    def self.names
+      Options::DEFAULTS.keys + CLI_ONLY
+    end
+
+    # The documentation of +name+; a placeholder for an option nobody has
+    # documented yet (a test fails until someone does).
+    def self.doc(name)
+      DOCS.fetch(name) do
+        Doc.new(name: name, group: "Other", kind: :string, summary: "(undocumented)", why: "",
+                example: "#{name} #{Options::DEFAULTS[name].inspect}")
+      end
+    end
+
+    # The default as the manual, --help and --init print it.
+    def self.default_text(name)
+      doc(name).default || Options::DEFAULTS[name].inspect
+    end
+
+    # +value+ as the directive +name+ takes it: a String of digits is read
+    # as a number where a number is expected (flags, -O options, ENV), a
+    # String mode as a Symbol. Anything else is returned unchanged, for
+    # validation to accept or refuse.
+    def self.coerce(name, value)
+      return value unless value.is_a?(String)
+
+      case doc(name).kind
+      when :integer
+        value = value.split(":").last.to_s if name == :threads # Puma's MIN:MAX
+        value.match?(/\A\s*\d+\s*\z/) ? Integer(value, 10) : value
+      when :seconds then value.match?(/\A\s*\d+(\.\d+)?\s*\z/) ? Float(value) : value
+      when :mode then value.empty? ? value : value.delete_prefix(":").to_sym
+      else value
+      end
+    end
+  end
+end

@@ -1,0 +1,24 @@
+# frozen_string_literal: true
+
+require_relative "../../kino/rack_handler"
+
+module Rack
+  module Handler
+    # Kino as a Rack 2 handler (`rackup -s kino` with rack 2, Rails before
+    # 7.1). Rack 3 moved handlers to the rackup gem: see
+    # lib/rackup/handler/kino.rb. Options: Kino::RackHandler.
+    module Kino
+      # Serve +app+ until INT or TERM; yields the built server first.
+      def self.run(app, options = {}, **more, &block)
+        ::Kino::RackHandler.run(app, options.merge(more), &block)
+      end
+
+      # The -O options, for `rackup -s kino -h`.
+      def self.valid_options
+        ::Kino::RackHandler::VALID_OPTIONS
+      end
+    end
+
+    register "kino", "Rack::Handler::Kino" if respond_to?(:register)
+  end
+end
