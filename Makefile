@@ -34,7 +34,7 @@ SAN_LDFLAGS = -fsanitize=address,undefined
 # Ruby itself is not built with ASan: preload the runtime, skip leak
 # checks of the interpreter (LeakSanitizer runs on the C tests instead).
 SAN_ENV = LD_PRELOAD=$(shell $(CC) -print-file-name=libasan.so) \
-          ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1 \
+          ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1:use_sigaltstack=0 \
           UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 endif
 

@@ -50,7 +50,7 @@
 #endif
 #endif
 #if defined(__SANITIZE_ADDRESS__) || defined(KINO_ASAN)
-#include <sanitizer/common_interface_defs.h>
+#include <sanitizer/asan_interface.h>
 #define FRESH_STACK() __asan_handle_no_return()
 #else
 #define FRESH_STACK() ((void)0)

@@ -35,6 +35,7 @@ module Kino
       @ractors = []
       @respawns = 0
       @stopping = false
+      @backoff = Backoff.new
     end
 
     def start
@@ -81,6 +82,7 @@ module Kino
     private
 
     def spawn(index)
+      @backoff.started(index)
       quietly do
         Ractor.new(@server_id, @app, @handler, @threads, index, @hooks[:on_worker_boot],
                    name: "kino-worker-#{index}") do |id, app, handler, threads, i, boot|
@@ -101,7 +103,8 @@ module Kino
 
         warn "kino: worker ractor #{index} died (#{error}); starting a new one"
         @respawns += 1
-        @ractors[index] = spawn(index)
+        @backoff.wait(index)
+        @ractors[index] = spawn(index) unless @stopping
       end
     end
 

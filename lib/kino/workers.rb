@@ -20,6 +20,7 @@ module Kino
       @events = Queue.new
       @respawns = 0
       @stopping = false
+      @backoff = Backoff.new
     end
 
     def start
@@ -48,6 +49,7 @@ module Kino
 
     def spawn(slot)
       worker = slot / @threads_per_worker
+      @backoff.started(slot)
       Thread.new do
         Thread.current.name = "kino-worker-#{worker}"
         Thread.current.report_on_exception = false
@@ -73,8 +75,34 @@ module Kino
 
         warn "kino: worker #{worker} died (#{error.class}: #{error.message}); starting a new one"
         @respawns += 1
-        @threads[slot] = spawn(slot)
+        @backoff.wait(slot)
+        @threads[slot] = spawn(slot) unless @stopping
       end
+    end
+  end
+
+  # Keeps a worker that dies as soon as it starts (out of descriptors, a
+  # broken boot hook) from being replaced in a tight loop: a worker that
+  # lived less than a second is replaced after 0.1 s, then 0.2 s, ... up to
+  # 5 s; one that lived longer is replaced at once.
+  class Backoff
+    QUICK = 1.0
+    MAX = 5.0
+
+    def initialize
+      @started = {}
+      @delay = Hash.new(0.0)
+    end
+
+    def started(slot)
+      @started[slot] = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+    end
+
+    # Sleep as long as +slot+'s recent history asks, before replacing it.
+    def wait(slot)
+      lived = Process.clock_gettime(Process::CLOCK_MONOTONIC) - @started.fetch(slot, 0)
+      @delay[slot] = lived < QUICK ? [[@delay[slot] * 2, 0.1].max, MAX].min : 0.0
+      sleep @delay[slot] if @delay[slot].positive?
     end
   end
 
