@@ -1984,6 +1984,19 @@ static int body_skippable(kino_conn *c, kino_waiter *w) {
     return 0;
 }
 
+/* Decimal (base 10) or hex (base 16) digits of v into buf, which needs
+ * 20 bytes; returns the count. The hot path's snprintf replacement. */
+static size_t format_u64(char *buf, uint64_t v, unsigned base) {
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[n++] = "0123456789abcdef"[v % base];
+        v /= base;
+    } while (v);
+    for (size_t i = 0; i < n; i++) buf[i] = tmp[n - 1 - i];
+    return n;
+}
+
 /* Append bytes to the waiter's response buffer as a copied segment. */
 static int out_put(kino_waiter *w, const char *p, size_t n) {
     if (w->out_len + n > w->out_cap) {
@@ -2008,6 +2021,21 @@ static int out_put(kino_waiter *w, const char *p, size_t n) {
 }
 
 static int out_str(kino_waiter *w, const char *s) { return out_put(w, s, strlen(s)); }
+
+/* "HTTP/1.1 <status> <reason>\r\n" */
+static int out_status(kino_waiter *w, int status) {
+    char line[64] = "HTTP/1.1 ";
+    size_t n = 9 + format_u64(line + 9, (uint64_t)status, 10);
+    const char *reason = kino_reason(status);
+    size_t r = strlen(reason);
+    line[n++] = ' ';
+    if (r > sizeof line - n - 2) r = sizeof line - n - 2;
+    memcpy(line + n, reason, r);
+    n += r;
+    line[n++] = '\r';
+    line[n++] = '\n';
+    return out_put(w, line, n);
+}
 
 /* Append caller memory by reference (copied when segments run out). */
 static int out_ref(kino_waiter *w, const char *p, size_t n) {
@@ -2082,7 +2110,6 @@ static int handoff(kino_conn *c, kino_waiter *w) {
 
 int kino_resp_begin(kino_conn *c, kino_waiter *w, int status) {
     int open = ANS_OPEN;
-    char line[64];
     if (c->reject) return KINO_ERROR; /* answer with kino_resp_error */
     if (!atomic_compare_exchange_strong(&c->answer, &open, ANS_APP) && !(open == ANS_APP && c->hinted))
         return conn_fail(c, "request already answered (timeout or shutdown)");
@@ -2094,8 +2121,7 @@ int kino_resp_begin(kino_conn *c, kino_waiter *w, int status) {
     c->r_close = 0;
     c->r_length = 0;
     out_reset(w);
-    snprintf(line, sizeof line, "HTTP/1.1 %d %s\r\n", status, kino_reason(status));
-    return out_str(w, line);
+    return out_status(w, status);
 }
 
 int kino_resp_header(kino_conn *c, kino_waiter *w, const char *name, size_t nlen, const char *val,
@@ -2155,9 +2181,11 @@ int kino_resp_end_head(kino_conn *c, kino_waiter *w, int body, uint64_t length) 
         c->framing = R_LENGTH;
         c->r_length = body == KINO_BODY_LENGTH ? length : 0;
         if (st >= 200 && st != 204 && st != 304 && (!c->head.is_head || c->r_length > 0)) {
-            snprintf(line, sizeof line, "Content-Length: %llu\r\n",
-                     (unsigned long long)c->r_length);
-            if (out_str(w, line)) return KINO_ERROR;
+            size_t n = 16 + format_u64(line + 16, c->r_length, 10);
+            memcpy(line, "Content-Length: ", 16);
+            line[n++] = '\r';
+            line[n++] = '\n';
+            if (out_put(w, line, n)) return KINO_ERROR;
         }
     }
     c->r_left = c->r_length;
@@ -2194,8 +2222,10 @@ static int body_bytes(kino_conn *c, size_t n) {
 
 static int chunk_head(kino_waiter *w, size_t n) {
     char line[24];
-    snprintf(line, sizeof line, "%zx\r\n", n);
-    return out_str(w, line);
+    size_t k = format_u64(line, n, 16);
+    line[k++] = '\r';
+    line[k++] = '\n';
+    return out_put(w, line, k);
 }
 
 /* Flush when a lot is buffered, without waiting. */
@@ -2250,15 +2280,13 @@ int kino_resp_end(kino_conn *c, kino_waiter *w) {
 
 int kino_resp_info_begin(kino_conn *c, kino_waiter *w, int status) {
     int open = ANS_OPEN;
-    char line[64];
     if (c->head.minor == 0 || c->final || c->broken || c->reject || status < 100 || status > 199)
         return KINO_ERROR;
     if (!atomic_compare_exchange_strong(&c->answer, &open, ANS_APP) && !(open == ANS_APP && c->hinted))
         return KINO_ERROR; /* a timeout answered, or the final response began */
     c->hinted = 1;
     out_reset(w);
-    snprintf(line, sizeof line, "HTTP/1.1 %d %s\r\n", status, kino_reason(status));
-    return out_str(w, line);
+    return out_status(w, status);
 }
 
 int kino_resp_info_end(kino_conn *c, kino_waiter *w) {

@@ -90,6 +90,8 @@ static const char *const common_headers[] = {
     NULL};
 #define N_COMMON (sizeof common_headers / sizeof *common_headers - 1)
 static VALUE common_keys[N_COMMON];
+static size_t common_len[N_COMMON];
+_Static_assert(N_COMMON <= 64, "build_env keeps one bit per common header");
 
 static VALUE frozen(const char *s) {
     VALUE v = rb_interned_str_cstr(s);
@@ -136,7 +138,7 @@ static void init_strings(void) {
     for (int i = 0; methods[i]; i++) method_strs[i] = frozen(methods[i]);
     for (size_t i = 0; i < N_COMMON; i++) {
         char key[64];
-        size_t n = strlen(common_headers[i]);
+        size_t n = common_len[i] = strlen(common_headers[i]);
         header_key_bytes(common_headers[i], n, key);
         key[n + 5] = 0;
         common_keys[i] = frozen(key);
@@ -197,6 +199,8 @@ typedef struct worker {
     VALUE env, status, headers; /* of the current request, for reports and
                                    rack.response_finished */
     VALUE input;         /* the current request's rack.input (unwrapped) */
+    VALUE template;      /* env_template(), made in this worker's ractor */
+    VALUE t_peer, t_host, t_name, t_port; /* the values the template holds */
     memo peer, host, name, port; /* REMOTE_ADDR, HTTP_HOST, SERVER_NAME, SERVER_PORT */
 } worker;
 
@@ -599,17 +603,21 @@ static int ieq(const char *a, const char *lower, size_t n) {
 }
 
 /* The env key of a request header: a prebuilt frozen string for common
- * names, else a new frozen "HTTP_..." string (frozen, so Hash#[]= keeps
- * it instead of copying). Qnil for names Kino drops: those holding '_'
- * would collide with '-' names once upcased (spoofing). */
-static VALUE header_key(kino_span n) {
+ * names (*common gets its index, else -1), or a new frozen "HTTP_..."
+ * string (frozen, so Hash#[]= keeps it instead of copying). Qnil for
+ * names Kino drops: those holding '_' would collide with '-' names once
+ * upcased (spoofing). */
+static VALUE header_key(kino_span n, int *common) {
     char buf[256];
+    *common = -1;
     if (memchr(n.p, '_', n.n)) return Qnil;
     if (n.n == 12 && ieq(n.p, "content-type", 12)) return K_CONTENT_TYPE;
     if (n.n == 14 && ieq(n.p, "content-length", 14)) return K_CONTENT_LENGTH;
     for (size_t i = 0; i < N_COMMON; i++)
-        if (strlen(common_headers[i]) == n.n && ieq(n.p, common_headers[i], n.n))
+        if (common_len[i] == n.n && ieq(n.p, common_headers[i], n.n)) {
+            *common = (int)i;
             return common_keys[i];
+        }
     if (n.n + 5 <= sizeof buf) {
         header_key_bytes(n.p, n.n, buf);
         return rb_obj_freeze(rb_str_new(buf, (long)n.n + 5));
@@ -634,13 +642,13 @@ static VALUE memo_str(worker *wk, memo *m, const char *p, size_t n) {
 
 /* SERVER_NAME and SERVER_PORT from the Host value ("name", "name:port",
  * "[v6]:port"); from the listener when there is no Host. */
-static void set_server_name(worker *wk, VALUE env, kino_span host) {
+static void server_name_port(worker *wk, kino_span host, VALUE *name, VALUE *port) {
     const char *p = host.p, *e = host.p + host.n, *colon = NULL;
     if (host.n == 0) {
-        char port[16];
-        snprintf(port, sizeof port, "%d", kino_server_port(wk->s));
-        rb_hash_aset(env, K_SERVER_NAME, wk->server_name);
-        rb_hash_aset(env, K_SERVER_PORT, rb_str_new_cstr(port));
+        char num[16];
+        int n = snprintf(num, sizeof num, "%d", kino_server_port(wk->s));
+        *name = wk->server_name;
+        *port = memo_str(wk, &wk->port, num, (size_t)n);
         return;
     }
     if (*p == '[') {
@@ -649,26 +657,63 @@ static void set_server_name(worker *wk, VALUE env, kino_span host) {
     } else {
         colon = memchr(p, ':', host.n);
     }
-    rb_hash_aset(env, K_SERVER_NAME, memo_str(wk, &wk->name, p, (size_t)((colon ? colon : e) - p)));
-    rb_hash_aset(env, K_SERVER_PORT, colon && colon + 1 < e
-                                         ? memo_str(wk, &wk->port, colon + 1, (size_t)(e - colon - 1))
-                                         : S_PORT80);
+    *name = memo_str(wk, &wk->name, p, (size_t)((colon ? colon : e) - p));
+    *port = colon && colon + 1 < e ? memo_str(wk, &wk->port, colon + 1, (size_t)(e - colon - 1)) : S_PORT80;
+}
+
+/* The env every request starts from, one per worker (so per ractor),
+ * frozen: the constant entries, the common values (GET, HTTP/1.1, no
+ * query, no body), and the peer and Host of the worker's last request.
+ * Dup'ing it copies the whole table at once -- no per-key hashing, no
+ * growing -- so a keep-alive request only sets PATH_INFO, its
+ * response_finished list and its early-hints handle. */
+static VALUE env_template(void) {
+    VALUE t = rb_hash_new();
+    VALUE pairs[] = {
+        K_REQUEST_METHOD, method_strs[0], K_SCRIPT_NAME, S_EMPTY, K_PATH_INFO, Qnil,
+        K_QUERY_STRING, S_EMPTY, K_SERVER_NAME, Qnil, K_SERVER_PORT, Qnil,
+        K_SERVER_PROTOCOL, S_HTTP11, K_REMOTE_ADDR, Qnil, common_keys[0] /* HTTP_HOST */, Qnil,
+        K_SERVER_SOFTWARE, S_SOFTWARE, K_RACK_URL_SCHEME, S_HTTP, K_RACK_INPUT, null_input,
+        K_RACK_ERRORS, rb_ractor_stderr(), K_RACK_MULTITHREAD, Qtrue,
+        K_RACK_MULTIPROCESS, Qfalse, K_RACK_RUN_ONCE, Qfalse, K_RACK_HIJACKP, Qfalse,
+        K_RACK_RESPONSE_FINISHED, Qnil, K_RACK_EARLY_HINTS, Qnil,
+    };
+    for (size_t i = 0; i < sizeof pairs / sizeof *pairs; i += 2) rb_hash_aset(t, pairs[i], pairs[i + 1]);
+    return rb_obj_freeze(t);
+}
+
+/* Put this request's peer and Host values into the template when they
+ * differ from those it holds (the values are memoized, so the same bytes
+ * give the same VALUE and identity is enough). */
+static void template_update(worker *wk, VALUE peer, VALUE host, VALUE name, VALUE port) {
+    VALUE vals[4] = {peer, host, name, port}, *held[4] = {&wk->t_peer, &wk->t_host, &wk->t_name, &wk->t_port};
+    VALUE keys[4] = {K_REMOTE_ADDR, common_keys[0], K_SERVER_NAME, K_SERVER_PORT};
+    VALUE t = Qnil;
+    for (int i = 0; i < 4; i++) {
+        if (vals[i] == Qundef || vals[i] == *held[i]) continue;
+        if (NIL_P(t)) t = rb_hash_dup(wk->template);
+        rb_hash_aset(t, keys[i], vals[i]);
+        RB_OBJ_WRITE(wk->self, held[i], vals[i]);
+    }
+    if (!NIL_P(t)) RB_OBJ_WRITE(wk->self, &wk->template, rb_obj_freeze(t));
 }
 
 static VALUE build_env(worker *wk, kino_conn *c) {
     const kino_head *h = kino_conn_head(c);
-    VALUE env = rb_hash_new();
-    rb_hash_aset(env, K_REQUEST_METHOD, method_str(h->method));
-    rb_hash_aset(env, K_SCRIPT_NAME, S_EMPTY);
-    rb_hash_aset(env, K_PATH_INFO, str_span(h->path));
-    rb_hash_aset(env, K_QUERY_STRING, h->query.n ? str_span(h->query) : S_EMPTY);
-    rb_hash_aset(env, K_SERVER_PROTOCOL, h->minor ? S_HTTP11 : S_HTTP10);
     const char *peer = kino_conn_peer(c);
-    rb_hash_aset(env, K_REMOTE_ADDR, memo_str(wk, &wk->peer, peer, strlen(peer)));
-    set_server_name(wk, env, h->host);
-    /* an absolute-form target's authority replaces Host (RFC 9112 3.2.2) */
-    int absolute = h->target.n > 0 && h->target.p[0] != '/' && h->target.p[0] != '*';
-    if (absolute) rb_hash_aset(env, common_keys[0], memo_str(wk, &wk->host, h->host.p, h->host.n));
+    VALUE name, port, host = h->host.p ? memo_str(wk, &wk->host, h->host.p, h->host.n) : Qundef;
+    uint64_t seen = 1; /* common header keys set so far, a bit per index; HTTP_HOST is
+                          h->host: the Host field, or an absolute-form target's
+                          authority (RFC 9112 3.2.2) */
+    server_name_port(wk, h->host, &name, &port);
+    template_update(wk, memo_str(wk, &wk->peer, peer, strlen(peer)), host, name, port);
+    VALUE env = rb_hash_dup(wk->template);
+    VALUE method = method_str(h->method);
+    if (method != method_strs[0]) rb_hash_aset(env, K_REQUEST_METHOD, method);
+    rb_hash_aset(env, K_PATH_INFO, str_span(h->path));
+    if (h->query.n) rb_hash_aset(env, K_QUERY_STRING, str_span(h->query));
+    if (!h->minor) rb_hash_aset(env, K_SERVER_PROTOCOL, S_HTTP10);
+    if (host == Qundef) rb_hash_delete(env, common_keys[0]); /* no Host: no HTTP_HOST */
     /* one Content-Length, however the client repeated it ("5, 5") */
     if (h->content_length >= 0) {
         char len[24];
@@ -677,14 +722,15 @@ static VALUE build_env(worker *wk, kino_conn *c) {
     }
     for (size_t i = 0; i < h->nheaders; i++) {
         const kino_header *f = &h->headers[i];
-        VALUE key = header_key(f->name), prev;
-        if (NIL_P(key) || key == K_CONTENT_LENGTH || (absolute && key == common_keys[0])) continue;
-        prev = rb_hash_lookup2(env, key, Qundef);
-        if (prev == Qundef) {
-            rb_hash_aset(env, key, key == common_keys[0] /* HTTP_HOST */
-                                       ? memo_str(wk, &wk->host, f->value.p, f->value.n)
-                                       : str_span(f->value));
+        int common;
+        VALUE key = header_key(f->name, &common), prev = Qundef;
+        if (NIL_P(key) || key == K_CONTENT_LENGTH || common == 0) continue;
+        /* a common key is known to be unset unless its bit is; others are looked up */
+        if (common < 0 ? (prev = rb_hash_lookup2(env, key, Qundef)) == Qundef : !(seen >> common & 1)) {
+            if (common >= 0) seen |= (uint64_t)1 << common;
+            rb_hash_aset(env, key, str_span(f->value));
         } else { /* repeated field: one value, as RFC 9110 5.3 allows */
+            if (prev == Qundef) prev = rb_hash_aref(env, key);
             int cookie = f->name.n == 6 && ieq(f->name.p, "cookie", 6);
             VALUE v = rb_str_dup(prev);
             rb_str_cat(v, cookie ? "; " : ", ", 2);
@@ -692,18 +738,12 @@ static VALUE build_env(worker *wk, kino_conn *c) {
             rb_hash_aset(env, key, v);
         }
     }
-    rb_hash_aset(env, K_SERVER_SOFTWARE, S_SOFTWARE);
-    rb_hash_aset(env, K_RACK_URL_SCHEME, S_HTTP);
     VALUE input = h->chunked || h->content_length > 0 ? input_new(wk) : null_input;
     RB_OBJ_WRITE(wk->self, &wk->input, input);
-    rb_hash_aset(env, K_RACK_INPUT, input);
-    if (h->minor) rb_hash_aset(env, K_RACK_EARLY_HINTS, hints_new(wk));
-    rb_hash_aset(env, K_RACK_ERRORS, rb_ractor_stderr());
-    rb_hash_aset(env, K_RACK_MULTITHREAD, Qtrue);
-    rb_hash_aset(env, K_RACK_MULTIPROCESS, Qfalse);
-    rb_hash_aset(env, K_RACK_RUN_ONCE, Qfalse);
-    rb_hash_aset(env, K_RACK_HIJACKP, Qfalse);
+    if (input != null_input) rb_hash_aset(env, K_RACK_INPUT, input);
     rb_hash_aset(env, K_RACK_RESPONSE_FINISHED, rb_ary_new());
+    if (h->minor) rb_hash_aset(env, K_RACK_EARLY_HINTS, hints_new(wk));
+    else rb_hash_delete(env, K_RACK_EARLY_HINTS); /* no 1xx for HTTP/1.0 */
     return env;
 }
 
@@ -940,6 +980,11 @@ static void worker_mark(void *p) {
     rb_gc_mark(wk->handler);
     rb_gc_mark(wk->env);
     rb_gc_mark(wk->input);
+    rb_gc_mark(wk->template);
+    rb_gc_mark(wk->t_peer);
+    rb_gc_mark(wk->t_host);
+    rb_gc_mark(wk->t_name);
+    rb_gc_mark(wk->t_port);
     rb_gc_mark(wk->peer.str);
     rb_gc_mark(wk->host.str);
     rb_gc_mark(wk->name.str);
@@ -1099,6 +1144,8 @@ static VALUE native_serve(VALUE mod, VALUE id, VALUE app, VALUE handler, VALUE n
     wk->sid = i;
     wk->app = wk->handler = wk->env = wk->status = wk->headers = wk->server_name = wk->input = Qnil;
     wk->peer.str = wk->host.str = wk->name.str = wk->port.str = Qnil;
+    wk->template = wk->t_peer = wk->t_host = wk->t_name = wk->t_port = Qnil;
+    RB_OBJ_WRITE(obj, &wk->template, env_template());
     RB_OBJ_WRITE(obj, &wk->app, app);
     RB_OBJ_WRITE(obj, &wk->handler, handler);
     pthread_mutex_lock(&servers_mu);
