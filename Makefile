@@ -5,6 +5,8 @@
 #   make test            C unit tests, then the Ruby suites (installs rack
 #                        and minitest into ./.gems when they are missing)
 #   make test SANITIZE=1 the same under AddressSanitizer + UBSan
+#   make valgrind        the C tests under valgrind memcheck
+#   make fuzz            libFuzzer on the parser (fuzz/, doc/fuzzing.md)
 #   make serve           Kino.serve from this checkout, on :9292
 #   make bench           Kino against Puma (bench/README.md)
 #   make clean
@@ -49,7 +51,7 @@ EXT = lib/kino/kino.$(DLEXT)
 GEMS = .gems
 TEST_ENV = GEM_PATH=$(CURDIR)/$(GEMS):$(RB_GEM_PATH) $(SAN_ENV)
 
-.PHONY: all test test-c test-ruby serve bench clean gems check-kqueue
+.PHONY: all test test-c test-ruby serve bench clean gems check-kqueue valgrind
 
 all: $(EXT)
 
@@ -71,6 +73,17 @@ build/test_c: test/c/*.c test/c/*.h kino.c kino.h | build
 
 test-c: build/test_c check-kqueue
 	$(if $(SANITIZE),ASAN_OPTIONS=detect_leaks=1) ./build/test_c
+
+# The C tests under valgrind's memcheck: any invalid access or any leak
+# fails (built without the sanitizers, which cannot run under valgrind).
+VALGRIND = valgrind --error-exitcode=1 --leak-check=full --show-leak-kinds=definite,indirect,possible \
+           --errors-for-leak-kinds=definite,indirect,possible -q
+
+build/test_c_vg: test/c/*.c test/c/*.h kino.c kino.h | build
+	$(CC) -std=c11 $(WARN) -pthread -O1 -g -I. -o $@ test/c/run.c -pthread
+
+valgrind: build/test_c_vg
+	$(VALGRIND) ./build/test_c_vg
 
 # The kqueue backend (BSD, macOS) compiled on any machine, against the
 # declarations in test/compat: both poller backends build on every run.
@@ -116,12 +129,28 @@ FUZZ_SECONDS ?= 600
 FUZZ_MAX_LEN ?= 16384
 FUZZ_NAMES = head chunked pipeline
 
-.PHONY: fuzz fuzz-build fuzz-smoke
+.PHONY: fuzz fuzz-build fuzz-smoke fuzz-toolchain fuzz-regress
 
 fuzz-build: $(FUZZ_NAMES:%=build/fuzz_%)
 
-build/fuzz_%: fuzz/fuzz_%.c kino.c kino.h | build
+# clang's libFuzzer runtime is a separate Debian package: installed when missing.
+fuzz-toolchain: build/.fuzz-toolchain
+build/.fuzz-toolchain: | build
+	fuzz/toolchain $(FUZZ_CC)
+	touch $@
+
+build/fuzz_%: fuzz/fuzz_%.c kino.c kino.h build/.fuzz-toolchain | build
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_DEFS) -o $@ $< kino.c -pthread
+
+# Every input that once crashed a harness (fuzz/crashes/<harness>-*),
+# replayed: they must all pass now.
+fuzz-regress: fuzz-build
+	@for n in $(FUZZ_NAMES); do \
+	  set -- fuzz/crashes/$$n-*; [ -e "$$1" ] || continue; \
+	  ./build/fuzz_$$n "$$@" > build/fuzz-regress-$$n.log 2>&1 || \
+	    { tail -n 30 build/fuzz-regress-$$n.log; echo "fuzz_$$n: a known crash is back"; exit 1; }; \
+	  echo "fuzz_$$n: $$# known crash inputs pass"; \
+	done
 
 # $(call fuzz_run,seconds): run every harness in turn, even after one
 # fails, and fail at the end. Logs: build/fuzz-<name>.log; crashing
@@ -145,10 +174,10 @@ define fuzz_run
 	if [ -n "$$failed" ]; then echo "fuzzing failed:$$failed"; exit 1; fi
 endef
 
-fuzz: fuzz-build
+fuzz: fuzz-regress
 	$(call fuzz_run,$(FUZZ_SECONDS))
 
-fuzz-smoke: fuzz-build
+fuzz-smoke: fuzz-regress
 	$(call fuzz_run,20)
 
 # ------------------------------------------------------------------

@@ -269,8 +269,55 @@ static void test_limits(void) {
     CHECK(parse_all(buf, n, &h, hdrs) == KINO_ERROR && h.status == 431);
 }
 
+/* kino_head_end fed buf[0..len) in reads of `step` bytes (0: whole):
+ * the head length, 0 (incomplete) or -status. */
+static long head_end_in_steps(const char *buf, size_t len, size_t step) {
+    size_t scanned = 0, have = step ? 0 : len;
+    int status = 0;
+    for (;;) {
+        long n = kino_head_end(buf, have, &scanned, &status);
+        if (n < 0) return -status;
+        if (n > 0 || have == len) return n;
+        have = have + step < len ? have + step : len;
+    }
+}
+
+/* The verdict is the same however the head is cut into reads: a limit
+ * reached before a bare CR wins over it, and the other way round (two
+ * inputs found by fuzz_head, which checks this for every input). */
+static void test_verdict_ignores_read_boundaries(void) {
+    static char buf[KINO_MAX_HEAD + 64];
+    static const size_t steps[] = {0, 1, 7, 1000, 4096, KINO_MAX_HEAD - 1};
+    size_t n;
+
+    /* a bare CR just past the head limit: 431 */
+    n = (size_t)snprintf(buf, sizeof buf, "GET / HTTP/1.1\r\nX: ");
+    memset(buf + n, 'A', KINO_MAX_HEAD - n);
+    n = KINO_MAX_HEAD;
+    memcpy(buf + n, "\rA\r\n\r\n", 7);
+    n += 7;
+    for (size_t i = 0; i < sizeof steps / sizeof *steps; i++)
+        CHECKF(head_end_in_steps(buf, n, steps[i]) == -431, "bare CR past the head limit, step %zu", steps[i]);
+
+    /* a bare CR at the start of an overlong request line: 400 */
+    buf[0] = '\r';
+    memset(buf + 1, 'A', KINO_MAX_REQUEST_LINE + 100);
+    n = KINO_MAX_REQUEST_LINE + 101;
+    for (size_t i = 0; i < sizeof steps / sizeof *steps; i++)
+        CHECKF(head_end_in_steps(buf, n, steps[i]) == -400, "bare CR before 414, step %zu", steps[i]);
+
+    /* a bare CR just past the request-line limit: 414 */
+    memcpy(buf, "GET /", 5);
+    memset(buf + 5, 'a', KINO_MAX_REQUEST_LINE + 100);
+    buf[KINO_MAX_REQUEST_LINE + 2] = '\r';
+    n = KINO_MAX_REQUEST_LINE + 105;
+    for (size_t i = 0; i < sizeof steps / sizeof *steps; i++)
+        CHECKF(head_end_in_steps(buf, n, steps[i]) == -414, "bare CR past 414, step %zu", steps[i]);
+}
+
 static void test_parser(void) {
     test_valid_cases();
     test_invalid_cases();
     test_limits();
+    test_verdict_ignores_read_boundaries();
 }
