@@ -40,22 +40,6 @@
 
 #include "kino.h"
 
-/* Ruby unwinds exceptions with longjmp from uninstrumented code, which
- * leaves AddressSanitizer's poison on the stack frames it skipped. Where
- * control comes back from Ruby, everything below the current frame is
- * dead stack: tell ASan so (a no-op in normal builds). */
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define KINO_ASAN 1
-#endif
-#endif
-#if defined(__SANITIZE_ADDRESS__) || defined(KINO_ASAN)
-#include <sanitizer/asan_interface.h>
-#define FRESH_STACK() __asan_handle_no_return()
-#else
-#define FRESH_STACK() ((void)0)
-#endif
-
 static VALUE mKino, mNative, cInput, cNullInput, cWorker, cStream, cEarlyHints;
 static VALUE eError, eClientDisconnected, eInputError, eResponseError;
 static VALUE null_input;
@@ -356,7 +340,6 @@ static size_t input_append(input *in, VALUE str, size_t want) {
 /* rack.input.read(length = nil, buffer = nil): Rack 3 semantics. */
 static VALUE input_read(int argc, VALUE *argv, VALUE self) {
     VALUE vlen = Qnil, buf = Qnil;
-    FRESH_STACK();
     input *in = input_get(self);
     rb_scan_args(argc, argv, "02", &vlen, &buf);
     size_t want = SIZE_MAX;
@@ -381,7 +364,6 @@ static VALUE input_read(int argc, VALUE *argv, VALUE self) {
 
 /* rack.input.gets: the next line including "\n", or nil at the end. */
 static VALUE input_gets(VALUE self) {
-    FRESH_STACK();
     input *in = input_get(self);
     VALUE line = rb_str_buf_new(0);
     rb_enc_associate(line, rb_ascii8bit_encoding());
@@ -864,7 +846,6 @@ static void write_array(worker *wk, struct response *r, VALUE ary) {
 
 static VALUE each_chunk(RB_BLOCK_CALL_FUNC_ARGLIST(chunk, arg)) {
     worker *wk = (worker *)arg;
-    FRESH_STACK();
     if (!RB_TYPE_P(chunk, T_STRING))
         rb_raise(rb_eTypeError, "response body yielded %" PRIsVALUE ", not a String",
                  rb_obj_class(chunk));
@@ -1080,10 +1061,8 @@ static kino_conn *serve_request(worker *wk, kino_conn *c) {
     int state = 0;
     wk->c = c;
     wk->gen++;
-    FRESH_STACK();
     rb_protect(handle_request, (VALUE)wk, &state);
     if (state) {
-        FRESH_STACK(); /* the app's exception skipped our frames */
         VALUE err = rb_errinfo();
         rb_set_errinfo(Qnil);
         int fatal = NIL_P(err) || !rb_obj_is_kind_of(err, rb_eStandardError);
