@@ -119,6 +119,7 @@ clean:
 #   make fuzz            each harness for FUZZ_SECONDS (600), one after the
 #                        other, single process, on a fresh copy of its seeds
 #   make fuzz-smoke      each harness for 20 s (CI)
+#   make fuzz-coverage   parser coverage reached by each corpus (llvm-cov)
 #   make -B fuzz-build fuzz FUZZ_DEFS='-DKINO_MAX_HEAD=512 ...'
 #                        the same with smaller limits, so they are reached
 
@@ -129,7 +130,7 @@ FUZZ_SECONDS ?= 600
 FUZZ_MAX_LEN ?= 16384
 FUZZ_NAMES = head chunked pipeline
 
-.PHONY: fuzz fuzz-build fuzz-smoke fuzz-toolchain fuzz-regress
+.PHONY: fuzz fuzz-build fuzz-smoke fuzz-toolchain fuzz-regress fuzz-coverage
 
 fuzz-build: $(FUZZ_NAMES:%=build/fuzz_%)
 
@@ -179,6 +180,11 @@ fuzz: fuzz-regress
 
 fuzz-smoke: fuzz-regress
 	$(call fuzz_run,20)
+
+# How much of the parser each corpus reaches (after make fuzz: the grown
+# corpora in build/fuzz-corpus), with clang's source-based coverage.
+fuzz-coverage: build/.fuzz-toolchain
+	fuzz/coverage $(FUZZ_CC) $(FUZZ_NAMES)
 
 # ------------------------------------------------------------------
 # Install: the library, the extension, bin/kino and the manual page

@@ -2235,28 +2235,26 @@ static int maybe_flush(kino_conn *c, kino_waiter *w) {
     return r == KINO_AGAIN ? KINO_OK : r;
 }
 
-int kino_resp_write(kino_conn *c, kino_waiter *w, const char *p, size_t n) {
+/* Body bytes p[0..n), in a chunk when the response is chunked: copied
+ * into the output (ref == 0), or referenced where they are until the
+ * next flush (ref == 1, for large bodies the caller keeps alive). */
+static int resp_write(kino_conn *c, kino_waiter *w, const char *p, size_t n, int ref) {
     int r = body_bytes(c, n);
     if (r) return r < 0 ? r : KINO_OK;
     if (n == 0) return KINO_OK;
-    if (c->framing == R_CHUNKED) {
-        if (chunk_head(w, n) || out_put(w, p, n) || out_put(w, "\r\n", 2)) return KINO_ERROR;
-    } else if (out_put(w, p, n)) {
-        return KINO_ERROR;
-    }
+    int chunked = c->framing == R_CHUNKED;
+    if (chunked && chunk_head(w, n)) return KINO_ERROR;
+    if (ref ? out_ref(w, p, n) : out_put(w, p, n)) return KINO_ERROR;
+    if (chunked && out_put(w, "\r\n", 2)) return KINO_ERROR;
     return maybe_flush(c, w);
 }
 
+int kino_resp_write(kino_conn *c, kino_waiter *w, const char *p, size_t n) {
+    return resp_write(c, w, p, n, 0);
+}
+
 int kino_resp_write_ref(kino_conn *c, kino_waiter *w, const char *p, size_t n) {
-    int r = body_bytes(c, n);
-    if (r) return r < 0 ? r : KINO_OK;
-    if (n == 0) return KINO_OK;
-    if (c->framing == R_CHUNKED) {
-        if (chunk_head(w, n) || out_ref(w, p, n) || out_put(w, "\r\n", 2)) return KINO_ERROR;
-    } else if (out_ref(w, p, n)) {
-        return KINO_ERROR;
-    }
-    return maybe_flush(c, w);
+    return resp_write(c, w, p, n, 1);
 }
 
 int kino_resp_end(kino_conn *c, kino_waiter *w) {
