@@ -1,0 +1,80 @@
+# frozen_string_literal: true
+
+# Slow clients against normal ones: start Kino on the bench app, time N
+# sequential keep-alive requests from a normal client, then open SLOW
+# connections that each dribble a request head one byte at a time (one
+# byte per connection every PAUSE seconds, round robin) and time the same
+# N requests again while they are all still open. The dribblers hold only
+# their I/O-thread buffers; no worker is taken until a head is complete.
+#
+#   ruby bench/slow_clients.rb [SLOW=200] [N=2000] [PAUSE=0.05] [threaded|ractor]
+require "socket"
+require "rbconfig"
+
+slow = Integer(ARGV[0] || 200)
+count = Integer(ARGV[1] || 2000)
+pause = Float(ARGV[2] || 0.05)
+mode = ARGV[3] || "threaded"
+port = TCPServer.open("127.0.0.1", 0) { |s| s.addr[1] }
+server = Process.spawn(RbConfig.ruby, File.join(__dir__, "serve_kino.rb"), port.to_s, mode, "1",
+                       mode == "ractor" ? "1" : "3", out: File::NULL, err: File::NULL)
+at_exit do
+  Process.kill("TERM", server)
+  Process.wait(server)
+end
+
+def now = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+
+def connect(port)
+  TCPSocket.new("127.0.0.1", port).tap { |s| s.setsockopt(Socket::IPPROTO_TCP, Socket::TCP_NODELAY, 1) }
+rescue Errno::ECONNREFUSED
+  nil
+end
+
+# Latencies (ms, sorted) of +count+ sequential requests on one connection.
+def timed_requests(port, count)
+  socket = connect(port)
+  request = "GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n"
+  Array.new(count) do
+    t0 = now
+    socket.write(request)
+    response = +""
+    response << socket.readpartial(4096) until response.end_with?("Hello, World!")
+    (now - t0) * 1000
+  end.sort
+ensure
+  socket&.close
+end
+
+def summary(latencies)
+  pick = ->(q) { latencies[(q * (latencies.size - 1)).round] }
+  format("p50 %.3f ms, p99 %.3f ms, max %.3f ms", pick.(0.5), pick.(0.99), latencies.last)
+end
+
+sleep 0.1 until (probe = connect(port))
+probe.close
+timed_requests(port, 200) # warm-up
+quiet = timed_requests(port, count)
+
+head = "GET /slow HTTP/1.1\r\nHost: x\r\nX-Padding: #{'p' * 400}\r\n\r\n"
+dribblers = Array.new(slow) { connect(port) }
+sent = 0
+stop = false
+writer = Thread.new do
+  until stop || sent >= head.bytesize - 1 # never complete a head: they stay slow
+    dribblers.each { |s| s.write(head[sent]) }
+    sent += 1
+    sleep pause
+  end
+end
+sleep 1 # every dribbler has started its head
+busy = timed_requests(port, count)
+open = dribblers.count { |s| !s.wait_readable(0) } # none answered or closed yet
+stop = true
+writer.join
+
+puts "mode #{mode}: #{count} sequential keep-alive GET /plaintext requests"
+puts "  alone:                          #{summary(quiet)}"
+puts "  with #{slow} dribbling connections: #{summary(busy)}"
+puts "  dribblers still open and unanswered afterwards: #{open} of #{slow} (#{sent} head bytes each so far)"
+dribblers.each(&:close)
