@@ -173,10 +173,34 @@ typedef struct memo {
     VALUE str;
 } memo;
 
+/* The workers that share one GVL: the threads of one ractor (all of
+ * them in :threaded mode, which runs in the main ractor). busy counts
+ * those holding a request; only the thread holding the GVL touches it. */
+typedef struct gvl_share {
+    int busy;
+} gvl_share;
+
+static rb_ractor_local_key_t gvl_share_key;
+static void gvl_share_free(void *p) { free(p); }
+static const struct rb_ractor_local_storage_type gvl_share_type = {NULL, gvl_share_free};
+
+/* This ractor's gvl_share, made on first use. */
+static gvl_share *gvl_share_here(void) {
+    gvl_share *g = rb_ractor_local_storage_ptr(gvl_share_key);
+    if (!g) {
+        g = calloc(1, sizeof *g);
+        if (!g) rb_memerror();
+        rb_ractor_local_storage_ptr_set(gvl_share_key, g);
+    }
+    return g;
+}
+
 typedef struct worker {
     kino_server *s;
     int sid;
     kino_waiter *w;
+    gvl_share *share;    /* this worker's ractor */
+    int busy;            /* counted in share->busy */
     kino_conn *c;        /* the request being served, or NULL */
     uint64_t gen;        /* counts requests: stale rack.input detection */
     VALUE self, app, handler, server_name;
@@ -1090,17 +1114,34 @@ static kino_conn *serve_request(worker *wk, kino_conn *c) {
     return kino_next(c, wk->w);
 }
 
+static void set_busy(worker *wk, int busy) {
+    wk->share->busy += busy - wk->busy;
+    wk->busy = busy;
+}
+
+/* Serve until the server stops. Between requests the GVL is kept (no
+ * flip per request) unless another thread sharing it holds a request:
+ * that thread lost the GVL mid-request (Ruby's 100 ms time slice) or
+ * waits on I/O, and without a yield here it could wait for every other
+ * thread's whole time slice -- 500 ms behind five threads under CPU-bound
+ * load (doc/benchmarks.md). With one thread per ractor there is never
+ * anyone to yield to. */
 static VALUE worker_loop(VALUE arg) {
     worker *wk = (worker *)arg;
     kino_conn *c;
-    while ((c = take_next(wk)) != NULL)
+    while ((c = take_next(wk)) != NULL) {
+        set_busy(wk, 1);
         do c = serve_request(wk, c);
         while (c);
+        set_busy(wk, 0);
+        if (wk->share->busy) rb_thread_schedule(); /* may raise: no request is held */
+    }
     return Qnil;
 }
 
 static VALUE worker_done(VALUE arg) {
     worker *wk = (worker *)arg;
+    set_busy(wk, 0);
     kino_waiter_free(wk->w);
     wk->w = NULL;
     pthread_mutex_lock(&servers_mu);
@@ -1121,6 +1162,7 @@ static VALUE native_serve(VALUE mod, VALUE id, VALUE app, VALUE handler, VALUE n
     VALUE obj = TypedData_Make_Struct(cWorker, worker, &worker_type, wk);
     wk->self = obj;
     wk->sid = i;
+    wk->share = gvl_share_here();
     wk->app = wk->handler = wk->env = wk->status = wk->headers = wk->server_name = wk->input = Qnil;
     wk->peer.str = wk->host.str = wk->name.str = wk->port.str = Qnil;
     wk->template = wk->t_peer = wk->t_host = wk->t_name = wk->t_port = Qnil;
@@ -1373,6 +1415,7 @@ void Init_kino(void) {
 #ifdef HAVE_RB_EXT_RACTOR_SAFE
     rb_ext_ractor_safe(true); /* before any method is defined */
 #endif
+    gvl_share_key = rb_ractor_local_storage_ptr_newkey(&gvl_share_type);
     id_call = rb_intern("call");
     id_each = rb_intern("each");
     id_to_ary = rb_intern("to_ary");
