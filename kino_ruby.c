@@ -320,43 +320,58 @@ static input *input_get(VALUE self) {
     return in;
 }
 
-/* Read up to n body bytes into dst: pending bytes first, then the
- * socket, waiting without the GVL. Returns 0 only at the end of the
- * body. Must be called with dst stable across waits (not Ruby memory). */
-static size_t input_fill(input *in, char *dst, size_t n) {
+/* Up to n body bytes into dst without waiting: pending bytes first,
+ * then the socket. Returns the count, 0 at the end of the body, or
+ * KINO_AGAIN when none has arrived yet: the caller waits (wait_io, which
+ * releases the GVL) and tries again. Raises when the client is gone. */
+static long input_try(input *in, char *dst, size_t n) {
     worker *wk = in->wk;
     if (in->pend_len > in->pend_off) {
         size_t k = in->pend_len - in->pend_off;
         if (k > n) k = n;
         memcpy(dst, in->pend + in->pend_off, k);
         in->pend_off += k;
-        return k;
+        return (long)k;
     }
     if (in->eof) return 0;
-    for (;;) {
-        long r = kino_body_read(wk->c, wk->w, dst, n);
-        if (r > 0) return (size_t)r;
-        if (r == 0) {
-            in->eof = 1;
-            return 0;
-        }
-        if (r == KINO_AGAIN) wait_io(wk, KINO_WAIT_READ);
-        else raise_conn_error(wk);
-    }
+    long r = kino_body_read(wk->c, wk->w, dst, n);
+    if (r == 0) in->eof = 1;
+    if (r < 0 && r != KINO_AGAIN) raise_conn_error(wk);
+    return r;
 }
 
-/* Append up to `want` body bytes to str (all that remain when want is
- * SIZE_MAX). Returns the bytes appended. Reads through a C buffer so no
- * Ruby string memory is written while the GVL is released. */
+/* Read up to n body bytes into dst (memory Ruby never moves), waiting
+ * without the GVL. Returns 0 only at the end of the body. */
+static size_t input_fill(input *in, char *dst, size_t n) {
+    long r;
+    while ((r = input_try(in, dst, n)) == KINO_AGAIN) wait_io(in->wk, KINO_WAIT_READ);
+    return (size_t)r;
+}
+
+/* Append up to want body bytes to str, received straight into its
+ * buffer (no copy through a bounce buffer), which grows by doubling but
+ * never past what is wanted. Its address is taken anew after every wait:
+ * Ruby may move an embedded string while the GVL is released. */
 static size_t input_append(input *in, VALUE str, size_t want) {
-    char buf[16384];
     size_t total = 0;
     while (total < want) {
-        size_t k = want - total < sizeof buf ? want - total : sizeof buf;
-        size_t got = input_fill(in, buf, k);
-        if (!got) break;
-        rb_str_cat(str, buf, (long)got);
-        total += got;
+        size_t need = want - total, len = (size_t)RSTRING_LEN(str);
+        size_t room = rb_str_capacity(str) - len;
+        if (room < need && room < 16384) {
+            size_t grow = len > 16384 ? len : 16384;
+            rb_str_modify_expand(str, (long)(grow < need ? grow : need));
+            room = rb_str_capacity(str) - len;
+        } else {
+            rb_str_modify(str);
+        }
+        long r = input_try(in, RSTRING_PTR(str) + len, need < room ? need : room);
+        if (r == KINO_AGAIN) {
+            wait_io(in->wk, KINO_WAIT_READ);
+            continue;
+        }
+        if (r == 0) break;
+        rb_str_set_len(str, (long)(len + (size_t)r));
+        total += (size_t)r;
     }
     return total;
 }

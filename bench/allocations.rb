@@ -14,8 +14,11 @@ modes = %w[threaded ractor] if modes.nil? || modes.empty?
 endpoints = %w[plaintext 10k cpu] if endpoints.nil? || endpoints.empty?
 Warning[:experimental] = false
 
+# /upload is POSTed a 64 KiB body (bench/upload.lua), as bench/run does.
 def wrk(port, path, seconds)
-  system("wrk", "-t1", "-c8", "-d#{seconds}s", "http://127.0.0.1:#{port}/#{path}", out: File::NULL) or abort "wrk failed"
+  script = path == "upload" ? ["-s", File.join(__dir__, "upload.lua")] : []
+  system("wrk", "-t1", "-c8", "-d#{seconds}s", *script, "http://127.0.0.1:#{port}/#{path}", out: File::NULL) or
+    abort "wrk failed"
 end
 
 puts "| mode | endpoint | requests | objects/request |"

@@ -6,7 +6,7 @@
 # difference of the totals divided by N2 - N1 cancels start-up and
 # shutdown. One worker thread each, so the numbers compare like for like.
 #
-#   ruby bench/callgrind.rb [endpoint=plaintext] [N1=500] [N2=2500]
+#   ruby bench/callgrind.rb [endpoint=plaintext] [N1=500] [N2=2500] [kino|puma|both]
 require "socket"
 require "rbconfig"
 require "tmpdir"
@@ -16,6 +16,7 @@ require_relative "lib/gems"
 endpoint = ARGV[0] || "plaintext"
 n1 = Integer(ARGV[1] || 500)
 n2 = Integer(ARGV[2] || 2500)
+which = ARGV[3] || "both"
 BENCH = __dir__
 
 def free_port
@@ -32,7 +33,12 @@ end
 # Requests on one connection until +count+ or the server closes it;
 # returns how many were answered.
 def exchange(port, path, count)
-  request = "GET /#{path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+  request = if path == "upload" # a 64 KiB body, as bench/upload.lua sends
+              "POST /upload HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-stream\r\n" \
+                "Content-Length: 65536\r\n\r\n#{'x' * 65_536}"
+            else
+              "GET /#{path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+            end
   socket = TCPSocket.new("127.0.0.1", port)
   done = 0
   while done < count
@@ -85,7 +91,8 @@ error = Bench::Gems.ensure_installed([%w[rack >=3], %w[puma >=6]], Dir.tmpdir)
 abort "bench: #{error}" if error
 puts "| server | instructions per /#{endpoint} request | (#{n1} and #{n2} requests, callgrind) |"
 puts "|---|---|---|"
-{ "kino (threaded, 1 thread)" => method(:kino), "puma (single, 1 thread)" => method(:puma) }.each do |name, server|
+servers = { "kino (threaded, 1 thread)" => method(:kino), "puma (single, 1 thread)" => method(:puma) }
+servers.select { |name, _| which == "both" || name.start_with?(which) }.each do |name, server|
   totals = [n1, n2].map do |count|
     port = free_port
     command, env = server.call(port)
