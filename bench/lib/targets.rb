@@ -16,7 +16,7 @@ module Bench
   Target = Struct.new(:name, :port, :argv, :env, keyword_init: true)
 
   # How many workers and threads a server gets, and its port.
-  Settings = Struct.new(:port, :workers, :threads, keyword_init: true)
+  Settings = Struct.new(:port, :workers, :threads, :io_threads, keyword_init: true)
 
   # The servers bench/run knows. Each builder returns a Target.
   module Targets
@@ -66,7 +66,8 @@ module Bench
 
     # Kino from this checkout, via bench/serve_kino.rb.
     def self.kino(name, settings, mode, threads)
-      argv = [RbConfig.ruby, File.join(BENCH_DIR, "serve_kino.rb"), settings.port, mode, settings.workers, threads]
+      argv = [RbConfig.ruby, File.join(BENCH_DIR, "serve_kino.rb"), settings.port, mode, settings.workers, threads,
+              settings.io_threads || 1]
       Target.new(name: name, port: settings.port, argv: argv.map(&:to_s), env: {})
     end
 
