@@ -9,6 +9,7 @@
 #   make fuzz            libFuzzer on the parser (fuzz/, doc/fuzzing.md)
 #   make serve           Kino.serve from this checkout, on :9292
 #   make bench           Kino against Puma (bench/README.md)
+#   make bench-all       ... and against Puma single, Falcon, Agoo, Iodine, nginx
 #   make clean
 
 RUBY ?= ruby
@@ -51,7 +52,7 @@ EXT = lib/kino/kino.$(DLEXT)
 GEMS = .gems
 TEST_ENV = GEM_PATH=$(CURDIR)/$(GEMS):$(RB_GEM_PATH) $(SAN_ENV)
 
-.PHONY: all test test-c test-ruby serve bench clean gems check-kqueue valgrind
+.PHONY: all test test-c test-ruby serve bench bench-all clean gems check-kqueue valgrind
 
 all: $(EXT)
 
@@ -106,8 +107,16 @@ test: test-c test-ruby
 serve: $(EXT)
 	$(RUBY) -Ilib -rkino -e 'Kino.serve'
 
+# wrk (and nginx for bench-all) come from Debian when missing: bench/need.
 bench: $(EXT)
+	bench/need wrk
 	$(RUBY) bench/run
+
+# Every server bench/run knows, on every endpoint each of them serves.
+BENCH_ALL = kino-threaded,kino-ractor,puma-cluster,puma-single,falcon,agoo,iodine,nginx
+bench-all: $(EXT)
+	bench/need wrk nginx
+	$(RUBY) bench/run --servers $(BENCH_ALL)
 
 clean:
 	rm -rf build lib/kino/*.so lib/kino/*.bundle
