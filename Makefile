@@ -149,7 +149,7 @@ build/.fuzz-toolchain: | build
 	fuzz/toolchain $(FUZZ_CC)
 	touch $@
 
-build/fuzz_%: fuzz/fuzz_%.c kino.c kino.h build/.fuzz-toolchain | build
+build/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz.h kino.c kino.h build/.fuzz-toolchain | build
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_DEFS) -o $@ $< kino.c -pthread
 
 # Every input that once crashed a harness (fuzz/crashes/<harness>-*),

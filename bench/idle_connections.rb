@@ -7,24 +7,18 @@
 #
 #   ruby bench/idle_connections.rb [N=10000] [threaded|ractor]
 require "socket"
-require "rbconfig"
 require_relative "lib/process_tree"
+require_relative "lib/kino_process"
 
 count = Integer(ARGV[0] || 10_000)
 mode = ARGV[1] || "threaded"
-port = TCPServer.open("127.0.0.1", 0) { |s| s.addr[1] } # a free port: never a leftover server
 want = count + 256
 server_want = (want / 0.8).ceil # max_connections defaults to 80% of the server's limit
 soft, hard = Process.getrlimit(:NOFILE)
 abort "need #{server_want} file descriptors; the hard limit is #{hard}" if hard < server_want
 Process.setrlimit(:NOFILE, want, hard) if soft < want
 
-server = Process.spawn(RbConfig.ruby, File.join(__dir__, "serve_kino.rb"), port.to_s, mode, "1",
-                       mode == "ractor" ? "1" : "3", rlimit_nofile: server_want, out: File::NULL)
-at_exit do
-  Process.kill("TERM", server)
-  Process.wait(server)
-end
+server, port = Bench::KinoProcess.start(mode, rlimit_nofile: server_want)
 
 def request(socket)
   socket.write("GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -32,13 +26,7 @@ def request(socket)
   response << socket.readpartial(4096) until response.end_with?("Hello, World!")
 end
 
-def open(port)
-  TCPSocket.new("127.0.0.1", port)
-rescue Errno::ECONNREFUSED
-  nil
-end
-
-sleep 0.1 until (probe = open(port))
+probe = TCPSocket.new("127.0.0.1", port)
 request(probe)
 sleep 0.5
 before = Bench::ProcessTree.memory(server)

@@ -9,26 +9,18 @@
 #
 #   ruby bench/slow_clients.rb [SLOW=200] [N=2000] [PAUSE=0.05] [threaded|ractor]
 require "socket"
-require "rbconfig"
+require_relative "lib/kino_process"
 
 slow = Integer(ARGV[0] || 200)
 count = Integer(ARGV[1] || 2000)
 pause = Float(ARGV[2] || 0.05)
 mode = ARGV[3] || "threaded"
-port = TCPServer.open("127.0.0.1", 0) { |s| s.addr[1] }
-server = Process.spawn(RbConfig.ruby, File.join(__dir__, "serve_kino.rb"), port.to_s, mode, "1",
-                       mode == "ractor" ? "1" : "3", out: File::NULL, err: File::NULL)
-at_exit do
-  Process.kill("TERM", server)
-  Process.wait(server)
-end
+_, port = Bench::KinoProcess.start(mode)
 
 def now = Process.clock_gettime(Process::CLOCK_MONOTONIC)
 
 def connect(port)
   TCPSocket.new("127.0.0.1", port).tap { |s| s.setsockopt(Socket::IPPROTO_TCP, Socket::TCP_NODELAY, 1) }
-rescue Errno::ECONNREFUSED
-  nil
 end
 
 # Latencies (ms, sorted) of +count+ sequential requests on one connection.
@@ -51,8 +43,6 @@ def summary(latencies)
   format("p50 %.3f ms, p99 %.3f ms, max %.3f ms", pick.(0.5), pick.(0.99), latencies.last)
 end
 
-sleep 0.1 until (probe = connect(port))
-probe.close
 timed_requests(port, 200) # warm-up
 quiet = timed_requests(port, count)
 

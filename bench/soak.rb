@@ -10,8 +10,8 @@
 #
 #   ruby bench/soak.rb [SECONDS=600] [RATE=0.7] [threaded|ractor] [ENDPOINT=plaintext] [STEP=30]
 require "socket"
-require "rbconfig"
 require_relative "lib/process_tree"
+require_relative "lib/kino_process"
 
 seconds = Integer(ARGV[0] || 600)
 rate = Float(ARGV[1] || 0.7)
@@ -19,13 +19,7 @@ mode = ARGV[2] || "threaded"
 endpoint = ARGV[3] || "plaintext"
 step = Integer(ARGV[4] || 30)
 delay_ms = 10 # bench/delay.lua: each connection waits this long between requests
-port = TCPServer.open("127.0.0.1", 0) { |s| s.addr[1] }
-server = Process.spawn(RbConfig.ruby, File.join(__dir__, "serve_kino.rb"), port.to_s, mode, "2",
-                       mode == "ractor" ? "1" : "3", out: File::NULL, err: File::NULL)
-at_exit do
-  Process.kill("TERM", server)
-  Process.wait(server)
-end
+server, port = Bench::KinoProcess.start(mode, workers: 2)
 
 def wrk(args)
   out = IO.popen(["wrk", *args], &:read)
@@ -41,14 +35,6 @@ def sample(pid)
 end
 
 url = "http://127.0.0.1:#{port}/#{endpoint}"
-def listening?(port)
-  TCPSocket.new("127.0.0.1", port).close
-  true
-rescue Errno::ECONNREFUSED
-  false
-end
-
-sleep 0.1 until listening?(port)
 wrk(["-t2", "-c64", "-d3s", url]) # warm-up
 peak, = wrk(["-t2", "-c64", "-d10s", url])
 # connections x (1 request per delay_ms) offers the target rate if requests

@@ -39,12 +39,8 @@
  * plan bytes the body comes in one piece and is decoded into 1-byte
  * output buffers.
  */
-#include "kino.h"
-
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
+#define FUZZ_NAME "fuzz_chunked"
+#include "fuzz.h"
 
 enum { V_MORE, V_DONE, V_BAD }; /* incomplete, complete, rejected */
 
@@ -57,18 +53,6 @@ typedef struct result {
 
 static int strict_only; /* FUZZ_CHUNKED_STRICT=1 */
 static int lenient_noted;
-
-static void fail(const char *what) {
-    fprintf(stderr, "fuzz_chunked: %s\n", what);
-    abort();
-}
-
-static char *copy_of(const uint8_t *p, size_t n) {
-    char *c = malloc(n ? n : 1);
-    if (!c) abort();
-    if (n) memcpy(c, p, n);
-    return c;
-}
 
 static const char *verdict_name(int v) {
     return v == V_DONE ? "done" : v == V_BAD ? "rejected" : "incomplete";

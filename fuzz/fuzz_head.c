@@ -35,12 +35,8 @@
  * message. Without enough bytes for the codes the whole input is the
  * message.
  */
-#include "kino.h"
-
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
+#define FUZZ_NAME "fuzz_head"
+#include "fuzz.h"
 
 /* Dribbling one byte per call copies the prefix each time: bound it. */
 #define DRIBBLE_MAX 2048
@@ -54,11 +50,6 @@ typedef struct verdict {
 } verdict;
 
 static verdict whole_v, split_v; /* large: keep them off the stack */
-
-static void fail(const char *what) {
-    fprintf(stderr, "fuzz_head: %s\n", what);
-    abort();
-}
 
 /* ------------------------------------------------------------------ */
 /* Small independent helpers (RFC 9110 5.6.2 token)                    */
@@ -86,13 +77,6 @@ static int name_is(kino_span s, const char *lit) {
     for (size_t i = 0; i < n; i++)
         if (lower((unsigned char)s.p[i]) != lit[i]) return 0;
     return 1;
-}
-
-static char *copy_of(const uint8_t *p, size_t n) {
-    char *c = malloc(n ? n : 1);
-    if (!c) abort();
-    if (n) memcpy(c, p, n);
-    return c;
 }
 
 /* Cut codes: 0..191 mean segments of 1..192 bytes (heads are small, so

@@ -20,28 +20,12 @@
  * Each parse gets an exact-size heap copy of the rest of the stream, so
  * AddressSanitizer reports any read past it.
  */
-#include "kino.h"
-
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
+#define FUZZ_NAME "fuzz_pipeline"
+#include "fuzz.h"
 
 #define OUT_ROOM 256 /* decode chunked bodies through a small buffer */
 
 static kino_header hdrs[KINO_MAX_HEADERS];
-
-static void fail(const char *what) {
-    fprintf(stderr, "fuzz_pipeline: %s\n", what);
-    abort();
-}
-
-static char *copy_of(const uint8_t *p, size_t n) {
-    char *c = malloc(n ? n : 1);
-    if (!c) abort();
-    if (n) memcpy(c, p, n);
-    return c;
-}
 
 /* Parse the head at the start of rest[0..n). Returns its length, or 0
  * when the stream ends here (error or incomplete). */
