@@ -52,7 +52,7 @@ class CheckTest < Minitest::Test
 
   # a) a module with self.call and no state.
   def test_stateless_module_is_shareable
-    assert_equal({ shareable: true, findings: [] }, report(StatelessApp))
+    assert_equal({ shareable: true, findings: [], more: 0, cut: false }, report(StatelessApp))
     assert_nil Kino::Check.first_blocker(StatelessApp)
   end
 
@@ -165,7 +165,7 @@ class CheckTest < Minitest::Test
   # g) a fully shareable object.
   def test_deeply_frozen_object_is_shareable
     app = Ractor.make_shareable(Holder.new(config: { name: +"kino", tags: [+"a"] }))
-    assert_equal({ shareable: true, findings: [] }, report(app))
+    assert_equal({ shareable: true, findings: [], more: 0, cut: false }, report(app))
   end
 
   # h) cycles end.
@@ -188,6 +188,21 @@ class CheckTest < Minitest::Test
     assert_equal Kino::Check::MAX_FINDINGS, result[:findings].size
     assert_match(/\A\["s0", "s1", .*\.\.\. \(Array\) is not frozen\z/, result[:findings].first.message)
     assert_equal ["app[0]", '"s0" (String) is not frozen'], [result[:findings][1].path, result[:findings][1].message]
+    assert result[:cut], "the walk stopped at its object budget"
+    assert_equal Kino::Check::MAX_NODES - Kino::Check::MAX_FINDINGS, result[:more]
+    io = StringIO.new
+    Kino::Check.print_report(app, io)
+    assert_includes io.string, "  … and at least #{result[:more]} more\n"
+  end
+
+  def test_the_printed_report_says_how_many_findings_it_left_out
+    app = Array.new(25) { |i| +"s#{i}" }.freeze
+    result = report(app)
+    assert_equal [Kino::Check::MAX_FINDINGS, 5, false], [result[:findings].size, result[:more], result[:cut]]
+    io = StringIO.new
+    refute Kino::Check.print_report(app, io)
+    assert_equal Kino::Check::MAX_FINDINGS, io.string.lines.grep(/\A  - /).size
+    assert_includes io.string.lines, "  … and 5 more\n"
   end
 
   def test_node_budget_ends_the_walk

@@ -172,6 +172,17 @@ class CLITest < Minitest::Test
     end
   end
 
+  # stdout and stderr are sync, as Puma makes them: what the app prints
+  # reaches a pipe (Docker, systemd) at once, not when a buffer fills.
+  def test_stdout_and_stderr_reach_a_pipe_at_once
+    write("config.ru", %(run ->(_) { $stdout.print "out from the app\\n"; $stderr.print "err from the app\\n"; [200, {}, ["ok"]] }\n))
+    with_server([RbConfig.ruby, KINO, "-p", "0", "-w", "1", "-m", "threaded"], dir: @dir) do |port, _, _, out|
+      assert_equal [200, "ok"], http_get(port)
+      seen = read_until(out, "out from the app", 10)
+      seen << read_until(out, "err from the app", 10) unless seen.include?("err from the app")
+    end
+  end
+
   def test_a_server_that_cannot_start_exits_1
     write("config.ru", %(run ->(_) { [200, {}, ["x"]] }\n))
     _, err, status = kino("-p", "0", "-m", "ractor", dir: @dir)

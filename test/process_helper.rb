@@ -23,7 +23,8 @@ module KinoProcess
     run_command([RbConfig.ruby, KINO, *args], dir: dir, env: env)
   end
 
-  # Starts +cmd+ in +dir+, waits for the banner, yields (port, banner, pid),
+  # Starts +cmd+ in +dir+, waits for the banner, yields (port, banner, pid,
+  # the pipe the rest of its output arrives on),
   # then sends +signal+ and asserts the exit status is +status+ (0 by
   # default). Output (stdout and stderr together) is in the failure
   # messages. The port comes from the banner's "listening:" line.
@@ -33,7 +34,7 @@ module KinoProcess
     out_w.close
     banner = read_until(out_r, "Ctrl-C", timeout)
     port = banner[%r{listening: http://[^ \n]*:(\d+)}, 1].to_i
-    yield port, banner, pid
+    yield port, banner, pid, out_r
     Process.kill(signal, pid)
     _, exit_status = Timeout.timeout(timeout) { Process.wait2(pid) }
     rest = out_r.read

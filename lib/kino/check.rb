@@ -37,13 +37,18 @@ module Kino
       def to_s = "#{path} — #{message}"
     end
 
-    # { shareable:, findings: }. Shareable is Ractor.shareable?(app), except
-    # for a Module/Class app: shareable iff none of its class-level state
-    # would raise in a worker. At least one finding whenever not shareable.
+    # { shareable:, findings:, more:, cut: }. Shareable is
+    # Ractor.shareable?(app), except for a Module/Class app: shareable iff
+    # none of its class-level state would raise in a worker. At least one
+    # finding whenever not shareable; at most MAX_FINDINGS, +more+ counts
+    # the ones left out, and +cut+ is true when the walk stopped at its
+    # object budget (there may be findings it never reached).
     def self.report(app)
-      findings = Walk.new.run(app).freeze
+      walk = Walk.new
+      all = walk.run(app)
+      findings = all.first(MAX_FINDINGS).freeze
       shareable = Module === app ? findings.empty? : Ractor.shareable?(app)
-      { shareable: shareable, findings: findings }
+      { shareable: shareable, findings: findings, more: all.size - findings.size, cut: walk.cut? }
     end
 
     # Prints the report to +io+ (plain text) and returns the shareable flag.
@@ -54,6 +59,7 @@ module Kino
       else
         io.puts "check: app is NOT Ractor-shareable"
         result[:findings].each { |finding| io.puts "  - #{finding}" }
+        io.puts "  … and #{'at least ' if result[:cut]}#{result[:more]} more" if result[:more].positive?
         io.puts "  #{HINTS}"
       end
       result[:shareable]
@@ -63,8 +69,8 @@ module Kino
     def self.first_blocker(app) = report(app)[:findings].first&.to_s
 
     # One depth-first walk from the app. Objects are tracked by identity
-    # (each walked once, so cycles end); the walk stops at MAX_FINDINGS
-    # findings, MAX_NODES objects or MAX_DEPTH levels.
+    # (each walked once, so cycles end); the walk stops at MAX_NODES
+    # objects or MAX_DEPTH levels.
     class Walk
       def initialize
         @seen = {}.compare_by_identity
@@ -80,8 +86,11 @@ module Kino
 
         visit(app, "app", nil)
         add("app", "not Ractor-shareable (Ractor.shareable? is false)") if @findings.empty?
-        @findings.first(MAX_FINDINGS)
+        @findings
       end
+
+      # True when the walk stopped at MAX_NODES objects.
+      def cut? = @seen.size >= MAX_NODES
 
       private
 
@@ -100,7 +109,7 @@ module Kino
           add("app.#{name}", "class variable — worker ractors may not access class variables at all " \
                              "(Ractor::IsolationError on the first request that does)")
         end
-        @findings.first(MAX_FINDINGS)
+        @findings
       end
 
       # Walks the unshareable +obj+ found at +path+. +edge+ says how its
@@ -239,15 +248,12 @@ module Kino
         yield value, path, edge unless Ractor.shareable?(value)
       end
 
-      # Appends a finding while there is room.
       def add(path, message)
-        @findings << Finding.new(path: path, message: message) unless full?
+        @findings << Finding.new(path: path, message: message)
       end
 
-      def full? = @findings.size >= MAX_FINDINGS
-
-      # True once the walk must stop: enough findings, or MAX_NODES objects walked.
-      def spent? = full? || @seen.size >= MAX_NODES
+      # True once the walk must stop: MAX_NODES objects walked.
+      def spent? = cut?
 
       # "Foo instance" for plain objects with state, else the brief.
       def subject(obj)

@@ -104,9 +104,11 @@ module Kino
       @state == :running
     end
 
-    # Start, print the banner, stop gracefully on INT or TERM (a second
-    # signal exits at once), and wait.
+    # Make stdout and stderr sync, start, print the banner, stop gracefully
+    # on INT or TERM (a second signal exits at once), and wait.
     def run
+      $stdout.sync = true # log lines reach a pipe or file (Docker, systemd) as they are written
+      $stderr.sync = true
       start
       previous = trap_signals # before the banner: whoever sees it may signal
       $stdout.puts banner
