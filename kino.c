@@ -4,7 +4,8 @@
  *
  *    1. platform      poller (epoll | kqueue), wake fds, accept, clocks
  *    2. lists         the intrusive circular list (the "ring queue")
- *    3. parser        request head, framing rules, chunked decoder
+ *    3. parser        request head, framing rules, chunked decoder,
+ *                     PROXY protocol header
  *    4. structures    server, I/O thread, connection, waiter
  *    5. buffers       per-connection input buffers and their pool
  *    6. date          the cached Date header
@@ -31,12 +32,15 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -844,6 +848,131 @@ bad:
     return KINO_ERROR;
 }
 
+/* PROXY protocol header. A v1 header is one text line, a v2 header a
+ * binary block; either is parsed only once complete, so a header split
+ * across reads gives the same verdict as one read at once. Bytes that
+ * cannot start a header are refused as soon as they arrive. */
+static const char proxy_v2_sig[12] = {'\r', '\n', '\r', '\n', 0, '\r', '\n',
+                                      'Q', 'U', 'I', 'T', '\n'};
+
+/* A decimal port: 1 to 5 digits, no leading zero, at most 65535. */
+static int proxy_port(const char *p, size_t n) {
+    int v = 0;
+    if (n == 0 || n > 5 || (n > 1 && p[0] == '0')) return -1;
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9') return -1;
+        v = v * 10 + (p[i] - '0');
+    }
+    return v > 65535 ? -1 : v;
+}
+
+/* The next space-delimited field of line[*i..n): its span, *i past the
+ * single space that ends it (the last field ends the line). */
+static kino_span proxy_field(const char *line, size_t n, size_t *i, int last) {
+    kino_span f = {line + *i, 0};
+    while (*i < n && line[*i] != ' ') (*i)++, f.n++;
+    if (!last) {
+        if (*i >= n) f.n = 0; /* a missing field */
+        else (*i)++;
+    } else if (*i != n) {
+        f.n = 0; /* more after the last field */
+    }
+    return f;
+}
+
+/* An address of the family (AF_INET, AF_INET6), in canonical text. */
+static int proxy_addr(kino_span a, int family, char *out, size_t cap) {
+    char tmp[64];
+    unsigned char bin[16];
+    if (a.n == 0 || a.n >= sizeof tmp) return -1;
+    memcpy(tmp, a.p, a.n);
+    tmp[a.n] = 0;
+    if (inet_pton(family, tmp, bin) != 1) return -1;
+    return inet_ntop(family, bin, out, (socklen_t)cap) ? 0 : -1;
+}
+
+/* v1: "PROXY TCP4|TCP6 src dst sport dport\r\n" or "PROXY UNKNOWN...\r\n",
+ * at most 107 bytes. */
+static long proxy_v1(const char *buf, size_t len, kino_proxy *out) {
+    size_t max = len < 107 ? len : 107, end = 0;
+    for (size_t i = 0; i < max; i++) {
+        if (buf[i] == '\n') return KINO_ERROR; /* LF without CR */
+        if (buf[i] == '\r') {
+            if (i + 1 >= 107) return KINO_ERROR; /* no room for the LF */
+            if (i + 1 == len) return 0;
+            if (buf[i + 1] != '\n') return KINO_ERROR;
+            end = i;
+            break;
+        }
+    }
+    if (!end) return len >= 107 ? KINO_ERROR : 0;
+    size_t i = 6; /* past "PROXY " */
+    kino_span proto = proxy_field(buf, end, &i, 0);
+    if (proto.n == 0 && end >= 13 && memcmp(buf + 6, "UNKNOWN", 7) == 0 &&
+        (end == 13 || buf[13] == ' ')) {
+        out->local = 1; /* whatever follows UNKNOWN is ignored */
+        return (long)end + 2;
+    }
+    int family;
+    if (proto.n == 4 && memcmp(proto.p, "TCP4", 4) == 0) family = AF_INET;
+    else if (proto.n == 4 && memcmp(proto.p, "TCP6", 4) == 0) family = AF_INET6;
+    else if (proto.n == 7 && memcmp(proto.p, "UNKNOWN", 7) == 0) {
+        out->local = 1;
+        return (long)end + 2;
+    } else return KINO_ERROR;
+    kino_span src = proxy_field(buf, end, &i, 0), dst = proxy_field(buf, end, &i, 0);
+    kino_span sport = proxy_field(buf, end, &i, 0), dport = proxy_field(buf, end, &i, 1);
+    char dtext[48];
+    int port = proxy_port(sport.p, sport.n);
+    if (port < 0 || proxy_port(dport.p, dport.n) < 0 ||
+        proxy_addr(src, family, out->addr, sizeof out->addr) < 0 ||
+        proxy_addr(dst, family, dtext, sizeof dtext) < 0)
+        return KINO_ERROR;
+    out->local = 0;
+    out->port = port;
+    return (long)end + 2;
+}
+
+/* v2: the signature, version 2 with command LOCAL or PROXY, a family and
+ * transport, a big-endian length, addresses, then TLVs (skipped). */
+static long proxy_v2(const unsigned char *b, size_t len, kino_proxy *out) {
+    if (len < 16) return 0;
+    if ((b[12] >> 4) != 2 || (b[12] & 15) > 1) return KINO_ERROR;
+    size_t body = (size_t)b[14] << 8 | b[15], total = 16 + body;
+    unsigned fam = b[13];
+    if (total > KINO_PROXY_MAX) return KINO_ERROR;
+    /* families: UNSPEC, TCP and UDP over IPv4 / IPv6, unix stream / dgram */
+    static const unsigned char known[] = {0x00, 0x11, 0x12, 0x21, 0x22, 0x31, 0x32};
+    if (!memchr(known, (int)fam, sizeof known)) return KINO_ERROR;
+    size_t need = (fam >> 4) == 1 ? 12 : (fam >> 4) == 2 ? 36 : (fam >> 4) == 3 ? 216 : 0;
+    if (body < need) return KINO_ERROR;
+    if (len < total) return 0;
+    if ((b[12] & 15) == 0 || fam == 0x00 || (fam >> 4) == 3) { /* LOCAL, UNSPEC, unix */
+        out->local = 1;
+        return (long)total;
+    }
+    if ((fam & 15) != 1) return KINO_ERROR; /* a datagram source on a stream */
+    const unsigned char *a = b + 16;
+    int v4 = (fam >> 4) == 1;
+    if (!inet_ntop(v4 ? AF_INET : AF_INET6, a, out->addr, sizeof out->addr)) return KINO_ERROR;
+    const unsigned char *ports = a + (v4 ? 8 : 32);
+    out->port = ports[0] << 8 | ports[1];
+    out->local = 0;
+    return (long)total;
+}
+
+long kino_proxy_parse(const char *buf, size_t len, kino_proxy *out) {
+    size_t n = len < 12 ? len : 12;
+    if (len == 0) return 0;
+    if (buf[0] == '\r') {
+        if (memcmp(buf, proxy_v2_sig, n) != 0) return KINO_ERROR;
+        return len < 12 ? 0 : proxy_v2((const unsigned char *)buf, len, out);
+    }
+    n = len < 6 ? len : 6;
+    if (memcmp(buf, "PROXY ", n) != 0) return KINO_ERROR;
+    return len < 6 ? 0 : proxy_v1(buf, len, out);
+}
+
 /* ================================================================== */
 /* 4. Structures                                                      */
 /* ================================================================== */
@@ -918,6 +1047,9 @@ struct kino_conn {
     size_t out_len, out_off;
 
     const char *error;
+    const struct kino_lsock *ls; /* the listener that accepted it */
+    unsigned char proxy;     /* a PROXY header is still owed */
+    int peer_port;
     char peer[INET6_ADDRSTRLEN];
 };
 
@@ -972,9 +1104,21 @@ struct kino_io {
     int drained, aborted;
 };
 
+/* A listening socket. path is the unix socket file this server created
+ * (removed at the end if it is still the one bound: same dev and ino). */
+typedef struct kino_lsock {
+    int fd, kind, port;
+    unsigned flags;
+    char *path;
+    dev_t dev;
+    ino_t ino;
+} kino_lsock;
+
 struct kino_server {
     kino_options o;
-    int lfd, port;
+    kino_lsock *ls;
+    int nls, port;
+    int keep_listeners;           /* hot restart: never close listeners */
     int nio;
     kino_io *io;
     int started;
@@ -999,6 +1143,7 @@ struct kino_server {
 };
 
 static void wake_io(kino_io *io);
+static void listeners_close(kino_server *s);
 
 /* ================================================================== */
 /* 5. Buffers                                                         */
@@ -1257,7 +1402,6 @@ static int64_t after(kino_io *io, int64_t ms) {
 /* ================================================================== */
 
 static void conn_flush(kino_io *io, kino_conn *c);
-static char listener_tag; /* poller data of listener events */
 
 /* io_pending is set only while a worker holds the connection, and
  * counted in io->pending_away so that a worker handing a connection back
@@ -1283,21 +1427,54 @@ static void wake_io(kino_io *io) {
         poller_wake(&io->p);
 }
 
-static kino_conn *conn_new(kino_io *io, int fd, struct sockaddr_storage *ss) {
+/* "::ffff:1.2.3.4" is 1.2.3.4 to applications. */
+static void peer_unmap(char *peer) {
+    if (strncmp(peer, "::ffff:", 7) == 0 && strchr(peer, '.'))
+        memmove(peer, peer + 7, strlen(peer + 7) + 1);
+}
+
+static kino_conn *conn_new(kino_io *io, const kino_lsock *ls, int fd,
+                           struct sockaddr_storage *ss) {
     kino_conn *c = calloc(1, sizeof *c);
     if (!c) return NULL;
     klist_init(&c->qlink);
     klist_init(&c->tlink);
     c->io = io;
+    c->ls = ls;
     c->fd = fd;
+    c->proxy = (ls->flags & KINO_LISTEN_PROXY) != 0;
     c->head.content_length = -1;
-    if (ss->ss_family == AF_INET)
+    if (ss->ss_family == AF_INET) {
         inet_ntop(AF_INET, &((struct sockaddr_in *)ss)->sin_addr, c->peer, sizeof c->peer);
-    else if (ss->ss_family == AF_INET6)
+        c->peer_port = ntohs(((struct sockaddr_in *)ss)->sin_port);
+    } else if (ss->ss_family == AF_INET6) {
         inet_ntop(AF_INET6, &((struct sockaddr_in6 *)ss)->sin6_addr, c->peer, sizeof c->peer);
-    if (strncmp(c->peer, "::ffff:", 7) == 0 && strchr(c->peer, '.'))
-        memmove(c->peer, c->peer + 7, strlen(c->peer + 7) + 1);
+        c->peer_port = ntohs(((struct sockaddr_in6 *)ss)->sin6_port);
+    } else {
+        strcpy(c->peer, "127.0.0.1"); /* a unix socket: this machine */
+    }
+    peer_unmap(c->peer);
     return c;
+}
+
+/* Take the PROXY header owed at the start of the input. Returns 1 when
+ * it is done (c->off moves past it; REMOTE_ADDR and REMOTE_PORT now come
+ * from it), 0 when more bytes are needed, -1 when it is missing or
+ * malformed: the connection must close. */
+static int conn_proxy(kino_conn *c) {
+    kino_proxy px;
+    long n = kino_proxy_parse(c->buf->data + c->off, c->len - c->off, &px);
+    if (n <= 0) return n == 0 ? 0 : -1;
+    c->off += (size_t)n;
+    c->proxy = 0;
+    if (!px.local) {
+        size_t n = strnlen(px.addr, sizeof c->peer - 1); /* inet_ntop text fits */
+        memcpy(c->peer, px.addr, n);
+        c->peer[n] = 0;
+        peer_unmap(c->peer);
+        c->peer_port = px.port;
+    }
+    return 1;
 }
 
 /* Free a connection; io is NULL once the I/O threads are gone. */
@@ -1506,6 +1683,17 @@ static void conn_read(kino_io *io, kino_conn *c, int hup) {
             return;
         }
         c->len += (size_t)n;
+        if (c->proxy) { /* only before the first request */
+            int r = conn_proxy(c);
+            if (r < 0) {
+                conn_close(io, c);
+                return;
+            }
+            if (r == 0) {
+                if ((size_t)n < room && !hup) return;
+                continue;
+            }
+        }
         /* after a hang-up the socket still holds the EOF: read it when
          * the connection comes back, so a half-closed client is closed */
         if (!conn_advance(io, c, (size_t)n == room || hup)) return;
@@ -1612,15 +1800,34 @@ static void conn_returned(kino_io *io, kino_conn *c) {
 /* 10. I/O thread                                                     */
 /* ================================================================== */
 
-/* Accept a batch of connections. At the connection cap accepting pauses
- * (the listener is unwatched) until one closes; on EMFILE it backs off
- * for 100 ms instead of spinning. */
-static void io_accept(kino_io *io) {
+/* Watch (on) or stop watching every listener. Returns 0 when all
+ * changed, -1 when one could not be watched. */
+static int io_listen_all(kino_io *io, int on) {
+    kino_server *s = io->s;
+    int r = 0;
+    for (int i = 0; i < s->nls; i++)
+        if (s->ls[i].fd >= 0 && poller_listen(&io->p, s->ls[i].fd, &s->ls[i], on) < 0 &&
+            errno != (on ? EEXIST : ENOENT))
+            r = -1;
+    return r;
+}
+
+/* The listener an event's data names, or NULL (a connection or a wake). */
+static kino_lsock *io_listener(kino_io *io, void *data) {
+    kino_server *s = io->s;
+    kino_lsock *l = data;
+    return l >= s->ls && l < s->ls + s->nls ? l : NULL;
+}
+
+/* Accept a batch of connections from one listener. At the connection
+ * cap accepting pauses (the listeners are unwatched) until one closes;
+ * on EMFILE it backs off for 100 ms instead of spinning. */
+static void io_accept(kino_io *io, kino_lsock *l) {
     kino_server *s = io->s;
     for (int i = 0; i < KINO_ACCEPTS; i++) {
         if (atomic_load(&s->conns) >= s->max_conns) {
             if (io->listening) {
-                poller_listen(&io->p, s->lfd, &listener_tag, 0);
+                io_listen_all(io, 0);
                 io->listening = 0;
                 io->paused = 1;
                 atomic_fetch_add(&s->paused, 1);
@@ -1628,17 +1835,17 @@ static void io_accept(kino_io *io) {
             return;
         }
         struct sockaddr_storage ss;
-        int fd = accept_nb(s->lfd, &ss);
+        int fd = accept_nb(l->fd, &ss);
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED) continue;
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-                poller_listen(&io->p, s->lfd, &listener_tag, 0);
+                io_listen_all(io, 0);
                 io->listening = 0;
                 io->resume_at = io->now + 100;
             }
             return;
         }
-        kino_conn *c = conn_new(io, fd, &ss);
+        kino_conn *c = conn_new(io, l, fd, &ss);
         if (!c || poller_watch(&io->p, fd, c) < 0) {
             free(c);
             close(fd);
@@ -1657,7 +1864,7 @@ static void io_resume_accept(kino_io *io) {
     if (io->listening || io->drained || io->now < io->resume_at ||
         atomic_load(&s->conns) >= s->max_conns)
         return;
-    if (poller_listen(&io->p, s->lfd, &listener_tag, 1) == 0) {
+    if (io_listen_all(io, 1) == 0) {
         if (io->paused) atomic_fetch_sub(&s->paused, 1);
         io->paused = 0;
         io->listening = 1;
@@ -1705,7 +1912,7 @@ static void io_sweep(kino_io *io) {
 #define EXPIRED(list) \
     (!klist_empty(list) && (c = KLIST_ENTRY((list)->next, kino_conn, tlink))->deadline <= io->now)
     while (EXPIRED(&io->t_header)) {
-        if (c->len > c->off) conn_reject(io, c, 408);
+        if (c->len > c->off && !c->proxy) conn_reject(io, c, 408);
         else conn_close(io, c); /* never sent a byte: nothing to answer */
     }
     while (EXPIRED(&io->t_idle)) conn_close(io, c);
@@ -1749,12 +1956,9 @@ static void io_shutdown_steps(kino_io *io) {
     kino_server *s = io->s;
     if (atomic_load(&s->draining) && !io->drained) {
         io->drained = 1;
-        if (io->listening) poller_listen(&io->p, s->lfd, &listener_tag, 0);
+        if (io->listening) io_listen_all(io, 0);
         io->listening = 0;
-        if (atomic_fetch_sub(&s->listeners, 1) == 1) {
-            close(s->lfd);
-            s->lfd = -1;
-        }
+        if (atomic_fetch_sub(&s->listeners, 1) == 1) listeners_close(s);
         close_list(io, &io->t_idle);
         /* connections that never sent a byte are idle too */
         klist *h = &io->t_header;
@@ -1796,7 +2000,8 @@ static void *io_main(void *arg) {
         for (int i = 0; i < n; i++) {
             int mask;
             void *data = poller_event(&io->p, i, &mask);
-            if (data == &listener_tag) io_accept(io);
+            kino_lsock *l = io_listener(io, data);
+            if (l) io_accept(io, l);
             else if (data == io) {
                 poller_wake_ack(&io->p);
                 atomic_store(&io->wake_pending, 0);
@@ -1817,7 +2022,9 @@ static void *io_main(void *arg) {
 
 const kino_head *kino_conn_head(kino_conn *c) { return &c->head; }
 const char *kino_conn_peer(kino_conn *c) { return c->peer; }
-int kino_conn_local_port(kino_conn *c) { return c->io->s->port; }
+int kino_conn_peer_port(kino_conn *c) { return c->peer_port; }
+int kino_conn_local_port(kino_conn *c) { return c->ls->port; }
+unsigned kino_conn_flags(kino_conn *c) { return c->ls->flags; }
 int kino_conn_fd(kino_conn *c) { return c->fd; }
 const char *kino_conn_error(kino_conn *c) { return c->error ? c->error : "no error"; }
 int kino_conn_reject(kino_conn *c) { return c->reject; }
@@ -2487,15 +2694,21 @@ void kino_options_init(kino_options *o) {
 
 static int64_t to_ms(double s) { return s > 0 ? (int64_t)(s * 1000.0 + 0.5) : 0; }
 
-/* Bind and listen on o->bind:o->port with the options every listener
- * gets. Returns the fd, or -1 with a message in err. */
-static int open_listener(const kino_options *o, char *err, size_t errlen) {
+/* Options every listening socket gets: non-blocking, close-on-exec. */
+static void listener_setup(int fd) {
+    fcntl(fd, F_SETFD, FD_CLOEXEC);
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+}
+
+/* Bind and listen on TCP host:port. Returns the fd, or -1 with a message
+ * in err. */
+static int listen_tcp(const char *bind_host, int portno, int backlog, char *err, size_t errlen) {
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     struct addrinfo *res = NULL, *ai;
     char port[16];
     int fd = -1, e = 0, one = 1;
-    const char *host = o->bind && *o->bind ? o->bind : NULL;
+    const char *host = bind_host && *bind_host ? bind_host : NULL;
     char stripped[256];
     if (host && host[0] == '[') { /* "[::1]" */
         snprintf(stripped, sizeof stripped, "%s", host + 1);
@@ -2503,10 +2716,10 @@ static int open_listener(const kino_options *o, char *err, size_t errlen) {
         if (b) *b = 0;
         host = stripped;
     }
-    snprintf(port, sizeof port, "%d", o->port);
+    snprintf(port, sizeof port, "%d", portno);
     int gai = getaddrinfo(host, port, &hints, &res);
     if (gai != 0) {
-        snprintf(err, errlen, "cannot resolve bind address %s: %s", o->bind, gai_strerror(gai));
+        snprintf(err, errlen, "cannot resolve bind address %s: %s", bind_host, gai_strerror(gai));
         return -1;
     }
     for (ai = res; ai; ai = ai->ai_next) {
@@ -2515,20 +2728,110 @@ static int open_listener(const kino_options *o, char *err, size_t errlen) {
             e = errno;
             continue;
         }
-        fcntl(fd, F_SETFD, FD_CLOEXEC);
-        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+        listener_setup(fd);
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); /* inherited */
-        if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
-            listen(fd, o->backlog > 0 ? o->backlog : 1024) == 0)
-            break;
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, backlog) == 0) break;
         e = errno;
         close(fd);
         fd = -1;
     }
     freeaddrinfo(res);
-    if (fd < 0)
-        snprintf(err, errlen, "cannot listen on %s:%d: %s", o->bind, o->port, strerror(e));
+    if (fd < 0) snprintf(err, errlen, "cannot listen on %s:%d: %s", bind_host, portno, strerror(e));
+    return fd;
+}
+
+/* The sockaddr of unix socket path ("@name": abstract, Linux). Returns
+ * its length, or 0 when the path does not fit. */
+static socklen_t unix_addr(const char *path, struct sockaddr_un *sa) {
+    size_t n = strlen(path);
+    memset(sa, 0, sizeof *sa);
+    sa->sun_family = AF_UNIX;
+    if (n == 0 || n >= sizeof sa->sun_path) return 0;
+    memcpy(sa->sun_path, path, n);
+    if (path[0] == '@') sa->sun_path[0] = 0; /* abstract: no file */
+    return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + (path[0] == '@' ? 0 : 1));
+}
+
+/* Bind and listen on a unix socket. When the path is taken, a socket
+ * file nobody accepts on (a crashed server's) is removed and bound
+ * again; a live one is an error, as is any other file. The created file
+ * is recorded in l, to be removed at the end. Returns the fd or -1. */
+static int listen_unix(kino_lsock *l, const char *path, int backlog, char *err, size_t errlen) {
+    struct sockaddr_un sa;
+    struct stat st;
+    socklen_t len = unix_addr(path, &sa);
+    if (!len) {
+        snprintf(err, errlen, "unix socket path %s is empty or longer than %zu bytes", path,
+                 sizeof sa.sun_path - 1);
+        return -1;
+    }
+    for (int attempt = 0; attempt < 2; attempt++) {
+        int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+        if (fd < 0) break;
+        listener_setup(fd);
+        if (bind(fd, (struct sockaddr *)&sa, len) == 0) {
+            if (listen(fd, backlog) < 0) {
+                int e = errno;
+                close(fd);
+                snprintf(err, errlen, "cannot listen on unix socket %s: %s", path, strerror(e));
+                return -1;
+            }
+            if (path[0] != '@' && stat(path, &st) == 0) {
+                l->path = strdup(path);
+                l->dev = st.st_dev;
+                l->ino = st.st_ino;
+            }
+            return fd;
+        }
+        int e = errno;
+        close(fd);
+        if (e != EADDRINUSE || path[0] == '@' || attempt > 0) {
+            snprintf(err, errlen, "cannot listen on unix socket %s: %s", path,
+                     e == EADDRINUSE ? "in use by a live server" : strerror(e));
+            return -1;
+        }
+        if (lstat(path, &st) < 0 || !S_ISSOCK(st.st_mode)) {
+            snprintf(err, errlen, "cannot listen on unix socket %s: the path exists and is not a socket", path);
+            return -1;
+        }
+        /* is anyone accepting on it? */
+        int probe = socket(AF_UNIX, SOCK_STREAM, 0);
+        int live = probe >= 0 && connect(probe, (struct sockaddr *)&sa, len) == 0;
+        int probe_errno = errno;
+        if (probe >= 0) close(probe);
+        if (live || (probe_errno != ECONNREFUSED && probe_errno != ENOENT)) {
+            snprintf(err, errlen, "cannot listen on unix socket %s: in use by a live server", path);
+            return -1;
+        }
+        unlink(path); /* stale: reclaim it */
+    }
+    snprintf(err, errlen, "cannot listen on unix socket %s: %s", path, strerror(errno));
+    return -1;
+}
+
+/* Take over an inherited listening socket. It must be a listening stream
+ * socket; its kind and port are read from it. */
+static int listen_adopt(kino_lsock *l, int fd, char *err, size_t errlen) {
+    int type = 0, acc = 0;
+    socklen_t tl = sizeof type, al = sizeof acc;
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) < 0 || type != SOCK_STREAM ||
+        getsockname(fd, (struct sockaddr *)&ss, &sl) < 0) {
+        snprintf(err, errlen, "inherited fd %d is not a stream socket", fd);
+        return -1;
+    }
+#ifdef SO_ACCEPTCONN
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &al) == 0 && !acc) {
+        snprintf(err, errlen, "inherited fd %d is not listening", fd);
+        return -1;
+    }
+#endif
+    (void)acc;
+    (void)al;
+    listener_setup(fd);
+    l->kind = ss.ss_family == AF_UNIX ? KINO_UNIX : KINO_TCP;
     return fd;
 }
 
@@ -2537,7 +2840,57 @@ static int local_port(int fd) {
     socklen_t len = sizeof ss;
     if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0) return -1;
     if (ss.ss_family == AF_INET6) return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-    return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    if (ss.ss_family == AF_INET) return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    return 0;
+}
+
+/* Open every listener the options name, into s->ls. On failure closes
+ * those opened and returns -1 with a message in err. */
+static int listeners_open(kino_server *s, const kino_options *o, char *err, size_t errlen) {
+    kino_listen one = {.host = o->bind, .port = o->port, .fd = -1};
+    const kino_listen *spec = o->nlisten > 0 ? o->listen : &one;
+    int n = o->nlisten > 0 ? o->nlisten : 1;
+    int backlog = o->backlog > 0 ? o->backlog : 1024;
+    s->ls = calloc((size_t)n, sizeof *s->ls);
+    if (!s->ls) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    s->port = 0;
+    for (int i = 0; i < n; i++) {
+        kino_lsock *l = &s->ls[i];
+        const kino_listen *w = &spec[i];
+        l->flags = w->flags;
+        l->kind = w->path ? KINO_UNIX : KINO_TCP;
+        if (w->fd >= 0) l->fd = listen_adopt(l, w->fd, err, errlen);
+        else if (w->path) l->fd = listen_unix(l, w->path, backlog, err, errlen);
+        else l->fd = listen_tcp(w->host, w->port, backlog, err, errlen);
+        s->nls = i + 1;
+        if (l->fd < 0) {
+            listeners_close(s);
+            return -1;
+        }
+        l->port = l->kind == KINO_TCP ? local_port(l->fd) : 0;
+        if (l->kind == KINO_TCP && !s->port) s->port = l->port;
+    }
+    return 0;
+}
+
+/* Close every listener and remove the unix socket files this server
+ * made -- unless they are handed on (kino_server_keep_listeners). A file
+ * is removed only while it is still the socket bound here. */
+static void listeners_close(kino_server *s) {
+    for (int i = 0; i < s->nls; i++) {
+        kino_lsock *l = &s->ls[i];
+        struct stat st;
+        if (s->keep_listeners) continue;
+        if (l->fd >= 0) close(l->fd);
+        l->fd = -1;
+        if (l->path && stat(l->path, &st) == 0 && st.st_dev == l->dev && st.st_ino == l->ino)
+            unlink(l->path);
+        free(l->path);
+        l->path = NULL;
+    }
 }
 
 /* 80% of the open-file limit, at least 64, when not given. */
@@ -2560,12 +2913,13 @@ kino_server *kino_server_new(const kino_options *o, char *err, size_t errlen) {
         return NULL;
     }
     s->o = *o;
-    s->lfd = open_listener(o, err, errlen);
-    if (s->lfd < 0) {
+    s->o.listen = NULL; /* the caller's array is not kept */
+    s->o.nlisten = 0;
+    if (listeners_open(s, o, err, errlen) < 0) {
+        free(s->ls);
         free(s);
         return NULL;
     }
-    s->port = local_port(s->lfd);
     s->max_conns = default_max_conns(o->max_connections);
     s->header_ms = to_ms(o->header_timeout);
     s->keepalive_ms = to_ms(o->keepalive_timeout);
@@ -2579,7 +2933,8 @@ kino_server *kino_server_new(const kino_options *o, char *err, size_t errlen) {
     s->nio = o->io_threads;
     s->io = calloc((size_t)s->nio, sizeof *s->io);
     if (!s->io) {
-        close(s->lfd);
+        listeners_close(s);
+        free(s->ls);
         free(s);
         snprintf(err, errlen, "out of memory");
         return NULL;
@@ -2602,7 +2957,7 @@ int kino_server_start(kino_server *s, char *err, size_t errlen) {
     for (int i = 0; i < s->nio; i++) {
         kino_io *io = &s->io[i];
         io->now = mono_ms();
-        if (poller_open(&io->p, io) < 0 || poller_listen(&io->p, s->lfd, &listener_tag, 1) < 0) {
+        if (poller_open(&io->p, io) < 0 || io_listen_all(io, 1) < 0) {
             snprintf(err, errlen, "cannot create the poller: %s", strerror(errno));
             kino_server_stop(s);
             return KINO_ERROR;
@@ -2624,6 +2979,19 @@ int kino_server_start(kino_server *s, char *err, size_t errlen) {
 
 int kino_server_port(const kino_server *s) { return s->port; }
 
+int kino_server_listener_count(const kino_server *s) { return s->nls; }
+
+int kino_server_listener(const kino_server *s, int i, kino_listener_info *out) {
+    if (i < 0 || i >= s->nls) return KINO_ERROR;
+    out->fd = s->ls[i].fd;
+    out->kind = s->ls[i].kind;
+    out->port = s->ls[i].port;
+    out->flags = s->ls[i].flags;
+    return KINO_OK;
+}
+
+void kino_server_keep_listeners(kino_server *s) { s->keep_listeners = 1; }
+
 int kino_server_stopped(kino_server *s) {
     pthread_mutex_lock(&s->mu);
     int stopped = s->stopped;
@@ -2640,8 +3008,7 @@ static void wake_all(kino_server *s) {
 void kino_server_drain(kino_server *s) {
     if (atomic_exchange(&s->draining, 1)) return;
     if (!s->started) {
-        close(s->lfd);
-        s->lfd = -1;
+        listeners_close(s);
         return;
     }
     wake_all(s);
@@ -2708,10 +3075,7 @@ void kino_server_stop(kino_server *s) {
         conn_destroy(s, c->io, c);
     }
     pthread_mutex_unlock(&s->mu);
-    if (s->lfd >= 0) {
-        close(s->lfd);
-        s->lfd = -1;
-    }
+    listeners_close(s);
 }
 
 void kino_server_free(kino_server *s) {
@@ -2738,6 +3102,8 @@ void kino_server_free(kino_server *s) {
         if (io->p.fd >= 0) poller_close(&io->p);
     }
     pthread_mutex_destroy(&s->mu);
+    for (int i = 0; i < s->nls; i++) free(s->ls[i].path);
+    free(s->ls);
     free(s->io);
     free(s);
 }

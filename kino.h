@@ -145,6 +145,26 @@ typedef struct kino_chunked {
 int kino_chunked_step(kino_chunked *d, const char *src, size_t srclen,
                       size_t *used, char *dst, size_t dstcap, size_t *out);
 
+/* PROXY protocol header (haproxy's proxy-protocol.txt, v1 and v2). */
+typedef struct kino_proxy {
+    int local;                 /* keep the socket's own addresses: v1
+                                  UNKNOWN, v2 LOCAL, v2 UNSPEC or unix */
+    char addr[48];             /* source address, text (when !local) */
+    int port;                  /* source port (when !local) */
+} kino_proxy;
+
+#define KINO_PROXY_MAX 4096    /* longest v2 header taken (with TLVs) */
+
+/*
+ * Parse a PROXY protocol header at the start of buf[0..len). Returns its
+ * length (> 0) with *out filled, 0 when more bytes are needed (every byte
+ * so far fits a header), or KINO_ERROR when it is not a valid header: a
+ * v1 line that breaks the grammar or runs past 107 bytes, a v2 header
+ * with a bad version, command, family or length, or a v2 header longer
+ * than KINO_PROXY_MAX. TLVs are skipped. Allocates nothing.
+ */
+long kino_proxy_parse(const char *buf, size_t len, kino_proxy *out);
+
 /* ------------------------------------------------------------------ */
 /* Server                                                             */
 /* ------------------------------------------------------------------ */
@@ -153,7 +173,35 @@ typedef struct kino_server kino_server;
 typedef struct kino_conn kino_conn;
 typedef struct kino_waiter kino_waiter;
 
+/*
+ * Listeners. A server accepts on one or more listening sockets: TCP (a
+ * host and port), unix (a path; "@name" is a Linux abstract socket), or
+ * one already listening that the process inherited (fd >= 0: systemd
+ * socket activation, a hot restart). Every I/O thread watches every
+ * listener. A unix socket file the server creates is removed when the
+ * server is freed, unless kino_server_keep_listeners() was called; a
+ * stale file (no process accepts on it) is replaced, a live one refused.
+ */
+#define KINO_LISTEN_TLS 1     /* connections speak TLS (the TLS layer) */
+#define KINO_LISTEN_PROXY 2   /* connections start with a PROXY protocol
+                                 header (v1 or v2), required */
+
+#define KINO_TCP 1
+#define KINO_UNIX 2
+
+typedef struct kino_listen {
+    const char *host;         /* TCP: IPv4/IPv6 literal or host name */
+    const char *path;         /* unix: socket path; NULL for TCP */
+    int port;                 /* TCP: 0 = ephemeral */
+    int fd;                   /* >= 0: adopt this listening socket instead
+                                 of binding (the server then owns it) */
+    unsigned flags;           /* KINO_LISTEN_* */
+} kino_listen;
+
 typedef struct kino_options {
+    const kino_listen *listen; /* nlisten listeners; when nlisten is 0 the
+                                  server listens on bind:port (TCP) */
+    int nlisten;
     const char *bind;          /* IPv4/IPv6 literal or host name */
     int port;                  /* 0 = ephemeral */
     int io_threads;            /* >= 1 */
@@ -181,7 +229,28 @@ kino_server *kino_server_new(const kino_options *o, char *err, size_t errlen);
 /* Start the I/O threads. Returns KINO_OK or KINO_ERROR (message in err). */
 int kino_server_start(kino_server *s, char *err, size_t errlen);
 
+/* The port of the first TCP listener (0 when there is none). */
 int kino_server_port(const kino_server *s);
+
+/* What a listener is, as bound: for i from 0 to the count minus one. */
+typedef struct kino_listener_info {
+    int fd;                    /* the listening socket (-1 once closed) */
+    int kind;                  /* KINO_TCP or KINO_UNIX */
+    int port;                  /* TCP: the bound port; 0 for unix */
+    unsigned flags;            /* KINO_LISTEN_* */
+} kino_listener_info;
+
+int kino_server_listener_count(const kino_server *s);
+int kino_server_listener(const kino_server *s, int i, kino_listener_info *out);
+
+/*
+ * Hand the listening sockets on (hot restart): from now on draining,
+ * stopping and freeing the server stop watching the listeners but leave
+ * them open, and unix socket files in place, so that a process started
+ * with them (see kino_listener_info.fd) accepts what waits in their
+ * backlog. The caller clears close-on-exec on the fds it passes.
+ */
+void kino_server_keep_listeners(kino_server *s);
 
 /* Nonzero once kino_server_stop() has begun: kino_take() returns NULL. */
 int kino_server_stopped(kino_server *s);
@@ -271,8 +340,12 @@ int kino_wait_ready(kino_server *s, kino_waiter *w);
 /* The parsed head of the connection's current request. Its spans stay
  * valid until the first body read or the end of the response. */
 const kino_head *kino_conn_head(kino_conn *c);
-const char *kino_conn_peer(kino_conn *c);   /* client address, text */
-int kino_conn_local_port(kino_conn *c);
+const char *kino_conn_peer(kino_conn *c);   /* client address, text (from
+                                               the PROXY header if any;
+                                               127.0.0.1 on unix sockets) */
+int kino_conn_peer_port(kino_conn *c);      /* client port (0 on unix) */
+int kino_conn_local_port(kino_conn *c);     /* its listener's port */
+unsigned kino_conn_flags(kino_conn *c);     /* its listener's KINO_LISTEN_* */
 int kino_conn_fd(kino_conn *c);
 const char *kino_conn_error(kino_conn *c);  /* why the last call failed */
 int kino_conn_reject(kino_conn *c);         /* status owed for a refused

@@ -51,7 +51,7 @@ static ID id_call, id_each, id_to_ary, id_close, id_report, id_to_i, id_to_path,
 
 /* Env keys and values that never change: frozen, interned, shareable. */
 static VALUE K_REQUEST_METHOD, K_SCRIPT_NAME, K_PATH_INFO, K_QUERY_STRING, K_SERVER_NAME,
-    K_SERVER_PORT, K_SERVER_PROTOCOL, K_REMOTE_ADDR, K_CONTENT_TYPE, K_CONTENT_LENGTH,
+    K_SERVER_PORT, K_SERVER_PROTOCOL, K_REMOTE_ADDR, K_REMOTE_PORT, K_CONTENT_TYPE, K_CONTENT_LENGTH,
     K_SERVER_SOFTWARE, K_RACK_INPUT, K_RACK_ERRORS, K_RACK_URL_SCHEME, K_RACK_MULTITHREAD,
     K_RACK_MULTIPROCESS, K_RACK_RUN_ONCE, K_RACK_RESPONSE_FINISHED, K_RACK_HIJACKP,
     K_RACK_EARLY_HINTS;
@@ -101,6 +101,7 @@ static void init_strings(void) {
     K_SERVER_PORT = frozen("SERVER_PORT");
     K_SERVER_PROTOCOL = frozen("SERVER_PROTOCOL");
     K_REMOTE_ADDR = frozen("REMOTE_ADDR");
+    K_REMOTE_PORT = frozen("REMOTE_PORT");
     K_CONTENT_TYPE = frozen("CONTENT_TYPE");
     K_CONTENT_LENGTH = frozen("CONTENT_LENGTH");
     K_SERVER_SOFTWARE = frozen("SERVER_SOFTWARE");
@@ -210,6 +211,8 @@ typedef struct worker {
     VALUE template;      /* env_template(), made in this worker's ractor */
     VALUE t_peer, t_host, t_name, t_port; /* the values the template holds */
     memo peer, host, name, port; /* REMOTE_ADDR, HTTP_HOST, SERVER_NAME, SERVER_PORT */
+    int rport;           /* the client port rport_str spells */
+    VALUE rport_str;     /* REMOTE_PORT of the worker's last request */
 } worker;
 
 static void ubf_waiter(void *w) { kino_waiter_interrupt(w); }
@@ -663,11 +666,12 @@ static VALUE memo_str(worker *wk, memo *m, const char *p, size_t n) {
 
 /* SERVER_NAME and SERVER_PORT from the Host value ("name", "name:port",
  * "[v6]:port"); from the listener when there is no Host. */
-static void server_name_port(worker *wk, kino_span host, VALUE *name, VALUE *port) {
+static void server_name_port(worker *wk, kino_conn *c, kino_span host, VALUE *name, VALUE *port) {
     const char *p = host.p, *e = host.p + host.n, *colon = NULL;
     if (host.n == 0) {
         char num[16];
-        int n = snprintf(num, sizeof num, "%d", kino_server_port(wk->s));
+        int lport = kino_conn_local_port(c);
+        int n = snprintf(num, sizeof num, "%d", lport ? lport : 80); /* unix: 80 */
         *name = wk->server_name;
         *port = memo_str(wk, &wk->port, num, (size_t)n);
         return;
@@ -726,9 +730,18 @@ static VALUE build_env(worker *wk, kino_conn *c) {
     uint64_t seen = 1; /* common header keys set so far, a bit per index; HTTP_HOST is
                           h->host: the Host field, or an absolute-form target's
                           authority (RFC 9112 3.2.2) */
-    server_name_port(wk, h->host, &name, &port);
+    server_name_port(wk, c, h->host, &name, &port);
     template_update(wk, memo_str(wk, &wk->peer, peer, strlen(peer)), host, name, port);
     VALUE env = rb_hash_dup(wk->template);
+    int rport = kino_conn_peer_port(c);
+    if (rport != wk->rport || NIL_P(wk->rport_str)) { /* keep-alive: the same one */
+        char num[8], *e = num + sizeof num, *d = e;
+        unsigned v = (unsigned)rport;
+        do *--d = (char)('0' + v % 10); while (v /= 10);
+        RB_OBJ_WRITE(wk->self, &wk->rport_str, rb_obj_freeze(rb_str_new(d, e - d)));
+        wk->rport = rport;
+    }
+    rb_hash_aset(env, K_REMOTE_PORT, wk->rport_str);
     VALUE method = method_str(h->method);
     if (method != method_strs[0]) rb_hash_aset(env, K_REQUEST_METHOD, method);
     rb_hash_aset(env, K_PATH_INFO, str_span(h->path));
@@ -1009,6 +1022,7 @@ static void worker_mark(void *p) {
     rb_gc_mark(wk->host.str);
     rb_gc_mark(wk->name.str);
     rb_gc_mark(wk->port.str);
+    rb_gc_mark(wk->rport_str);
     rb_gc_mark(wk->status);
     rb_gc_mark(wk->headers);
     rb_gc_mark(wk->server_name);
@@ -1179,7 +1193,7 @@ static VALUE native_serve(VALUE mod, VALUE id, VALUE app, VALUE handler, VALUE n
     wk->sid = i;
     wk->share = gvl_share_here();
     wk->app = wk->handler = wk->env = wk->status = wk->headers = wk->server_name = wk->input = Qnil;
-    wk->peer.str = wk->host.str = wk->name.str = wk->port.str = Qnil;
+    wk->peer.str = wk->host.str = wk->name.str = wk->port.str = wk->rport_str = Qnil;
     wk->template = wk->t_peer = wk->t_host = wk->t_name = wk->t_port = Qnil;
     RB_OBJ_WRITE(obj, &wk->template, env_template());
     RB_OBJ_WRITE(obj, &wk->app, app);
@@ -1283,14 +1297,46 @@ static long opt_long(VALUE h, const char *k, long def) {
     return v == Qundef || NIL_P(v) ? def : NUM2LONG(v);
 }
 
+#define MAX_LISTEN 64
+
+/* The :listen option, an Array of Hashes (host:, port: | path: | fd:,
+ * tls:, proxy_protocol:), into spec; returns the count. The Strings stay
+ * referenced by opts while the server is made. */
+static int listen_specs(VALUE opts, kino_listen *spec) {
+    VALUE list = rb_hash_lookup2(opts, ID2SYM(rb_intern("listen")), Qnil);
+    if (NIL_P(list)) return 0;
+    Check_Type(list, T_ARRAY);
+    long n = RARRAY_LEN(list);
+    if (n > MAX_LISTEN) rb_raise(eError, "too many listeners (%ld; at most %d)", n, MAX_LISTEN);
+    for (long i = 0; i < n; i++) {
+        VALUE h = rb_ary_entry(list, i);
+        Check_Type(h, T_HASH);
+        VALUE host = rb_hash_lookup2(h, ID2SYM(rb_intern("host")), Qnil);
+        VALUE path = rb_hash_lookup2(h, ID2SYM(rb_intern("path")), Qnil);
+        kino_listen *l = &spec[i];
+        memset(l, 0, sizeof *l);
+        l->host = NIL_P(host) ? NULL : StringValueCStr(host);
+        l->path = NIL_P(path) ? NULL : StringValueCStr(path);
+        l->port = (int)opt_long(h, "port", 0);
+        l->fd = (int)opt_long(h, "fd", -1);
+        if (RTEST(rb_hash_lookup2(h, ID2SYM(rb_intern("tls")), Qfalse))) l->flags |= KINO_LISTEN_TLS;
+        if (RTEST(rb_hash_lookup2(h, ID2SYM(rb_intern("proxy_protocol")), Qfalse)))
+            l->flags |= KINO_LISTEN_PROXY;
+    }
+    return (int)n;
+}
+
 /* Kino::Native.server_new(options_hash) -> id: binds and listens. The
  * options are validated by Kino::Server; unknown keys are ignored. */
 static VALUE native_server_new(VALUE mod, VALUE opts) {
     kino_options o;
+    kino_listen spec[MAX_LISTEN];
     char err[256] = "";
     (void)mod;
     Check_Type(opts, T_HASH);
     kino_options_init(&o);
+    o.nlisten = listen_specs(opts, spec);
+    o.listen = spec;
     VALUE bind = rb_hash_lookup2(opts, ID2SYM(rb_intern("bind")), Qnil);
     if (!NIL_P(bind)) o.bind = StringValueCStr(bind);
     o.port = (int)opt_long(opts, "port", o.port);
@@ -1305,6 +1351,7 @@ static VALUE native_server_new(VALUE mod, VALUE opts) {
     o.max_body_size = (uint64_t)opt_long(opts, "max_body_size", (long)o.max_body_size);
 
     kino_server *s = kino_server_new(&o, err, sizeof err);
+    RB_GC_GUARD(opts);
     if (!s) rb_raise(eError, "%s", err);
     /* SERVER_NAME for requests without Host: the bind address */
     char name[64];
@@ -1338,6 +1385,33 @@ static VALUE native_server_start(VALUE mod, VALUE id) {
 static VALUE native_server_port(VALUE mod, VALUE id) {
     (void)mod;
     return INT2NUM(kino_server_port(server_of(id)));
+}
+
+/* Kino::Native.server_listeners(id) -> [{fd:, kind: :tcp | :unix, port:,
+ * tls:, proxy_protocol:}], in the order they were given. */
+static VALUE native_server_listeners(VALUE mod, VALUE id) {
+    kino_server *s = server_of(id);
+    kino_listener_info li;
+    VALUE list = rb_ary_new();
+    (void)mod;
+    for (int i = 0; kino_server_listener(s, i, &li) == KINO_OK; i++) {
+        VALUE h = rb_hash_new();
+        rb_hash_aset(h, ID2SYM(rb_intern("fd")), INT2NUM(li.fd));
+        rb_hash_aset(h, ID2SYM(rb_intern("kind")), ID2SYM(rb_intern(li.kind == KINO_UNIX ? "unix" : "tcp")));
+        rb_hash_aset(h, ID2SYM(rb_intern("port")), INT2NUM(li.port));
+        rb_hash_aset(h, ID2SYM(rb_intern("tls")), (li.flags & KINO_LISTEN_TLS) ? Qtrue : Qfalse);
+        rb_hash_aset(h, ID2SYM(rb_intern("proxy_protocol")), (li.flags & KINO_LISTEN_PROXY) ? Qtrue : Qfalse);
+        rb_ary_push(list, h);
+    }
+    return list;
+}
+
+/* Kino::Native.server_keep_listeners(id): the listening sockets outlive
+ * the server (hot restart hands them to the next process). */
+static VALUE native_server_keep_listeners(VALUE mod, VALUE id) {
+    (void)mod;
+    kino_server_keep_listeners(server_of(id));
+    return Qnil;
 }
 
 static void *drain_nogvl(void *s) {
@@ -1487,6 +1561,8 @@ void Init_kino(void) {
     rb_define_module_function(mNative, "server_new", native_server_new, 1);
     rb_define_module_function(mNative, "server_start", native_server_start, 1);
     rb_define_module_function(mNative, "server_port", native_server_port, 1);
+    rb_define_module_function(mNative, "server_listeners", native_server_listeners, 1);
+    rb_define_module_function(mNative, "server_keep_listeners", native_server_keep_listeners, 1);
     rb_define_module_function(mNative, "server_drain", native_server_drain, 1);
     rb_define_module_function(mNative, "server_pending", native_server_pending, 1);
     rb_define_module_function(mNative, "server_abort", native_server_abort, 1);

@@ -25,6 +25,7 @@ class ConfigurationTest < Minitest::Test
   VALUES = {
     bind: ['"0.0.0.0"', "0.0.0.0", "::1"],
     port: ["4000", 4000, 5000],
+    proxy_protocol: ["true", true, false],
     workers: ["2", 2, 3],
     threads: ["4", 4, 5],
     mode: [":ractor", :ractor, :threaded],

@@ -31,8 +31,9 @@ module Kino
     FLAGS = [
       Flag.new(short: "-C", long: "--config", argument: "FILE",
                help: "config file (default: kino.rb, then config/kino.rb, if present)"),
-      Flag.new(short: "-b", long: "--bind", argument: "ADDRESS", option: :bind,
-               help: "address to listen on (default: 127.0.0.1)"),
+      Flag.new(short: "-b", long: "--bind", argument: "URL", option: :bind,
+               help: "address or URL to listen on: HOST, tcp://HOST:PORT, unix:///PATH, " \
+                     "ssl://HOST:PORT; repeat for more (default: 127.0.0.1)"),
       Flag.new(short: "-p", long: "--port", argument: "PORT", option: :port,
                help: "port to listen on (default: 9292; 0 picks a free one)"),
       Flag.new(short: "-w", long: "--workers", argument: "N", option: :workers,
@@ -95,6 +96,7 @@ module Kino
       raise UsageError, "invalid environment: \"\" (expected a name like production)" if @environment_arg&.empty?
 
       @flags = @flags.to_h { |name, value| [name, Directives.coerce(name, value)] }
+      @flags[:bind] = @flags[:bind].first if @flags[:bind]&.size == 1
       Options.resolve(@flags)
       self
     rescue ArgumentError => e
@@ -160,6 +162,7 @@ module Kino
       when "--check" then @action = :check
       when "--version" then @action = :version unless @action == :help
       when "--help" then @action = :help
+      when "--bind" then @flags[:bind] = [*@flags[:bind], value] # -b may be repeated
       else @flags[flag.option] = value
       end
     end

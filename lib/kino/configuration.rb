@@ -84,6 +84,7 @@ module Kino
                            "Kino takes one #{name} hook: do both things in one block"
       end
       value = Directives.coerce(name, value_of(name, args, block))
+      value = [*@values[name], *value] if name == :bind && @values.key?(:bind) # bind may repeat
       @values[name] = validate(name, value)
       @set_at[name] = line
       nil

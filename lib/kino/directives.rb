@@ -11,7 +11,7 @@ module Kino
   # Pure Ruby without the native extension, so `kino --help` stays instant.
   module Directives
     # +kind+ says how a String is read (CLI flags, -O options, ENV values):
-    # :integer, :seconds, :mode, :string, :hook or :path.
+    # :integer, :seconds, :mode, :boolean, :string, :hook or :path.
     # +default+ is the default as people read it (nil: the inspected value
     # from Options::DEFAULTS). +example+ is a valid directive line.
     Doc = Struct.new(:name, :group, :kind, :summary, :default, :why, :example, keyword_init: true)
@@ -24,15 +24,24 @@ module Kino
 
     DOCS = [
       Doc.new(name: :bind, group: "Listening", kind: :string,
-              summary: "address to listen on: an IPv4 or IPv6 address, or a host name",
+              summary: "where to listen: an address or host name (on port), or URLs tcp://HOST:PORT, " \
+                       "unix:///PATH, ssl://HOST:PORT; an Array, or repeat the directive, for several",
               why: 'Use "0.0.0.0" (every IPv4 interface) or "::" (IPv6) to accept connections ' \
-                   "from other machines, e.g. in a container or behind a proxy on another host.",
+                   "from other machines (a container); unix:///run/app.sock behind nginx on the same " \
+                   "host. A URL may end in ?proxy_protocol=1.",
               example: 'bind "127.0.0.1"'),
       Doc.new(name: :port, group: "Listening", kind: :integer, default: "9292",
               summary: "TCP port to listen on; 0 picks a free one (Kino::Server.new defaults to 0)",
               why: "Run several apps on one machine, or listen where your proxy or platform " \
                    "expects (many set PORT: port ENV.fetch(\"PORT\", 9292)).",
               example: "port 9292"),
+      Doc.new(name: :proxy_protocol, group: "Listening", kind: :boolean,
+              summary: "require a PROXY protocol header (v1 or v2) on every connection; a URL's " \
+                       "?proxy_protocol=1 or =0 decides for its listener",
+              why: "Behind HAProxy (send-proxy) or a cloud load balancer that sends it, REMOTE_ADDR " \
+                   "is then the client's address. Only where the proxy always sends it: a " \
+                   "connection without it is closed.",
+              example: "proxy_protocol false"),
       Doc.new(name: :mode, group: "Concurrency", kind: :mode,
               summary: ":auto, :ractor or :threaded (see MODES in man kino)",
               why: "Say :threaded for apps that are not Ractor-shareable (Rails): no check, no " \
@@ -159,6 +168,7 @@ module Kino
         value.match?(/\A\s*\d+\s*\z/) ? Integer(value, 10) : value
       when :seconds then value.match?(/\A\s*\d+(\.\d+)?\s*\z/) ? Float(value) : value
       when :mode then value.empty? ? value : value.delete_prefix(":").to_sym
+      when :boolean then { "true" => true, "1" => true, "false" => false, "0" => false }.fetch(value, value)
       else value
       end
     end

@@ -1,5 +1,7 @@
 # frozen_string_literal: true
 
+require_relative "listeners"
+
 module Kino
   # Server options: names, defaults and validation. Kino::Server.new, the
   # config file and the CLI all use these names (SPEC.md section 3).
@@ -7,8 +9,9 @@ module Kino
     MiB = 1024 * 1024
 
     DEFAULTS = {
-      bind: "127.0.0.1",
+      bind: "127.0.0.1",      # an address or URL, or an Array of them (Listeners)
       port: 0,
+      proxy_protocol: false,  # every listener requires a PROXY protocol header
       workers: nil,           # nil: Kino.available_parallelism
       threads: nil,           # nil: 1 in :ractor mode, 3 in :threaded
       mode: :auto,
@@ -48,7 +51,9 @@ module Kino
     def self.check(name, value)
       case name
       when :bind
-        invalid(name, value, "a non-empty String") unless value.is_a?(String) && !value.empty?
+        Listeners.validate(value)
+      when :proxy_protocol
+        invalid(name, value, "true or false") unless [true, false].include?(value)
       when :port
         invalid(name, value, "an Integer from 0 to 65535") unless value.is_a?(Integer) && value.between?(0, 65_535)
       when :workers, :threads, :max_connections
@@ -85,10 +90,12 @@ module Kino
     end
 
     # The subset the C engine takes, with nil spelled the way it wants.
-    def self.native(options)
+    # +listeners+: Listeners::Listener entries (Options.listeners).
+    def self.native(options, listeners = self.listeners(options))
+      first_tcp = listeners.find { |l| l.kind == :tcp }
       {
-        bind: options[:bind],
-        port: options[:port],
+        bind: first_tcp ? first_tcp.host : "localhost", # SERVER_NAME without a Host
+        listen: listeners.map(&:native),
         io_threads: options[:io_threads],
         queue_depth: options[:queue_depth],
         queue_timeout: options[:queue_timeout],
@@ -99,6 +106,13 @@ module Kino
         max_body_size: options[:max_body_size] || 0,
         max_connections: options[:max_connections] || 0
       }
+    end
+
+    # The listeners +bind+ names (raises ArgumentError for ssl:// where
+    # this build has no TLS).
+    def self.listeners(options)
+      Listeners.parse(options[:bind], port: options[:port], proxy_protocol: options[:proxy_protocol],
+                                      tls: Listeners.tls_available?)
     end
 
     private_class_method :check, :positive_integer, :positive_number, :invalid

@@ -38,14 +38,26 @@ module Kino
       @options[:threads] || (@mode == :ractor ? 1 : 3)
     end
 
-    # The bound port (the requested one before #start).
+    # The port of the first TCP listener, as bound (the requested one
+    # before #start; nil when every listener is a unix socket).
     def port
-      @port || @options[:port]
+      return @port if @port
+
+      first = Options.listeners(@options).find { |l| l.kind == :tcp }
+      first&.port
     end
 
+    # The first of #urls.
     def url
-      host = @options[:bind].include?(":") ? "[#{@options[:bind]}]" : @options[:bind]
-      "http://#{host}:#{port}"
+      urls.first
+    end
+
+    # Every listener's address, in the order bind gives them:
+    # "http://127.0.0.1:9292", "unix:///run/app.sock", "https://...".
+    def urls
+      return @listeners.zip(@bound).map { |l, b| l.display(b[:port]) } if @bound
+
+      Options.listeners(@options).map(&:display)
     end
 
     # Bind, listen and start the workers; returns self once listening.
@@ -55,9 +67,11 @@ module Kino
 
         @pidfile = Pidfile.new(@options[:pidfile]).claim! if @options[:pidfile]
         begin
-          @id = Native.server_new(Options.native(@options))
+          @listeners = listeners
+          @id = Native.server_new(Options.native(@options, @listeners))
           Native.server_start(@id)
-          @port = Native.server_port(@id)
+          @bound = Native.server_listeners(@id)
+          @port = @bound.zip(@listeners).find { |b, _| b[:kind] == :tcp }&.first&.fetch(:port)
           @pool = start_workers
         rescue Exception # rubocop:disable Lint/RescueException
           if @id
@@ -150,7 +164,7 @@ module Kino
         "Kino #{VERSION} (#{RUBY_DESCRIPTION})",
         "- mode: #{@mode}, #{workers} worker#{'s' if workers != 1} × #{threads} thread#{'s' if threads != 1}",
         "- pid: #{Process.pid}",
-        "- listening: #{url}",
+        *urls.map { |u| "- listening: #{u}" },
         "- Ctrl-C to stop"
       ].join("\n")
     end
@@ -195,6 +209,13 @@ module Kino
       hooks = @options.slice(:on_worker_boot, :on_worker_exit)
       pool = @mode == :ractor ? RactorPool : ThreadPool
       pool.new(@id, @app, workers: workers, threads: threads, handler: handler, hooks: hooks).start
+    end
+
+    # The listeners bind names; Kino::Error when one cannot be served here.
+    def listeners
+      Options.listeners(@options)
+    rescue ArgumentError => e
+      raise Error, e.message
     end
 
     # The threads' rows summed per worker.

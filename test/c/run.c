@@ -10,6 +10,7 @@
 #include "test_chunked.c"
 #include "test_queue.c"
 #include "test_server.c"
+#include "test_proxy.c"
 
 int main(void) {
     signal(SIGPIPE, SIG_IGN);
@@ -17,6 +18,7 @@ int main(void) {
     test_chunked();
     test_queue();
     test_server();
+    test_proxy();
     printf("%d passed, %d failed\n", checks_passed, checks_failed);
     return checks_failed ? 1 : 0;
 }
