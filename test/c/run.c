@@ -19,6 +19,7 @@ int main(void) {
     test_queue();
     test_server();
     test_proxy();
+    test_listeners();
     printf("%d passed, %d failed\n", checks_passed, checks_failed);
     return checks_failed ? 1 : 0;
 }

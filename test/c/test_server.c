@@ -34,9 +34,9 @@ static void *srv_worker(void *arg) {
     return NULL;
 }
 
-static int srv_connect(void) {
+static int srv_connect_port(int port) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)kino_server_port(srv))};
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     struct timeval tv = {5, 0};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
@@ -46,6 +46,8 @@ static int srv_connect(void) {
     }
     return fd;
 }
+
+static int srv_connect(void) { return srv_connect_port(kino_server_port(srv)); }
 
 static void srv_send(int fd, const char *s, size_t n) {
     while (n > 0) {
@@ -201,4 +203,112 @@ static void test_server(void) {
     kino_server_stop(srv);
     for (int i = 0; i < 2; i++) pthread_join(workers[i], NULL);
     kino_server_free(srv);
+}
+
+/* Connect to the unix socket at path (5 s receive timeout). */
+static int unix_connect(const char *path) {
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    struct timeval tv = {5, 0};
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Start srv on the given listeners with two workers; 0 on success. */
+static int listeners_start(kino_listen *ls, int n, pthread_t *workers) {
+    char err[256];
+    kino_options o;
+    kino_options_init(&o);
+    o.listen = ls;
+    o.nlisten = n;
+    srv = kino_server_new(&o, err, sizeof err);
+    CHECKF(srv != NULL, "server_new: %s", err);
+    if (!srv) return -1;
+    CHECKF(kino_server_start(srv, err, sizeof err) == KINO_OK, "start: %s", err);
+    for (int i = 0; i < 2; i++) pthread_create(&workers[i], NULL, srv_worker, NULL);
+    return 0;
+}
+
+static void listeners_stop(pthread_t *workers) {
+    kino_server_drain(srv);
+    kino_server_stop(srv);
+    for (int i = 0; i < 2; i++) pthread_join(workers[i], NULL);
+    kino_server_free(srv);
+    srv = NULL;
+}
+
+/* Several listeners (TCP adopted from an fd we opened, and unix), then a
+ * hand-over: a server that keeps its listeners leaves them open and the
+ * socket file in place, and a second server adopting the same fds
+ * answers the connection that waited in the backlog meanwhile. */
+static void test_listeners(void) {
+    char dir[] = "/tmp/kino-test-XXXXXX", path[128], buf[4096];
+    pthread_t workers[2];
+    int eof;
+    if (!mkdtemp(dir)) return;
+    snprintf(path, sizeof path, "%s/s.sock", dir);
+
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    CHECK(bind(lfd, (struct sockaddr *)&sa, sizeof sa) == 0 && listen(lfd, 16) == 0);
+
+    kino_listen ls[2] = {{.fd = lfd}, {.path = path, .fd = -1, .flags = KINO_LISTEN_PROXY}};
+    if (listeners_start(ls, 2, workers) < 0) return;
+    kino_listener_info li;
+    CHECK(kino_server_listener_count(srv) == 2);
+    CHECK(kino_server_listener(srv, 0, &li) == KINO_OK && li.fd == lfd && li.kind == KINO_TCP && li.port > 0);
+    CHECK(li.port == kino_server_port(srv));
+    CHECK(kino_server_listener(srv, 1, &li) == KINO_OK && li.kind == KINO_UNIX && li.port == 0 &&
+          li.flags == KINO_LISTEN_PROXY);
+    int ufd = li.fd;
+    CHECK(kino_server_listener(srv, 2, &li) == KINO_ERROR);
+
+    int fd = srv_connect();
+    srv_sends(fd, "GET /tcp HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    srv_read(fd, buf, sizeof buf, 1, &eof);
+    CHECKF(strstr(buf, "GET /tcp ") != NULL, "adopted listener: %.80s", buf);
+    close(fd);
+    fd = unix_connect(path);
+    srv_sends(fd, "PROXY TCP4 192.0.2.1 127.0.0.1 5 80\r\nGET /unix HTTP/1.1\r\nHost: x\r\n"
+                  "Connection: close\r\n\r\n");
+    srv_read(fd, buf, sizeof buf, 1, &eof);
+    CHECKF(strstr(buf, "GET /unix ") != NULL, "unix listener: %.80s", buf);
+    close(fd);
+
+    /* hand over: the listeners outlive the server */
+    int port = kino_server_port(srv);
+    kino_server_keep_listeners(srv);
+    listeners_stop(workers);
+    struct stat st;
+    CHECK(stat(path, &st) == 0 && S_ISSOCK(st.st_mode));
+    int waiting = srv_connect_port(port); /* in the backlog, nobody accepting */
+    CHECK(waiting >= 0);
+    srv_sends(waiting, "GET /waited HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+
+    kino_listen again[1] = {{.fd = lfd}};
+    if (listeners_start(again, 1, workers) < 0) return;
+    srv_read(waiting, buf, sizeof buf, 1, &eof);
+    CHECKF(strstr(buf, "GET /waited ") != NULL, "backlog served after hand-over: %.80s", buf);
+    close(waiting);
+    listeners_stop(workers); /* this one closes lfd */
+    CHECK(fcntl(lfd, F_GETFD) < 0);
+    CHECK(fcntl(ufd, F_GETFD) >= 0); /* kept: still ours to close */
+    close(ufd);
+
+    /* the unix socket file is now stale: a new server reclaims it, and
+     * removes it when freed */
+    kino_listen un[1] = {{.path = path, .fd = -1}};
+    if (listeners_start(un, 1, workers) < 0) return;
+    fd = unix_connect(path);
+    CHECK(fd >= 0);
+    if (fd >= 0) close(fd);
+    listeners_stop(workers);
+    CHECK(stat(path, &st) < 0);
+    rmdir(dir);
 }
