@@ -5,6 +5,9 @@
 #   make test            C unit tests, then the Ruby suites (installs rack
 #                        and minitest into ./.gems when they are missing)
 #   make test SANITIZE=1 the same under AddressSanitizer + UBSan
+#   make TLS=0           build without HTTPS (default: with it when
+#                        `pkg-config openssl` finds OpenSSL's headers)
+#   make test-tls        the HTTPS suite plus an sslscan of Kino's TLS
 #   make valgrind        the C tests under valgrind memcheck
 #   make fuzz            libFuzzer on the parser (fuzz/, doc/fuzzing.md)
 #   make serve           Kino.serve from this checkout, on :9292
@@ -16,6 +19,15 @@ RUBY ?= ruby
 CC ?= cc
 CFLAGS ?= -O2 -g
 SANITIZE ?=
+
+# HTTPS through OpenSSL (kino_tls.c, doc/tls.md): compiled in when its
+# headers are found, unless TLS=0. `make openssl-dev` installs them
+# (Debian: libssl-dev) when missing. Switching TLS needs `make clean`.
+TLS ?= $(shell pkg-config --exists openssl 2>/dev/null && echo 1 || echo 0)
+ifeq ($(TLS),1)
+TLS_CFLAGS := -DKINO_TLS $(shell pkg-config --cflags openssl)
+TLS_LIBS := $(shell pkg-config --libs openssl)
+endif
 
 RB_HDR := $(shell $(RUBY) -e 'print RbConfig::CONFIG["rubyhdrdir"]')
 RB_ARCH_HDR := $(shell $(RUBY) -e 'print RbConfig::CONFIG["rubyarchhdrdir"]')
@@ -50,27 +62,28 @@ endif
 
 EXT = lib/kino/kino.$(DLEXT)
 GEMS = .gems
-TEST_ENV = GEM_PATH=$(CURDIR)/$(GEMS):$(RB_GEM_PATH) $(SAN_ENV)
+# KINO_TLS: the gem test's build (extconf.rb) follows this one's TLS choice
+TEST_ENV = GEM_PATH=$(CURDIR)/$(GEMS):$(RB_GEM_PATH) KINO_TLS=$(TLS) $(SAN_ENV)
 
-.PHONY: all test test-c test-ruby serve bench bench-all clean gems check-kqueue valgrind
+.PHONY: all test test-c test-ruby serve bench bench-all clean gems check-kqueue valgrind openssl-dev test-tls
 
 all: $(EXT)
 
 build:
 	mkdir -p build
 
-build/%.o: %.c kino.h | build
-	$(CC) $(KINO_CFLAGS) -c $< -o $@
+build/%.o: %.c kino.h kino_tls.h | build
+	$(CC) $(KINO_CFLAGS) $(TLS_CFLAGS) -c $< -o $@
 
 build/kino_ruby.o: kino_ruby.c kino.h | build
 	$(CC) $(KINO_CFLAGS) $(SAN_NO_STACK) -isystem $(RB_HDR) -isystem $(RB_ARCH_HDR) -c $< -o $@
 
-$(EXT): build/kino.o build/kino_ruby.o
-	$(CC) $(SHARED) $(SAN_LDFLAGS) -pthread -o $@ $^ $(RB_LIBS)
+$(EXT): build/kino.o build/kino_tls.o build/kino_ruby.o
+	$(CC) $(SHARED) $(SAN_LDFLAGS) -pthread -o $@ $^ $(RB_LIBS) $(TLS_LIBS)
 
 # C tests: one binary, a unity build so it can test static helpers too.
-build/test_c: test/c/*.c test/c/*.h kino.c kino.h | build
-	$(CC) $(KINO_CFLAGS) $(SAN_LDFLAGS) -I. -o $@ test/c/run.c -pthread
+build/test_c: test/c/*.c test/c/*.h kino.c kino.h kino_tls.c kino_tls.h | build
+	$(CC) $(KINO_CFLAGS) $(TLS_CFLAGS) $(SAN_LDFLAGS) -I. -o $@ test/c/run.c -pthread $(TLS_LIBS)
 
 test-c: build/test_c check-kqueue
 	$(if $(SANITIZE),ASAN_OPTIONS=detect_leaks=1) ./build/test_c
@@ -80,8 +93,8 @@ test-c: build/test_c check-kqueue
 VALGRIND = valgrind --error-exitcode=1 --leak-check=full --show-leak-kinds=definite,indirect,possible \
            --errors-for-leak-kinds=definite,indirect,possible -q
 
-build/test_c_vg: test/c/*.c test/c/*.h kino.c kino.h | build
-	$(CC) -std=c11 $(WARN) -pthread -O1 -g -I. -o $@ test/c/run.c -pthread
+build/test_c_vg: test/c/*.c test/c/*.h kino.c kino.h kino_tls.c kino_tls.h | build
+	$(CC) -std=c11 $(WARN) $(TLS_CFLAGS) -pthread -O1 -g -I. -o $@ test/c/run.c -pthread $(TLS_LIBS)
 
 valgrind: build/test_c_vg
 	$(VALGRIND) ./build/test_c_vg
@@ -103,6 +116,19 @@ test-ruby: $(EXT) gems
 	$(TEST_ENV) $(RUBY) -Ilib -Itest test/run.rb
 
 test: test-c test-ruby
+
+# OpenSSL's headers for the TLS build, from Debian when missing (as root).
+openssl-dev:
+	@pkg-config --exists openssl 2>/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  { DEBIAN_FRONTEND=noninteractive apt-get install -y -q libssl-dev pkg-config >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q libssl-dev pkg-config >/dev/null; }; }; } || \
+	  echo "make: OpenSSL's headers are missing (Debian: libssl-dev): Kino builds without TLS" >&2
+
+# The HTTPS suite (also part of make test), then sslscan against a Kino
+# listener: no SSLv3, TLS 1.0/1.1 or weak cipher may be accepted.
+test-tls: $(EXT) gems
+	bench/need curl openssl sslscan
+	$(TEST_ENV) KINO_SSLSCAN=1 TESTS=test/tls_test.rb $(RUBY) -Ilib -Itest test/run.rb
 
 serve: $(EXT)
 	$(RUBY) -Ilib -rkino -e 'Kino.serve'

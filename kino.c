@@ -7,19 +7,21 @@
  *    3. parser        request head, framing rules, chunked decoder,
  *                     PROXY protocol header
  *    4. structures    server, I/O thread, connection, waiter
- *    5. buffers       per-connection input buffers and their pool
- *    6. date          the cached Date header
- *    7. ready queue   bounded hand-off from I/O threads to workers
- *    8. timers        per-I/O-thread deadline lists
- *    9. connections   the I/O thread's side of a connection
- *   10. I/O thread    the event loop
- *   11. workers       request body, response writer, hand-back
- *   12. server        create, start, drain, abort, stop, stats
+ *    5. transport     a connection's bytes: plain, or through kino_tls.c
+ *    6. buffers       per-connection input buffers and their pool
+ *    7. date          the cached Date header
+ *    8. ready queue   bounded hand-off from I/O threads to workers
+ *    9. timers        per-I/O-thread deadline lists
+ *   10. connections   the I/O thread's side of a connection
+ *   11. I/O thread    the event loop
+ *   12. workers       request body, response writer, hand-back
+ *   13. server        create, start, drain, abort, stop, stats
  */
 #if defined(__linux__) && !defined(_GNU_SOURCE)
 #define _GNU_SOURCE
 #endif
 #include "kino.h"
+#include "kino_tls.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -987,7 +989,7 @@ typedef struct kino_buf {
 } kino_buf;
 
 /* The I/O thread's view of a connection. */
-enum { C_IDLE, C_READING, C_OVERFLOW, C_AWAY, C_FLUSH, C_LINGER };
+enum { C_IDLE, C_READING, C_OVERFLOW, C_AWAY, C_FLUSH, C_LINGER, C_HANDSHAKE };
 /* What the I/O thread does with a connection handed back by a worker. */
 enum { NEXT_KEEP, NEXT_CLOSE, NEXT_ABORT };
 /* Who answers the current request: first compare-and-swap wins. */
@@ -1005,6 +1007,7 @@ struct kino_conn {
     kino_conn *rnext;        /* hand-back stack */
     kino_io *io;             /* owning I/O thread */
     int fd;
+    kino_tls *tls;           /* HTTPS: its TLS state, from the first byte */
     /* Separate bytes, not bit-fields: the I/O thread writes state and
      * io_pending while a worker writes the rest of the struct. */
     unsigned char state;      /* C_*: the I/O thread's view */
@@ -1079,6 +1082,7 @@ struct kino_waiter {
     size_t seg_off;          /* bytes of segs[seg_i] already sent */
     size_t pending;          /* bytes in segments not yet sent */
     char scratch[4096];      /* discarded request-body bytes */
+    char *tls_buf;           /* HTTPS: segments gathered into one write */
 };
 
 struct kino_io {
@@ -1119,6 +1123,7 @@ struct kino_server {
     kino_lsock *ls;
     int nls, port;
     int keep_listeners;           /* hot restart: never close listeners */
+    kino_tls_ctx *tls;            /* shared by the TLS listeners (or NULL) */
     int nio;
     kino_io *io;
     int started;
@@ -1146,7 +1151,124 @@ static void wake_io(kino_io *io);
 static void listeners_close(kino_server *s);
 
 /* ================================================================== */
-/* 5. Buffers                                                         */
+/* 5. Transport                                                       */
+/* ================================================================== */
+
+/* Every byte of a connection goes through these, so TLS is one branch
+ * here and nowhere else: plain sockets, or kino_tls.c when the
+ * connection is HTTPS (compiled only with KINO_TLS). They keep the shape
+ * of recv/send: a count, or -1 with errno (EAGAIN: try again once the
+ * socket is ready for conn_wants()). */
+
+#define KINO_TLS_GATHER 16384 /* one TLS record of plaintext */
+
+static int conn_tls(const kino_conn *c) {
+#ifdef KINO_TLS
+    return c->tls != NULL;
+#else
+    (void)c;
+    return 0;
+#endif
+}
+
+static ssize_t conn_recv(kino_conn *c, void *buf, size_t n) {
+#ifdef KINO_TLS
+    if (c->tls) return kino_tls_read(c->tls, buf, n);
+#endif
+    return recv(c->fd, buf, n, 0);
+}
+
+static ssize_t conn_send(kino_conn *c, const void *buf, size_t n) {
+#ifdef KINO_TLS
+    if (c->tls) return kino_tls_write(c->tls, buf, n);
+#endif
+    return send(c->fd, buf, n, MSG_NOSIGNAL);
+}
+
+/* After a read that returned got of the n bytes asked: may more input
+ * be waiting that no edge-triggered event will announce? */
+static int conn_more(kino_conn *c, ssize_t got, size_t n) {
+#ifdef KINO_TLS
+    if (c->tls) return kino_tls_more(c->tls);
+#endif
+    return (size_t)got == n;
+}
+
+/* The KINO_WAIT_* events a retry needs after -1/EAGAIN: those asked
+ * for, except that TLS may need the other direction (a read that must
+ * write, or a write that must read). */
+static int conn_wants(kino_conn *c, int events) {
+#ifdef KINO_TLS
+    if (c->tls) return events | kino_tls_want(c->tls);
+#endif
+    return events;
+}
+
+/* Send iov[0..n): one sendmsg, or for TLS one write of up to a record's
+ * worth gathered into gather[0..KINO_TLS_GATHER) (a lone large segment
+ * goes as it is). A retry after EAGAIN passes the same bytes from the
+ * same start (the caller only advances by what went out), as OpenSSL
+ * requires. */
+static ssize_t conn_sendv(kino_conn *c, struct iovec *iov, int n, char *gather) {
+#ifdef KINO_TLS
+    if (c->tls) {
+        if (n <= 0) return 0;
+        if (n == 1 || iov[0].iov_len >= KINO_TLS_GATHER)
+            return kino_tls_write(c->tls, iov[0].iov_base, iov[0].iov_len);
+        size_t at = 0;
+        for (int i = 0; i < n && at < KINO_TLS_GATHER; i++) {
+            size_t k = iov[i].iov_len < KINO_TLS_GATHER - at ? iov[i].iov_len : KINO_TLS_GATHER - at;
+            memcpy(gather + at, iov[i].iov_base, k);
+            at += k;
+        }
+        return kino_tls_write(c->tls, gather, at);
+    }
+#endif
+    (void)gather;
+    struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+    return sendmsg(c->fd, &msg, MSG_NOSIGNAL);
+}
+
+/* Up to n bytes of file fd from *off (advanced by what went out):
+ * sendfile(2), or over TLS kTLS's sendfile or a read into buf and a
+ * write. */
+static ssize_t conn_sendfile(kino_conn *c, int fd, uint64_t *off, size_t n, char *buf) {
+#ifdef KINO_TLS
+    if (c->tls) return kino_tls_sendfile(c->tls, fd, off, n, buf, KINO_TLS_GATHER);
+#endif
+    (void)buf;
+    return send_file(c->fd, fd, off, n);
+}
+
+/* The connection is closing: over TLS, say so (close_notify) first. */
+static void conn_close_notify(kino_conn *c) {
+#ifdef KINO_TLS
+    if (c->tls) kino_tls_close(c->tls);
+#endif
+    (void)c;
+}
+
+static void conn_tls_free(kino_conn *c) {
+#ifdef KINO_TLS
+    kino_tls_free(c->tls);
+    c->tls = NULL;
+#endif
+    (void)c;
+}
+
+int kino_conn_tls(kino_conn *c) { return conn_tls(c); }
+
+char *kino_conn_peer_cert(kino_conn *c, size_t *len) {
+#ifdef KINO_TLS
+    if (c->tls) return kino_tls_peer_cert(c->tls, len);
+#endif
+    (void)c;
+    *len = 0;
+    return NULL;
+}
+
+/* ================================================================== */
+/* 6. Buffers                                                         */
 /* ================================================================== */
 
 static kino_buf *buf_alloc(size_t cap) {
@@ -1206,7 +1328,7 @@ static size_t conn_room(kino_conn *c) {
 }
 
 /* ================================================================== */
-/* 6. Date                                                            */
+/* 7. Date                                                            */
 /* ================================================================== */
 
 /* "Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n" is formatted once a second
@@ -1241,7 +1363,7 @@ static const char *date_line(void) {
 }
 
 /* ================================================================== */
-/* 7. Ready queue                                                     */
+/* 8. Ready queue                                                     */
 /* ================================================================== */
 
 /* Queue a complete request for the workers and wake one sleeping worker
@@ -1362,6 +1484,7 @@ void kino_waiter_free(kino_waiter *w) {
     pthread_cond_destroy(&w->cond);
     wakefd_close(w->wake);
     free(w->out);
+    free(w->tls_buf);
     free(w);
 }
 
@@ -1381,7 +1504,7 @@ void kino_waiter_reset(kino_waiter *w) {
 int kino_waiter_interrupted(kino_waiter *w) { return atomic_load(&w->interrupted); }
 
 /* ================================================================== */
-/* 8. Timers                                                          */
+/* 9. Timers                                                          */
 /* ================================================================== */
 
 /* Each list holds connections waiting on one kind of deadline, all with
@@ -1398,7 +1521,7 @@ static int64_t after(kino_io *io, int64_t ms) {
 }
 
 /* ================================================================== */
-/* 9. Connections (I/O thread side)                                   */
+/* 10. Connections (I/O thread side)                                  */
 /* ================================================================== */
 
 static void conn_flush(kino_io *io, kino_conn *c);
@@ -1461,19 +1584,23 @@ static kino_conn *conn_new(kino_io *io, const kino_lsock *ls, int fd,
  * it is done (c->off moves past it; REMOTE_ADDR and REMOTE_PORT now come
  * from it), 0 when more bytes are needed, -1 when it is missing or
  * malformed: the connection must close. */
+static void conn_proxy_apply(kino_conn *c, const kino_proxy *px) {
+    c->proxy = 0;
+    if (!px->local) {
+        size_t n = strnlen(px->addr, sizeof c->peer - 1); /* inet_ntop text fits */
+        memcpy(c->peer, px->addr, n);
+        c->peer[n] = 0;
+        peer_unmap(c->peer);
+        c->peer_port = px->port;
+    }
+}
+
 static int conn_proxy(kino_conn *c) {
     kino_proxy px;
     long n = kino_proxy_parse(c->buf->data + c->off, c->len - c->off, &px);
     if (n <= 0) return n == 0 ? 0 : -1;
     c->off += (size_t)n;
-    c->proxy = 0;
-    if (!px.local) {
-        size_t n = strnlen(px.addr, sizeof c->peer - 1); /* inet_ntop text fits */
-        memcpy(c->peer, px.addr, n);
-        c->peer[n] = 0;
-        peer_unmap(c->peer);
-        c->peer_port = px.port;
-    }
+    conn_proxy_apply(c, &px);
     return 1;
 }
 
@@ -1481,6 +1608,7 @@ static int conn_proxy(kino_conn *c) {
 static void conn_destroy(kino_server *s, kino_io *io, kino_conn *c) {
     if (c->io_pending) atomic_fetch_sub(&c->io->pending_away, 1);
     klist_remove(&c->tlink);
+    conn_tls_free(c);
     close(c->fd);
     buf_put(io, c->buf);
     free(c->out);
@@ -1508,6 +1636,7 @@ static size_t canned(char *buf, size_t cap, int status) {
  * sent), then read and discard for a while, so the client reads our
  * answer instead of a reset caused by its own unread bytes. */
 static void conn_linger(kino_io *io, kino_conn *c) {
+    conn_close_notify(c);
     shutdown(c->fd, SHUT_WR);
     c->state = C_LINGER;
     c->body_total = 0; /* now counts the bytes discarded */
@@ -1519,7 +1648,7 @@ static void conn_linger(kino_io *io, kino_conn *c) {
 static void conn_reject(kino_io *io, kino_conn *c, int status) {
     char msg[512];
     size_t n = canned(msg, sizeof msg, status);
-    ssize_t w = send(c->fd, msg, n, MSG_NOSIGNAL);
+    ssize_t w = conn_send(c, msg, n);
     if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) w = 0;
     if (status == 503) atomic_fetch_add_explicit(&io->s->rejected, 1, memory_order_relaxed);
     else if (status == 504) atomic_fetch_add_explicit(&io->s->timeouts, 1, memory_order_relaxed);
@@ -1664,7 +1793,7 @@ static void conn_read(kino_io *io, kino_conn *c, int hup) {
             conn_reject(io, c, 431);
             return;
         }
-        ssize_t n = recv(c->fd, c->buf->data + c->len, room, 0);
+        ssize_t n = conn_recv(c, c->buf->data + c->len, room);
         if (n < 0) {
             if (errno == EINTR) continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -1694,10 +1823,11 @@ static void conn_read(kino_io *io, kino_conn *c, int hup) {
                 continue;
             }
         }
+        int more = conn_more(c, n, room);
         /* after a hang-up the socket still holds the EOF: read it when
          * the connection comes back, so a half-closed client is closed */
-        if (!conn_advance(io, c, (size_t)n == room || hup)) return;
-        if ((size_t)n < room && !hup) return; /* drained (edge-triggered) */
+        if (!conn_advance(io, c, more || hup)) return;
+        if (!more && !hup) return; /* drained (edge-triggered) */
     }
 }
 
@@ -1722,7 +1852,7 @@ static void conn_keep(kino_io *io, kino_conn *c) {
 /* Write out what a worker left unsent; then keep or close. */
 static void conn_flush(kino_io *io, kino_conn *c) {
     while (c->out_off < c->out_len) {
-        ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
+        ssize_t n = conn_send(c, c->out + c->out_off, c->out_len - c->out_off);
         if (n < 0) {
             if (errno == EINTR) continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -1761,13 +1891,15 @@ static void conn_drop_input(kino_io *io, kino_conn *c) {
 /* Abort one request that a worker may still be serving: answer it with
  * `status` unless the app already began, then shut the socket so the
  * worker's next read or write fails fast. The worker still hands the
- * connection back, and it is closed then. */
-static void conn_preempt(kino_io *io, kino_conn *c, int status, int claim) {
+ * connection back, and it is closed then. Over TLS the answer is written
+ * only when the I/O thread owns the connection (owned): a worker may be
+ * inside OpenSSL with it, so the client sees the close alone. */
+static void conn_preempt(kino_io *io, kino_conn *c, int status, int claim, int owned) {
     int open = ANS_OPEN;
     if (atomic_compare_exchange_strong(&c->answer, &open, claim)) {
         char msg[512];
         size_t n = canned(msg, sizeof msg, status);
-        ssize_t w = send(c->fd, msg, n, MSG_NOSIGNAL);
+        ssize_t w = owned || !conn_tls(c) ? conn_send(c, msg, n) : 0;
         (void)w;
         if (status == 504) atomic_fetch_add_explicit(&io->s->timeouts, 1, memory_order_relaxed);
     } else if (claim == ANS_TIMEOUT) {
@@ -1781,7 +1913,7 @@ static void conn_returned(kino_io *io, kino_conn *c) {
     int ans = atomic_load(&c->answer);
     klist_remove(&c->tlink);
     if (c->next == NEXT_ABORT || ans == ANS_TIMEOUT || ans == ANS_SHUTDOWN) {
-        if (c->next == NEXT_ABORT) conn_preempt(io, c, 500, ANS_SHUTDOWN);
+        if (c->next == NEXT_ABORT) conn_preempt(io, c, 500, ANS_SHUTDOWN, 1);
         conn_close(io, c);
         return;
     }
@@ -1796,8 +1928,75 @@ static void conn_returned(kino_io *io, kino_conn *c) {
     }
 }
 
+/* The PROXY header of a TLS connection, which precedes the handshake:
+ * peeked, so not a byte of the TLS stream is taken with it, then
+ * consumed exactly. Returns as conn_proxy does. More bytes come with a
+ * new edge-triggered event, peeked bytes or not. */
+static int conn_proxy_peeked(kino_conn *c) {
+    char head[KINO_PROXY_MAX];
+    kino_proxy px;
+    ssize_t n = recv(c->fd, head, sizeof head, MSG_PEEK);
+    if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0 : -1;
+    if (n == 0) return -1;
+    long used = kino_proxy_parse(head, (size_t)n, &px);
+    if (used <= 0) return used == 0 && (size_t)n < sizeof head ? 0 : -1;
+    if (recv(c->fd, head, (size_t)used, 0) != used) return -1;
+    conn_proxy_apply(c, &px);
+    return 1;
+}
+
+/* A new HTTPS connection with bytes to read. The first one says what the
+ * client speaks (peeked, not consumed): plain HTTP gets a plain 400 and a
+ * close, as nginx does, and costs no TLS state; a TLS record starts the
+ * handshake, which then advances on every readiness event (the poller
+ * watches both directions for the connection's life, so OpenSSL's
+ * WANT_READ and WANT_WRITE need no re-arming). header_timeout, counted
+ * from accept, bounds it all: a stalled, silent or trickling client is
+ * closed by the sweep like any slow head. */
+static void conn_handshake(kino_io *io, kino_conn *c) {
+#ifdef KINO_TLS
+    if (c->proxy) { /* a PROXY header comes first, in the clear */
+        int r = conn_proxy_peeked(c);
+        if (r == 0) return;
+        if (r < 0) {
+            conn_close(io, c);
+            return;
+        }
+    }
+    if (!c->tls) {
+        unsigned char b;
+        ssize_t n = recv(c->fd, &b, 1, MSG_PEEK);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
+        if (n <= 0) {
+            conn_close(io, c);
+            return;
+        }
+        if (!kino_tls_first_byte(b)) {
+            c->state = C_READING;
+            conn_reject(io, c, 400);
+            return;
+        }
+        c->tls = kino_tls_new(io->s->tls, c->fd);
+        if (!c->tls) {
+            conn_close(io, c);
+            return;
+        }
+    }
+    int r = kino_tls_handshake(c->tls);
+    if (r == KINO_AGAIN) return;
+    if (r != KINO_OK) {
+        conn_close(io, c);
+        return;
+    }
+    c->state = C_READING; /* the header deadline still counts from accept */
+    conn_read(io, c, 0);  /* the request may have come with the handshake */
+#else
+    conn_close(io, c);
+#endif
+}
+
 /* ================================================================== */
-/* 10. I/O thread                                                     */
+/* 11. I/O thread                                                     */
 /* ================================================================== */
 
 /* Watch (on) or stop watching every listener. Returns 0 when all
@@ -1853,7 +2052,8 @@ static void io_accept(kino_io *io, kino_lsock *l) {
         }
         atomic_fetch_add_explicit(&s->accepted, 1, memory_order_relaxed);
         atomic_fetch_add(&s->conns, 1);
-        c->state = C_READING; /* header_timeout runs from accept */
+        /* header_timeout runs from accept (over TLS: the handshake too) */
+        c->state = (l->flags & KINO_LISTEN_TLS) ? C_HANDSHAKE : C_READING;
         timer_set(c, &io->t_header, after(io, s->header_ms));
     }
 }
@@ -1875,8 +2075,9 @@ static void io_resume_accept(kino_io *io) {
 static void on_event(kino_io *io, kino_conn *c, int mask) {
     switch (c->state) {
     case C_IDLE:
-    case C_READING:
-        if (mask & EV_IN) conn_read(io, c, mask & EV_HUP);
+    case C_READING: /* (a TLS read may wait to write: a key update) */
+        if ((mask & EV_IN) || ((mask & EV_OUT) && (conn_wants(c, 0) & KINO_WAIT_WRITE)))
+            conn_read(io, c, mask & EV_HUP);
         break;
     case C_FLUSH: /* input waits until the response is out: note it */
         if (mask & EV_IN) c->maybe_more = 1;
@@ -1884,6 +2085,9 @@ static void on_event(kino_io *io, kino_conn *c, int mask) {
         break;
     case C_LINGER:
         if (mask & EV_IN) conn_drop_input(io, c);
+        break;
+    case C_HANDSHAKE:
+        conn_handshake(io, c);
         break;
     default: /* away with a worker: look again when it comes back */
         pending_set(io, c);
@@ -1924,7 +2128,7 @@ static void io_sweep(kino_io *io) {
     while (EXPIRED(&io->t_away)) {
         klist_remove(&c->tlink); /* the worker still owns it */
         klist_push(&io->t_held, &c->tlink);
-        conn_preempt(io, c, 504, ANS_TIMEOUT);
+        conn_preempt(io, c, 504, ANS_TIMEOUT, 0);
     }
     while (EXPIRED(&io->t_flush)) conn_close(io, c);
     while (EXPIRED(&io->t_linger)) conn_close(io, c);
@@ -1978,7 +2182,7 @@ static void io_shutdown_steps(kino_io *io) {
         klist *away[] = {&io->t_away, &io->t_held};
         for (int k = 0; k < 2; k++)
             for (klist *n = away[k]->next; n != away[k]; n = n->next)
-                conn_preempt(io, KLIST_ENTRY(n, kino_conn, tlink), 500, ANS_SHUTDOWN);
+                conn_preempt(io, KLIST_ENTRY(n, kino_conn, tlink), 500, ANS_SHUTDOWN, 0);
         atomic_store(&io->parked, 0);
         close_list(io, &io->t_header);
         close_list(io, &io->t_flush);
@@ -2017,7 +2221,7 @@ static void *io_main(void *arg) {
 }
 
 /* ================================================================== */
-/* 11. Workers                                                        */
+/* 12. Workers                                                        */
 /* ================================================================== */
 
 const kino_head *kino_conn_head(kino_conn *c) { return &c->head; }
@@ -2045,6 +2249,7 @@ static int body_fail(kino_conn *c, int status, const char *why) {
 }
 
 int kino_wait(kino_conn *c, kino_waiter *w, int events) {
+    events = conn_wants(c, events);
     struct pollfd p[2] = {
         {.fd = c->fd, .events = (short)((events & KINO_WAIT_READ ? POLLIN : 0) |
                                         (events & KINO_WAIT_WRITE ? POLLOUT : 0))},
@@ -2074,7 +2279,7 @@ int kino_wait(kino_conn *c, kino_waiter *w, int events) {
 /* Send `100 Continue` before the first body read, if the client asked. */
 static int send_continue(kino_conn *c) {
     static const char msg[] = "HTTP/1.1 100 Continue\r\n\r\n";
-    ssize_t n = send(c->fd, msg, sizeof msg - 1, MSG_NOSIGNAL);
+    ssize_t n = conn_send(c, msg, sizeof msg - 1);
     if (n == (ssize_t)sizeof msg - 1) {
         c->continue_sent = 1;
         return KINO_OK;
@@ -2092,7 +2297,7 @@ static long body_fill(kino_conn *c) {
         c->len -= c->bpos;
         c->off = c->bpos = 0;
     }
-    ssize_t n = recv(c->fd, b->data + c->len, b->cap - c->len, 0);
+    ssize_t n = conn_recv(c, b->data + c->len, b->cap - c->len);
     if (n > 0) {
         c->len += (size_t)n;
         return n;
@@ -2120,13 +2325,13 @@ long kino_body_read(kino_conn *c, kino_waiter *w, char *buf, size_t n) {
             memcpy(buf, c->buf->data + c->bpos, (size_t)got);
             c->bpos += (size_t)got;
         } else {
-            got = recv(c->fd, buf, want, 0);
+            got = conn_recv(c, buf, want);
             if (got == 0) return conn_fail(c, "client closed during the request body");
             if (got < 0) {
                 if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return KINO_AGAIN;
                 return conn_fail(c, strerror(errno));
             }
-            if ((size_t)got == want) c->maybe_more = 1;
+            if (conn_more(c, got, want)) c->maybe_more = 1;
         }
         c->body_left -= (uint64_t)got;
         c->body_total += (uint64_t)got;
@@ -2263,8 +2468,16 @@ static const char *seg_ptr(kino_waiter *w, const seg *g) {
     return g->ref ? g->ref : w->out + g->off;
 }
 
+/* The waiter's gathering buffer for TLS writes, made on first use. */
+static char *tls_gather(kino_conn *c, kino_waiter *w) {
+    if (conn_tls(c) && !w->tls_buf) w->tls_buf = malloc(KINO_TLS_GATHER);
+    return w->tls_buf;
+}
+
 int kino_resp_flush(kino_conn *c, kino_waiter *w) {
     if (c->broken) return KINO_ERROR;
+    char *gather = tls_gather(c, w);
+    if (conn_tls(c) && !gather) return conn_fail(c, "out of memory");
     while (w->pending) {
         struct iovec iov[KINO_SEGS];
         int n = 0;
@@ -2273,8 +2486,7 @@ int kino_resp_flush(kino_conn *c, kino_waiter *w) {
             iov[n].iov_base = (char *)seg_ptr(w, &w->segs[i]) + skip;
             iov[n].iov_len = w->segs[i].len - skip;
         }
-        struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)n};
-        ssize_t sent = sendmsg(c->fd, &msg, MSG_NOSIGNAL);
+        ssize_t sent = conn_sendv(c, iov, n, gather);
         if (sent < 0) {
             if (errno == EINTR) continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK) return KINO_AGAIN;
@@ -2507,13 +2719,15 @@ int kino_resp_sendfile(kino_conn *c, kino_waiter *w, int fd, uint64_t *offset, u
         return KINO_OK;
     }
     if (c->framing == R_CHUNKED) return conn_fail(c, "sendfile needs a Content-Length response");
+    char *buf = tls_gather(c, w); /* TLS without kTLS: read + write */
+    if (conn_tls(c) && !buf) return conn_fail(c, "out of memory");
     if (c->framing == R_LENGTH) {
         if (*left > c->r_left) return conn_fail(c, "response body longer than its Content-Length");
     }
     while (*left > 0) {
         size_t n = *left > (1u << 30) ? (1u << 30) : (size_t)*left;
         uint64_t before = *offset;
-        ssize_t sent = send_file(c->fd, fd, offset, n);
+        ssize_t sent = conn_sendfile(c, fd, offset, n, buf);
         if (sent < 0) {
             if (errno == EINTR) continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK) return KINO_AGAIN;
@@ -2560,7 +2774,9 @@ int kino_resp_error(kino_conn *c, kino_waiter *w, int status) {
 static void release(kino_conn *c, int next) {
     kino_io *io = c->io;
     kino_server *s = io->s;
-    int urgent = next != NEXT_KEEP || c->out || c->len > c->off || c->maybe_more;
+    /* over TLS, OpenSSL may hold bytes that no readiness event announces */
+    int urgent = next != NEXT_KEEP || c->out || c->len > c->off || c->maybe_more ||
+                 (conn_tls(c) && conn_more(c, 0, 1));
     c->next = (unsigned char)next;
     atomic_fetch_sub_explicit(&s->in_flight, 1, memory_order_relaxed);
     if (atomic_load(&s->io_gone)) {
@@ -2673,7 +2889,7 @@ const char *kino_reason(int status) {
 }
 
 /* ================================================================== */
-/* 12. Server                                                         */
+/* 13. Server                                                         */
 /* ================================================================== */
 
 void kino_options_init(kino_options *o) {
@@ -2902,6 +3118,38 @@ static uint64_t default_max_conns(int given) {
     return n < 64 ? 64 : n;
 }
 
+static void server_tls_free(kino_server *s) {
+#ifdef KINO_TLS
+    kino_tls_ctx_free(s->tls);
+    s->tls = NULL;
+#endif
+    (void)s;
+}
+
+/* The TLS context the listeners flagged KINO_LISTEN_TLS share, from
+ * o->tls (which also makes the one bind:port listener TLS when no list
+ * is given). Fails, with a message, when a TLS listener has no settings,
+ * the settings are wrong (kino_tls_ctx_new names the file), or this
+ * build has no TLS. */
+static int server_tls_open(kino_server *s, const kino_options *o, char *err, size_t errlen) {
+    int want = 0;
+    if (o->nlisten == 0 && o->tls) s->ls[0].flags |= KINO_LISTEN_TLS;
+    for (int i = 0; i < s->nls; i++) want |= (s->ls[i].flags & KINO_LISTEN_TLS) != 0;
+    if (!want) return 0;
+#ifdef KINO_TLS
+    if (!o->tls) {
+        snprintf(err, errlen, "TLS: a TLS listener needs a certificate and a key (the tls settings)");
+        return -1;
+    }
+    s->tls = kino_tls_ctx_new(o->tls, err, errlen);
+    return s->tls ? 0 : -1;
+#else
+    snprintf(err, errlen, "TLS was asked for, but this Kino was built without it "
+                          "(OpenSSL's headers were not found at build time, or make TLS=0)");
+    return -1;
+#endif
+}
+
 kino_server *kino_server_new(const kino_options *o, char *err, size_t errlen) {
     if (o->io_threads < 1 || o->queue_depth < 1) {
         snprintf(err, errlen, "io_threads and queue_depth must be at least 1");
@@ -2915,7 +3163,14 @@ kino_server *kino_server_new(const kino_options *o, char *err, size_t errlen) {
     s->o = *o;
     s->o.listen = NULL; /* the caller's array is not kept */
     s->o.nlisten = 0;
+    s->o.tls = NULL;    /* nor its TLS settings: they are read here */
     if (listeners_open(s, o, err, errlen) < 0) {
+        free(s->ls);
+        free(s);
+        return NULL;
+    }
+    if (server_tls_open(s, o, err, errlen) < 0) {
+        listeners_close(s);
         free(s->ls);
         free(s);
         return NULL;
@@ -2935,6 +3190,7 @@ kino_server *kino_server_new(const kino_options *o, char *err, size_t errlen) {
     if (!s->io) {
         listeners_close(s);
         free(s->ls);
+        server_tls_free(s);
         free(s);
         snprintf(err, errlen, "out of memory");
         return NULL;
@@ -3104,6 +3360,7 @@ void kino_server_free(kino_server *s) {
     pthread_mutex_destroy(&s->mu);
     for (int i = 0; i < s->nls; i++) free(s->ls[i].path);
     free(s->ls);
+    server_tls_free(s);
     free(s->io);
     free(s);
 }

@@ -198,6 +198,24 @@ typedef struct kino_listen {
     unsigned flags;           /* KINO_LISTEN_* */
 } kino_listen;
 
+/* TLS settings of a listener (kino_tls.c; doc/tls.md). Strings are file
+ * paths or PEM text, read once by kino_server_new. */
+#define KINO_TLS_VERIFY_NONE 0
+#define KINO_TLS_VERIFY_PEER 1   /* require a client certificate signed by ca */
+
+typedef struct kino_tls_options {
+    const char *cert;          /* certificate, then its chain (leaf first) */
+    const char *key;           /* the certificate's private key */
+    const char *ca;            /* CAs of client certificates, or NULL */
+    int verify;                /* KINO_TLS_VERIFY_* */
+    int min_version;           /* 12 (TLS 1.2; also when 0) or 13 */
+    const char *ciphers;       /* OpenSSL cipher list for TLS 1.2, or NULL */
+} kino_tls_options;
+
+/* The TLS library this engine runs with ("OpenSSL 3.0.19 ..."), or NULL
+ * when it was built without TLS (make TLS=0, or no OpenSSL headers). */
+const char *kino_tls_library(void);
+
 typedef struct kino_options {
     const kino_listen *listen; /* nlisten listeners; when nlisten is 0 the
                                   server listens on bind:port (TCP) */
@@ -215,6 +233,9 @@ typedef struct kino_options {
     double body_timeout;       /* s of no progress while reading a body or
                                   writing a response */
     uint64_t max_body_size;    /* bytes; 0 = unlimited (413 beyond) */
+    const kino_tls_options *tls; /* the listener speaks HTTPS; NULL: HTTP.
+                                  kino_server_new fails when the build has
+                                  no TLS or the settings are wrong */
 } kino_options;
 
 /* Fill *o with the defaults documented in SPEC.md section 3. */
@@ -347,6 +368,10 @@ int kino_conn_peer_port(kino_conn *c);      /* client port (0 on unix) */
 int kino_conn_local_port(kino_conn *c);     /* its listener's port */
 unsigned kino_conn_flags(kino_conn *c);     /* its listener's KINO_LISTEN_* */
 int kino_conn_fd(kino_conn *c);
+int kino_conn_tls(kino_conn *c);            /* nonzero over HTTPS */
+/* The client certificate of an HTTPS connection as PEM (malloc'd, free it;
+ * *len bytes), or NULL when the client sent none. */
+char *kino_conn_peer_cert(kino_conn *c, size_t *len);
 const char *kino_conn_error(kino_conn *c);  /* why the last call failed */
 int kino_conn_reject(kino_conn *c);         /* status owed for a refused
                                                request body, or 0 */

@@ -54,8 +54,8 @@ static VALUE K_REQUEST_METHOD, K_SCRIPT_NAME, K_PATH_INFO, K_QUERY_STRING, K_SER
     K_SERVER_PORT, K_SERVER_PROTOCOL, K_REMOTE_ADDR, K_REMOTE_PORT, K_CONTENT_TYPE, K_CONTENT_LENGTH,
     K_SERVER_SOFTWARE, K_RACK_INPUT, K_RACK_ERRORS, K_RACK_URL_SCHEME, K_RACK_MULTITHREAD,
     K_RACK_MULTIPROCESS, K_RACK_RUN_ONCE, K_RACK_RESPONSE_FINISHED, K_RACK_HIJACKP,
-    K_RACK_EARLY_HINTS;
-static VALUE S_EMPTY, S_HTTP, S_HTTP10, S_HTTP11, S_PORT80, S_SOFTWARE;
+    K_RACK_EARLY_HINTS, K_HTTPS, K_SSL_CLIENT_CERT;
+static VALUE S_EMPTY, S_HTTP, S_HTTP10, S_HTTP11, S_PORT80, S_SOFTWARE, S_HTTPS, S_ON, S_PORT443;
 
 /* Methods and request headers common enough to deserve a prebuilt
  * string; everything else is built per request. */
@@ -119,6 +119,11 @@ static void init_strings(void) {
     S_HTTP10 = frozen("HTTP/1.0");
     S_HTTP11 = frozen("HTTP/1.1");
     S_PORT80 = frozen("80");
+    K_HTTPS = frozen("HTTPS");
+    K_SSL_CLIENT_CERT = frozen("SSL_CLIENT_CERT");
+    S_HTTPS = frozen("https");
+    S_ON = frozen("on");
+    S_PORT443 = frozen("443");
     S_SOFTWARE = frozen("Kino/" KINO_VERSION);
     for (int i = 0; methods[i]; i++) method_strs[i] = frozen(methods[i]);
     for (size_t i = 0; i < N_COMMON; i++) {
@@ -666,7 +671,7 @@ static VALUE memo_str(worker *wk, memo *m, const char *p, size_t n) {
 
 /* SERVER_NAME and SERVER_PORT from the Host value ("name", "name:port",
  * "[v6]:port"); from the listener when there is no Host. */
-static void server_name_port(worker *wk, kino_conn *c, kino_span host, VALUE *name, VALUE *port) {
+static void server_name_port(worker *wk, kino_conn *c, int tls, kino_span host, VALUE *name, VALUE *port) {
     const char *p = host.p, *e = host.p + host.n, *colon = NULL;
     if (host.n == 0) {
         char num[16];
@@ -683,7 +688,8 @@ static void server_name_port(worker *wk, kino_conn *c, kino_span host, VALUE *na
         colon = memchr(p, ':', host.n);
     }
     *name = memo_str(wk, &wk->name, p, (size_t)((colon ? colon : e) - p));
-    *port = colon && colon + 1 < e ? memo_str(wk, &wk->port, colon + 1, (size_t)(e - colon - 1)) : S_PORT80;
+    *port = colon && colon + 1 < e ? memo_str(wk, &wk->port, colon + 1, (size_t)(e - colon - 1))
+                                   : tls ? S_PORT443 : S_PORT80;
 }
 
 /* The env every request starts from, one per worker (so per ractor),
@@ -730,7 +736,8 @@ static VALUE build_env(worker *wk, kino_conn *c) {
     uint64_t seen = 1; /* common header keys set so far, a bit per index; HTTP_HOST is
                           h->host: the Host field, or an absolute-form target's
                           authority (RFC 9112 3.2.2) */
-    server_name_port(wk, c, h->host, &name, &port);
+    int tls = kino_conn_tls(c);
+    server_name_port(wk, c, tls, h->host, &name, &port);
     template_update(wk, memo_str(wk, &wk->peer, peer, strlen(peer)), host, name, port);
     VALUE env = rb_hash_dup(wk->template);
     int rport = kino_conn_peer_port(c);
@@ -748,6 +755,17 @@ static VALUE build_env(worker *wk, kino_conn *c) {
     if (h->query.n) rb_hash_aset(env, K_QUERY_STRING, str_span(h->query));
     if (!h->minor) rb_hash_aset(env, K_SERVER_PROTOCOL, S_HTTP10);
     if (host == Qundef) rb_hash_delete(env, common_keys[0]); /* no Host: no HTTP_HOST */
+    if (tls) {
+        size_t n = 0;
+        char *pem = kino_conn_peer_cert(c, &n);
+        rb_hash_aset(env, K_RACK_URL_SCHEME, S_HTTPS);
+        rb_hash_aset(env, K_HTTPS, S_ON);
+        if (pem) {
+            VALUE cert = rb_str_new(pem, (long)n);
+            free(pem);
+            rb_hash_aset(env, K_SSL_CLIENT_CERT, cert);
+        }
+    }
     /* one Content-Length, however the client repeated it ("5, 5") */
     if (h->content_length >= 0) {
         char len[24];
@@ -1326,12 +1344,17 @@ static int listen_specs(VALUE opts, kino_listen *spec) {
     return (int)n;
 }
 
+static const char *opt_str(VALUE h, const char *k) {
+    VALUE v = rb_hash_lookup2(h, ID2SYM(rb_intern(k)), Qnil);
+    return NIL_P(v) ? NULL : StringValueCStr(v);
+}
+
 /* Kino::Native.server_new(options_hash) -> id: binds and listens. The
  * options are validated by Kino::Server; unknown keys are ignored. */
 static VALUE native_server_new(VALUE mod, VALUE opts) {
     kino_options o;
     kino_listen spec[MAX_LISTEN];
-    char err[256] = "";
+    char err[1024] = "";
     (void)mod;
     Check_Type(opts, T_HASH);
     kino_options_init(&o);
@@ -1349,6 +1372,20 @@ static VALUE native_server_new(VALUE mod, VALUE opts) {
     o.keepalive_timeout = opt_double(opts, "keepalive_timeout", o.keepalive_timeout);
     o.body_timeout = opt_double(opts, "body_timeout", o.body_timeout);
     o.max_body_size = (uint64_t)opt_long(opts, "max_body_size", (long)o.max_body_size);
+    /* tls: {cert:, key:, ca:, verify: 0|1, min_version: 12|13, ciphers:},
+     * as Kino::Options.native spells it; the strings live in opts */
+    kino_tls_options tls = {0};
+    VALUE t = rb_hash_lookup2(opts, ID2SYM(rb_intern("tls")), Qnil);
+    if (!NIL_P(t)) {
+        Check_Type(t, T_HASH);
+        tls.cert = opt_str(t, "cert");
+        tls.key = opt_str(t, "key");
+        tls.ca = opt_str(t, "ca");
+        tls.ciphers = opt_str(t, "ciphers");
+        tls.verify = (int)opt_long(t, "verify", KINO_TLS_VERIFY_NONE);
+        tls.min_version = (int)opt_long(t, "min_version", 12);
+        o.tls = &tls;
+    }
 
     kino_server *s = kino_server_new(&o, err, sizeof err);
     RB_GC_GUARD(opts);
@@ -1373,6 +1410,12 @@ static VALUE native_server_new(VALUE mod, VALUE opts) {
         rb_raise(eError, "too many Kino servers in one process");
     }
     return INT2NUM(i);
+}
+
+/* Kino::Native.tls_available?: was this build compiled with TLS? */
+static VALUE native_tls_available_p(VALUE mod) {
+    (void)mod;
+    return kino_tls_library() ? Qtrue : Qfalse;
 }
 
 static VALUE native_server_start(VALUE mod, VALUE id) {
@@ -1522,6 +1565,9 @@ void Init_kino(void) {
     eInputError = rb_define_class_under(mKino, "InputError", rb_eIOError);
     eResponseError = rb_define_class_under(mKino, "ResponseError", eError);
     rb_define_const(mNative, "VERSION", rb_obj_freeze(rb_str_new_cstr(KINO_VERSION)));
+    /* the TLS library compiled in ("OpenSSL 3.0.19 ..."), or nil */
+    const char *tls_lib = kino_tls_library();
+    rb_define_const(mNative, "TLS", tls_lib ? rb_obj_freeze(rb_str_new_cstr(tls_lib)) : Qnil);
 
     cWorker = rb_define_class_under(mNative, "Worker", rb_cObject);
     rb_undef_alloc_func(cWorker);
@@ -1559,6 +1605,7 @@ void Init_kino(void) {
 
     rb_define_module_function(mNative, "serve", native_serve, 4);
     rb_define_module_function(mNative, "server_new", native_server_new, 1);
+    rb_define_module_function(mNative, "tls_available?", native_tls_available_p, 0);
     rb_define_module_function(mNative, "server_start", native_server_start, 1);
     rb_define_module_function(mNative, "server_port", native_server_port, 1);
     rb_define_module_function(mNative, "server_listeners", native_server_listeners, 1);

@@ -64,8 +64,9 @@ class CLITest < Minitest::Test
   def test_version
     out, err, status = kino("-v", dir: @dir)
     assert status.success?, err
-    assert_equal "kino #{Kino::VERSION}\n", out
-    assert_equal "kino #{Kino::VERSION}\n", kino("--version", dir: @dir).first
+    tls = Kino::Native::TLS ? "TLS: #{Kino::Native::TLS}" : "TLS: not available (built without OpenSSL)"
+    assert_equal "kino #{Kino::VERSION} (#{tls})\n", out
+    assert_equal "kino #{Kino::VERSION} (#{tls})\n", kino("--version", dir: @dir).first
   end
 
   def test_usage_errors_exit_2_with_one_line

@@ -39,6 +39,7 @@ class ConfigurationTest < Minitest::Test
     keepalive_timeout: ["9", 9, 10],
     body_timeout: ["11", 11, 12],
     max_connections: ["100", 100, 200],
+    tls: ['cert: "c.pem", key: "k.pem"', { cert: "c.pem", key: "k.pem" }, { cert: "d.pem", key: "e.pem", min_version: "1.3" }],
     pidfile: ['"a.pid"', "a.pid", "b.pid"],
     on_error: [FILE_HOOK, :from_file, KWARG_HOOK],
     after_boot: [FILE_HOOK, :from_file, KWARG_HOOK],

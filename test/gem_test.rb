@@ -40,7 +40,8 @@ class GemTest < Minitest::Test
       kino = File.join(home, "bin", "kino")
       out, err, status = run_command([RbConfig.ruby, kino, "-v"], dir: tmp, env: env)
       assert status.success?, err
-      assert_equal "kino #{Kino::VERSION}\n", out
+      tls = Kino::Native::TLS ? "TLS: #{Kino::Native::TLS}" : "TLS: not available (built without OpenSSL)"
+      assert_equal "kino #{Kino::VERSION} (#{tls})\n", out, "the gem's build has TLS when this checkout's has"
 
       File.write(File.join(tmp, "config.ru"), <<~RU)
         run ->(_) { [200, {}, [$LOADED_FEATURES.grep(%r{kino/kino\\.}).join(" ")]] }

@@ -33,7 +33,7 @@ module KinoProcess
     pid = Process.spawn(env, *cmd, chdir: dir, out: out_w, err: out_w)
     out_w.close
     banner = read_until(out_r, "Ctrl-C", timeout)
-    port = banner[%r{listening: http://[^ \n]*:(\d+)}, 1].to_i
+    port = banner[%r{listening: https?://[^ \n]*:(\d+)}, 1].to_i
     yield port, banner, pid, out_r
     Process.kill(signal, pid)
     _, exit_status = Timeout.timeout(timeout) { Process.wait2(pid) }

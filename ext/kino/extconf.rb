@@ -3,7 +3,8 @@
 # Builds Kino's native extension (kino/kino.so) with mkmf when the gem is
 # installed: the sources are the engine (kino.c, kino.h) and the binding
 # (kino_ruby.c) at the top of the gem, the same files `make` builds in a
-# checkout. Needs only a C compiler and Ruby's headers.
+# checkout. Needs a C compiler and Ruby's headers; OpenSSL's (Debian:
+# libssl-dev) for HTTPS, which is left out without them.
 require "mkmf"
 
 root = File.expand_path("../..", __dir__)
@@ -15,6 +16,14 @@ $VPATH << root
 $INCFLAGS << " -I#{root}"
 $CFLAGS << " -std=c11 -pthread"
 $LDFLAGS << " -pthread"
-$objs = %w[kino.o kino_ruby.o]
+$objs = %w[kino.o kino_tls.o kino_ruby.o]
+
+# HTTPS (kino_tls.c) when OpenSSL's headers and libraries are found, as
+# `make` does; KINO_TLS=0 in the environment builds without it.
+if ENV["KINO_TLS"] != "0" && (pkg_config("openssl") || (have_header("openssl/ssl.h") && have_library("crypto") && have_library("ssl")))
+  $defs << "-DKINO_TLS"
+else
+  message "kino: building without TLS (OpenSSL's headers were not found)\n"
+end
 
 create_makefile("kino/kino")

@@ -9,8 +9,9 @@ module Kino
   # a sample config with --init. See `kino --help` and `man kino`.
   #
   # Only Ruby's optparse and Kino's pure-Ruby option tables are loaded up
-  # front, so -h and -v answer at once; the rest of Kino (and its native
-  # extension) is loaded when there is an app to load.
+  # front, so -h answers at once; the rest of Kino (and its native
+  # extension) is loaded when there is an app to load, or for -v, which
+  # says whether this build has TLS.
   #
   # Exit status: 0 on success, 1 when --check finds blockers or the server
   # cannot start, 2 for a bad command line or config file.
@@ -42,6 +43,10 @@ module Kino
                help: "threads per worker (default: 1 in ractor mode, 3 in threaded)"),
       Flag.new(short: "-m", long: "--mode", argument: "MODE", option: :mode,
                help: "auto, ractor or threaded (default: auto)"),
+      Flag.new(long: "--tls-cert", argument: "FILE",
+               help: "serve HTTPS with this certificate (PEM, chain allowed); needs --tls-key"),
+      Flag.new(long: "--tls-key", argument: "FILE",
+               help: "the certificate's private key (PEM)"),
       Flag.new(short: "-e", long: "--environment", argument: "ENV",
                help: "set RACK_ENV to ENV when it is unset"),
       Flag.new(long: "--init", argument: "[PATH]",
@@ -71,7 +76,7 @@ module Kino
       parse!
       case @action
       when :help then @out.puts(help)
-      when :version then @out.puts("kino #{VERSION}")
+      when :version then @out.puts(version)
       when :init then return init
       when :check then return check
       else serve
@@ -97,7 +102,7 @@ module Kino
 
       @flags = @flags.to_h { |name, value| [name, Directives.coerce(name, value)] }
       @flags[:bind] = @flags[:bind].first if @flags[:bind]&.size == 1
-      Options.resolve(@flags)
+      Options.resolve(@flags.except(:tls)) # tls: once merged with the config file's (#plan)
       self
     rescue ArgumentError => e
       raise UsageError, e.message
@@ -110,12 +115,24 @@ module Kino
     def plan
       require_relative "../kino"
       config = load_config
+      file = config&.server_options || {}
+      flags = @flags.merge(tls: (file[:tls] || {}).merge(@flags[:tls])) if @flags[:tls]
       {
-        options: { port: DEFAULT_PORT }.merge(config&.server_options || {}).merge(@flags),
+        options: { port: DEFAULT_PORT }.merge(file).merge(flags || @flags),
         rackup: @rackup_arg || config&.rackup || DEFAULT_RACKUP,
         environment: @environment_arg || config&.environment,
         config: config&.path
       }
+    end
+
+    # "kino 0.1.0" and whether this build serves HTTPS, with which library
+    # (the native extension is loaded for that, if it is built).
+    def version
+      require_relative "../kino"
+      tls = Kino::Native::TLS ? "TLS: #{Kino::Native::TLS}" : "TLS: not available (built without OpenSSL)"
+      "kino #{VERSION} (#{tls})"
+    rescue LoadError
+      "kino #{VERSION} (native extension not built)"
     end
 
     # The help text: usage, flags, and every config file directive.
@@ -163,6 +180,8 @@ module Kino
       when "--version" then @action = :version unless @action == :help
       when "--help" then @action = :help
       when "--bind" then @flags[:bind] = [*@flags[:bind], value] # -b may be repeated
+      when "--tls-cert" then (@flags[:tls] ||= {})[:cert] = value
+      when "--tls-key" then (@flags[:tls] ||= {})[:key] = value
       else @flags[flag.option] = value
       end
     end

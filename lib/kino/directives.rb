@@ -42,6 +42,13 @@ module Kino
                    "is then the client's address. Only where the proxy always sends it: a " \
                    "connection without it is closed.",
               example: "proxy_protocol false"),
+      Doc.new(name: :tls, group: "Listening", kind: :tls, default: "off (nil): plain HTTP",
+              summary: "serve HTTPS: {cert:, key:} (file paths or PEM; optional ca:, verify: :peer, " \
+                       "min_version: \"1.3\", ciphers:)",
+              why: "Terminate TLS in Kino when no proxy does it for you. cert may hold the chain " \
+                   "after the certificate; ca: with verify: :peer requires client certificates " \
+                   "(the app sees SSL_CLIENT_CERT). min_version is \"1.2\" unless set. See doc/tls.md.",
+              example: 'tls cert: "config/ssl/cert.pem", key: "config/ssl/key.pem"'),
       Doc.new(name: :mode, group: "Concurrency", kind: :mode,
               summary: ":auto, :ractor or :threaded (see MODES in man kino)",
               why: "Say :threaded for apps that are not Ractor-shareable (Rails): no check, no " \

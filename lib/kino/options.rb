@@ -25,6 +25,7 @@ module Kino
       keepalive_timeout: 65.0,
       body_timeout: 30.0,
       max_connections: nil,   # nil: 80% of the open-file limit
+      tls: nil,               # {cert:, key:, ...}: HTTPS (see TLS_KEYS, doc/tls.md)
       pidfile: nil,           # path of a pid file to claim at start
       on_error: nil,          # callable(exception, env), after the error is logged
       after_boot: nil,        # callable(), once the workers are up (main thread)
@@ -35,6 +36,12 @@ module Kino
     HOOKS = %i[on_error after_boot on_worker_boot on_worker_exit].freeze
 
     MODES = %i[auto ractor threaded].freeze
+
+    # The keys of the tls: Hash. cert and key are required; each of cert,
+    # key and ca is a file path or PEM text.
+    TLS_KEYS = %i[cert key ca verify min_version ciphers].freeze
+    TLS_VERIFY = { none: 0, peer: 1 }.freeze
+    TLS_VERSIONS = { "1.2" => 12, "1.3" => 13 }.freeze
 
     # The given options over the defaults, validated and frozen. Raises
     # ArgumentError naming the first unknown or invalid option.
@@ -74,7 +81,43 @@ module Kino
         invalid(name, value, "a path (String), or nil") unless value.nil? || (value.is_a?(String) && !value.empty?)
       when :max_body_size
         invalid(name, value, "a number of bytes, or nil for no limit") unless value.nil? || (value.is_a?(Integer) && value >= 0)
+      when :tls
+        check_tls(value) unless value.nil?
       end
+    end
+
+    # The shape of tls: (the files themselves are read at start, where a
+    # missing file or a bad PEM is a Kino::Error naming it).
+    def self.check_tls(tls)
+      invalid(:tls, tls, "a Hash like {cert: \"cert.pem\", key: \"key.pem\"}") unless tls.is_a?(Hash)
+      unknown = tls.keys - TLS_KEYS
+      invalid(:tls, tls, "only the keys #{TLS_KEYS.join(', ')}; #{unknown.first.inspect} is unknown") if unknown.any?
+      %i[cert key].each { |k| invalid(:tls, tls, "#{k}: a file path or PEM text") unless text?(tls[k]) }
+      invalid(:tls, tls, "ca: a file path or PEM text") unless tls[:ca].nil? || text?(tls[:ca])
+      invalid(:tls, tls, "ciphers: an OpenSSL cipher list String") unless tls[:ciphers].nil? || text?(tls[:ciphers])
+      verify = tls[:verify]
+      invalid(:tls, tls, "verify: :peer or :none") unless verify.nil? || TLS_VERIFY.key?(verify.to_s.to_sym)
+      invalid(:tls, tls, "verify: :peer needs ca:") if verify.to_s == "peer" && tls[:ca].nil?
+      invalid(:tls, tls, "min_version: \"1.2\" or \"1.3\"") unless tls[:min_version].nil? || tls_version(tls[:min_version])
+    end
+
+    def self.text?(value)
+      value.is_a?(String) && !value.empty?
+    end
+
+    # 12 or 13 for 1.2, "1.3", :TLSv1_3, "TLSv1.2"...; nil otherwise.
+    def self.tls_version(value)
+      TLS_VERSIONS[value.to_s.delete_prefix("TLSv").tr("_", ".")]
+    end
+
+    # tls: as the engine takes it: verify and min_version as numbers; a
+    # ca without verify: means verify: :peer.
+    def self.native_tls(tls)
+      return nil unless tls
+
+      verify = tls[:verify] || (tls[:ca] ? :peer : :none)
+      tls.slice(:cert, :key, :ca, :ciphers).merge(verify: TLS_VERIFY.fetch(verify.to_s.to_sym),
+                                                  min_version: tls_version(tls[:min_version] || "1.2"))
     end
 
     def self.positive_integer(name, value)
@@ -104,17 +147,25 @@ module Kino
         keepalive_timeout: options[:keepalive_timeout],
         body_timeout: options[:body_timeout],
         max_body_size: options[:max_body_size] || 0,
-        max_connections: options[:max_connections] || 0
+        max_connections: options[:max_connections] || 0,
+        tls: native_tls(options[:tls])
       }
     end
 
     # The listeners +bind+ names (raises ArgumentError for ssl:// where
-    # this build has no TLS).
+    # this build has no TLS). With tls: settings, the ssl:// ones speak TLS,
+    # or every TCP one when bind names no ssl:// URL.
     def self.listeners(options)
-      Listeners.parse(options[:bind], port: options[:port], proxy_protocol: options[:proxy_protocol],
-                                      tls: Listeners.tls_available?)
+      list = Listeners.parse(options[:bind], port: options[:port], proxy_protocol: options[:proxy_protocol],
+                                             tls: Listeners.tls_available?)
+      if list.any?(&:tls)
+        raise ArgumentError, "ssl:// listeners need the tls settings (tls cert: ..., key: ...)" unless options[:tls]
+      elsif options[:tls]
+        list = list.map { |l| l.kind == :tcp ? l.dup.tap { |t| t.tls = true } : l }
+      end
+      list
     end
 
-    private_class_method :check, :positive_integer, :positive_number, :invalid
+    private_class_method :check, :positive_integer, :positive_number, :invalid, :check_tls, :text?
   end
 end

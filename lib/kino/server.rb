@@ -165,11 +165,20 @@ module Kino
         "- mode: #{@mode}, #{workers} worker#{'s' if workers != 1} × #{threads} thread#{'s' if threads != 1}",
         "- pid: #{Process.pid}",
         *urls.map { |u| "- listening: #{u}" },
+        "- tls: #{tls_status}",
         "- Ctrl-C to stop"
       ].join("\n")
     end
 
     private
+
+    # The banner's TLS line: on or off, and the library this build has.
+    def tls_status
+      library = Native::TLS
+      return "off (this build has no TLS: OpenSSL was not found when it was compiled)" unless library
+
+      @options[:tls] ? "on (#{library})" : "off (available: #{library})"
+    end
 
     # :threaded as asked; :ractor as asked, if the app and the on_error
     # hook are shareable (else UnshareableAppError); :auto picks :ractor

@@ -4,6 +4,7 @@
  * Prints "N passed, N failed" and exits non-zero on any failure.
  */
 #include "../../kino.c"
+#include "../../kino_tls.c"
 #include "check.h"
 
 #include "test_parser.c"
