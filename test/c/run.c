@@ -12,6 +12,7 @@
 #include "test_queue.c"
 #include "test_server.c"
 #include "test_proxy.c"
+#include "test_tls.c"
 
 int main(void) {
     signal(SIGPIPE, SIG_IGN);
@@ -21,6 +22,7 @@ int main(void) {
     test_server();
     test_proxy();
     test_listeners();
+    test_tls();
     printf("%d passed, %d failed\n", checks_passed, checks_failed);
     return checks_failed ? 1 : 0;
 }
