@@ -269,6 +269,33 @@ class TLSTest < Minitest::Test
     end
   end
 
+  def test_ssl_listeners_next_to_plain_ones
+    app = ->(env) { [200, {}, ["#{env['rack.url_scheme']} #{env['REMOTE_ADDR']}"]] }
+    bind = ["tcp://127.0.0.1:0", "ssl://127.0.0.1:0", "ssl://127.0.0.1:0?proxy_protocol=1"]
+    serve(app, bind: bind, tls: tls) do |server|
+      plain, secure, proxied = server.urls.map { |u| u[/:(\d+)\z/, 1].to_i }
+      assert_match(%r{\Ahttp://}, server.urls[0])
+      assert_match(%r{\Ahttps://}, server.urls[1])
+      assert_equal "http 127.0.0.1", get(plain).body
+      out, status = curl(secure)
+      assert status.success?, out
+      assert_equal "https 127.0.0.1", out
+
+      # the PROXY header comes first, in the clear, then the handshake
+      tcp = TCPSocket.new("127.0.0.1", proxied)
+      tcp.write("PROXY TCP4 203.0.113.7 127.0.0.1 4000 443\r\n")
+      ssl = OpenSSL::SSL::SSLSocket.new(tcp, client_context)
+      ssl.hostname = "localhost"
+      ssl.sync_close = true
+      ssl.connect
+      ssl.write("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+      assert_match(/\r\n\r\nhttps 203\.0\.113\.7\z/, Timeout.timeout(10) { ssl.read })
+      ssl.close
+    end
+    error = assert_raises(Kino::Error) { Kino::Server.new(app, bind: "ssl://127.0.0.1:0", mode: :threaded).start }
+    assert_match(/ssl:\/\/ listeners need the tls settings/, error.message)
+  end
+
   # -- hostile clients -----------------------------------------------------
 
   def test_plain_http_on_the_tls_port_gets_a_plain_400_and_a_close
