@@ -400,7 +400,7 @@ class TLSTest < Minitest::Test
     File.write(path("config.ru"), "run ->(env) { [200, {}, [env['rack.url_scheme']]] }\n")
     File.write(path("kino.rb"), "tls cert: #{path('chain.pem').inspect}, key: \"wrong.pem\", min_version: \"1.2\"\nworkers 1\n")
     cmd = [RbConfig.ruby, KINO, "-p", "0", "--tls-key", path("server-key.pem")] # the flag wins over the file's key
-    with_server(cmd, dir: @dir, env: CLIENT_ENV.merge("RACK_ENV" => nil)) do |port, banner|
+    with_server(cmd, dir: @dir, env: { "RACK_ENV" => nil }) do |port, banner|
       assert_match(%r{listening: https://127\.0\.0\.1:\d+}, banner)
       assert_match(/tls: on \(OpenSSL/, banner)
       out, status = curl(port)
