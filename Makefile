@@ -8,6 +8,7 @@
 #   make TLS=0           build without HTTPS (default: with it when
 #                        `pkg-config openssl` finds OpenSSL's headers)
 #   make test-tls        the HTTPS suite plus an sslscan of Kino's TLS
+#   make test-deploy     against nginx, HAProxy, promtool, systemd (doc/deploy.md)
 #   make valgrind        the C tests under valgrind memcheck
 #   make fuzz            libFuzzer on the parser (fuzz/, doc/fuzzing.md)
 #   make serve           Kino.serve from this checkout, on :9292
@@ -65,7 +66,7 @@ GEMS = .gems
 # KINO_TLS: the gem test's build (extconf.rb) follows this one's TLS choice
 TEST_ENV = GEM_PATH=$(CURDIR)/$(GEMS):$(RB_GEM_PATH) KINO_TLS=$(TLS) $(SAN_ENV)
 
-.PHONY: all test test-c test-ruby serve bench bench-all clean gems check-kqueue valgrind openssl-dev test-tls
+.PHONY: all test test-c test-ruby test-deploy serve bench bench-all clean gems check-kqueue valgrind openssl-dev test-tls
 
 all: $(EXT)
 
@@ -78,11 +79,11 @@ build/%.o: %.c kino.h kino_tls.h | build
 build/kino_ruby.o: kino_ruby.c kino.h | build
 	$(CC) $(KINO_CFLAGS) $(SAN_NO_STACK) -isystem $(RB_HDR) -isystem $(RB_ARCH_HDR) -c $< -o $@
 
-$(EXT): build/kino.o build/kino_tls.o build/kino_ruby.o
+$(EXT): build/kino.o build/kino_control.o build/kino_tls.o build/kino_ruby.o
 	$(CC) $(SHARED) $(SAN_LDFLAGS) -pthread -o $@ $^ $(RB_LIBS) $(TLS_LIBS)
 
 # C tests: one binary, a unity build so it can test static helpers too.
-build/test_c: test/c/*.c test/c/*.h kino.c kino.h kino_tls.c kino_tls.h | build
+build/test_c: test/c/*.c test/c/*.h kino.c kino_control.c kino.h kino_tls.c kino_tls.h | build
 	$(CC) $(KINO_CFLAGS) $(TLS_CFLAGS) $(SAN_LDFLAGS) -I. -o $@ test/c/run.c -pthread $(TLS_LIBS)
 
 test-c: build/test_c check-kqueue
@@ -93,7 +94,7 @@ test-c: build/test_c check-kqueue
 VALGRIND = valgrind --error-exitcode=1 --leak-check=full --show-leak-kinds=definite,indirect,possible \
            --errors-for-leak-kinds=definite,indirect,possible -q
 
-build/test_c_vg: test/c/*.c test/c/*.h kino.c kino.h kino_tls.c kino_tls.h | build
+build/test_c_vg: test/c/*.c test/c/*.h kino.c kino_control.c kino.h kino_tls.c kino_tls.h | build
 	$(CC) -std=c11 $(WARN) $(TLS_CFLAGS) -pthread -O1 -g -I. -o $@ test/c/run.c -pthread $(TLS_LIBS)
 
 valgrind: build/test_c_vg
@@ -129,6 +130,13 @@ openssl-dev:
 test-tls: $(EXT) gems
 	bench/need curl openssl sslscan
 	$(TEST_ENV) KINO_SSLSCAN=1 TESTS=test/tls_test.rb $(RUBY) -Ilib -Itest test/run.rb
+
+# Kino against what it is deployed with -- nginx, HAProxy, promtool,
+# systemd-socket-activate -- every configuration doc/deploy.md shows
+# (test/deploy/need installs them from Debian when missing).
+test-deploy: $(EXT) gems
+	test/deploy/need
+	$(TEST_ENV) TESTS="$(wildcard test/deploy/*_test.rb)" $(RUBY) -Ilib -Itest test/run.rb
 
 serve: $(EXT)
 	$(RUBY) -Ilib -rkino -e 'Kino.serve'

@@ -1144,6 +1144,7 @@ struct kino_server {
     _Atomic uint64_t accepted, conns, served, queued, in_flight, rejected,
         timeouts, errors;
     _Atomic uint64_t queue_wait[KINO_WAIT_BUCKETS];
+    _Atomic uint64_t queue_wait_sum_ms, respawns;
     klist waiters;                /* every live waiter (mutex) */
 };
 
@@ -1398,6 +1399,8 @@ static void waiter_begin(kino_waiter *w, kino_conn *c) {
     int b = 0;
     while (b < KINO_WAIT_BUCKETS - 1 && waited > wait_bounds[b]) b++;
     atomic_fetch_add_explicit(&w->s->queue_wait[b], 1, memory_order_relaxed);
+    if (waited > 0) /* rare under normal load: most requests wait under 1 ms */
+        atomic_fetch_add_explicit(&w->s->queue_wait_sum_ms, (uint64_t)waited, memory_order_relaxed);
     atomic_store_explicit(&w->in_flight, 1, memory_order_relaxed);
     w->taken_at = now;
 }
@@ -3376,7 +3379,13 @@ void kino_server_stats(kino_server *s, kino_stats *out) {
     out->timeouts = LOAD(timeouts);
     out->errors = LOAD(errors);
     for (int i = 0; i < KINO_WAIT_BUCKETS; i++) out->queue_wait[i] = LOAD(queue_wait[i]);
+    out->queue_wait_sum_ms = LOAD(queue_wait_sum_ms);
+    out->respawns = LOAD(respawns);
 #undef LOAD
+}
+
+void kino_server_note_respawn(kino_server *s) {
+    atomic_fetch_add_explicit(&s->respawns, 1, memory_order_relaxed);
 }
 
 int64_t kino_wait_bucket_ms(int i) {

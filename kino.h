@@ -304,9 +304,14 @@ typedef struct kino_stats {
     uint64_t timeouts;     /* 504 after request_timeout */
     uint64_t errors;       /* canned 4xx/5xx answers from the engine */
     uint64_t queue_wait[KINO_WAIT_BUCKETS]; /* requests by time spent queued */
+    uint64_t queue_wait_sum_ms; /* time all of them spent queued */
+    uint64_t respawns;     /* workers started again (kino_server_note_respawn) */
 } kino_stats;
 
 void kino_server_stats(kino_server *s, kino_stats *out);
+
+/* Count a worker the host started again after it died (for the stats). */
+void kino_server_note_respawn(kino_server *s);
 
 /* Upper bound in ms of queue-wait bucket i (1, 2, 5, 10, 25, 50, 100,
  * 250, 500, 1000, 2500), or -1 for the last, unbounded one. */
@@ -481,5 +486,52 @@ int kino_respond_simple(kino_conn *c, kino_waiter *w, int status,
 
 /* Reason phrase for a status code ("" when unknown). */
 const char *kino_reason(int status);
+
+/* ------------------------------------------------------------------ */
+/* Control plane (kino_control.c)                                     */
+/* ------------------------------------------------------------------ */
+
+/*
+ * A second, tiny HTTP listener for operators, served by its own thread
+ * from the engine's counters alone, so it answers while every worker is
+ * busy or stuck:
+ *
+ *   GET /live     200 while the process runs
+ *   GET /ready    200 while running; 503 while booting or draining
+ *   GET /stats    JSON: state, version and Kino::Server#stats' fields
+ *   GET /metrics  Prometheus text format 0.0.4
+ *
+ * With a token, /stats and /metrics need "Authorization: Bearer <token>"
+ * (compared in constant time); the probes never do. At most 16
+ * connections are served at once, a request head has at most 4 KiB and
+ * an exchange at most 5 s; every answer closes its connection.
+ */
+typedef struct kino_control kino_control;
+
+#define KINO_STATE_BOOTING 0
+#define KINO_STATE_RUNNING 1
+#define KINO_STATE_DRAINING 2
+#define KINO_STATE_STOPPED 3
+
+typedef struct kino_control_options {
+    const char *host;          /* TCP: address or host name */
+    int port;                  /* TCP: 0 = ephemeral */
+    const char *path;          /* unix socket path ("@name": abstract);
+                                  used instead of host:port when set */
+    const char *token;         /* NULL or "": no token needed */
+    const char *mode;          /* for /stats and /metrics: "threaded"... */
+    int workers, threads, io_threads;
+} kino_control_options;
+
+/* Bind and listen; start nothing. NULL with a message in err on failure. */
+kino_control *kino_control_new(kino_server *s, const kino_control_options *o,
+                               char *err, size_t errlen);
+int kino_control_start(kino_control *c, char *err, size_t errlen);
+int kino_control_port(const kino_control *c);  /* TCP port, or 0 */
+/* One of KINO_STATE_*: what /ready and the stats say. Any thread. */
+void kino_control_set_state(kino_control *c, int state);
+/* Stop the thread, close the listener (removing a unix socket file it
+ * made) and free. Call it before the server is freed. */
+void kino_control_free(kino_control *c);
 
 #endif /* KINO_H */

@@ -1507,6 +1507,93 @@ static VALUE native_server_free(VALUE mod, VALUE id) {
     return Qtrue;
 }
 
+/* Kino::Native.server_note_respawn(id): a worker was started again. */
+static VALUE native_server_note_respawn(VALUE mod, VALUE id) {
+    (void)mod;
+    kino_server_note_respawn(server_of(id));
+    return Qnil;
+}
+
+/* The control plane (kino_control.c) as a Ruby object, Kino::Native::Control:
+ * made by control_new, freed by control_free (or by the GC). */
+static void control_dfree(void *p) { kino_control_free(p); }
+static const rb_data_type_t control_type = {
+    "Kino::Native::Control", {NULL, control_dfree, NULL}, NULL, NULL, RUBY_TYPED_FREE_IMMEDIATELY};
+static VALUE cControl;
+
+static kino_control *control_of(VALUE obj) {
+    kino_control *c = rb_check_typeddata(obj, &control_type);
+    if (!c) rb_raise(eError, "the control plane is stopped");
+    return c;
+}
+
+static const char *opt_cstr(VALUE h, const char *k) {
+    VALUE v = rb_hash_lookup2(h, ID2SYM(rb_intern(k)), Qnil);
+    return NIL_P(v) ? NULL : StringValueCStr(v);
+}
+
+/* Kino::Native.control_new(server_id, {host:, port:, path:, token:, mode:,
+ * workers:, threads:, io_threads:}) -> Control, listening, not started. */
+static VALUE native_control_new(VALUE mod, VALUE id, VALUE opts) {
+    kino_control_options o = {0};
+    char err[256] = "";
+    (void)mod;
+    Check_Type(opts, T_HASH);
+    kino_server *s = server_of(id);
+    o.host = opt_cstr(opts, "host");
+    o.path = opt_cstr(opts, "path");
+    o.token = opt_cstr(opts, "token");
+    o.mode = opt_cstr(opts, "mode");
+    o.port = (int)opt_long(opts, "port", 0);
+    o.workers = (int)opt_long(opts, "workers", 0);
+    o.threads = (int)opt_long(opts, "threads", 0);
+    o.io_threads = (int)opt_long(opts, "io_threads", 0);
+    kino_control *c = kino_control_new(s, &o, err, sizeof err);
+    RB_GC_GUARD(opts);
+    if (!c) rb_raise(eError, "%s", err);
+    return TypedData_Wrap_Struct(cControl, &control_type, c);
+}
+
+static VALUE native_control_start(VALUE mod, VALUE obj) {
+    char err[256] = "";
+    (void)mod;
+    if (kino_control_start(control_of(obj), err, sizeof err) != KINO_OK) rb_raise(eError, "%s", err);
+    return Qnil;
+}
+
+static VALUE native_control_port(VALUE mod, VALUE obj) {
+    (void)mod;
+    return INT2NUM(kino_control_port(control_of(obj)));
+}
+
+/* Kino::Native.control_state(control, :booting | :running | :draining | :stopped) */
+static VALUE native_control_state(VALUE mod, VALUE obj, VALUE state) {
+    static const char *const names[] = {"booting", "running", "draining", "stopped"};
+    (void)mod;
+    ID want = SYM2ID(state);
+    for (int i = 0; i < 4; i++)
+        if (want == rb_intern(names[i])) {
+            kino_control_set_state(control_of(obj), i);
+            return Qnil;
+        }
+    rb_raise(rb_eArgError, "unknown control state");
+}
+
+static void *control_free_nogvl(void *c) {
+    kino_control_free(c);
+    return NULL;
+}
+
+/* Kino::Native.control_free(control): stop answering and free (idempotent). */
+static VALUE native_control_free(VALUE mod, VALUE obj) {
+    kino_control *c = rb_check_typeddata(obj, &control_type);
+    (void)mod;
+    if (!c) return Qnil;
+    DATA_PTR(obj) = NULL;
+    rb_thread_call_without_gvl(control_free_nogvl, c, RUBY_UBF_IO, NULL);
+    return Qnil;
+}
+
 static VALUE native_server_stats(VALUE mod, VALUE id) {
     kino_stats st;
     VALUE h = rb_hash_new();
@@ -1616,5 +1703,13 @@ void Init_kino(void) {
     rb_define_module_function(mNative, "server_stop", native_server_stop, 1);
     rb_define_module_function(mNative, "server_free", native_server_free, 1);
     rb_define_module_function(mNative, "server_stats", native_server_stats, 1);
+    rb_define_module_function(mNative, "server_note_respawn", native_server_note_respawn, 1);
+    cControl = rb_define_class_under(mNative, "Control", rb_cObject);
+    rb_undef_alloc_func(cControl);
+    rb_define_module_function(mNative, "control_new", native_control_new, 2);
+    rb_define_module_function(mNative, "control_start", native_control_start, 1);
+    rb_define_module_function(mNative, "control_port", native_control_port, 1);
+    rb_define_module_function(mNative, "control_state", native_control_state, 2);
+    rb_define_module_function(mNative, "control_free", native_control_free, 1);
     rb_define_module_function(mNative, "sleep", native_sleep, 1);
 }

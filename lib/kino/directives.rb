@@ -17,7 +17,7 @@ module Kino
     Doc = Struct.new(:name, :group, :kind, :summary, :default, :why, :example, keyword_init: true)
 
     # The sections of the sample config, in order.
-    GROUPS = ["Listening", "Concurrency", "Limits and timeouts", "Lifecycle", "Application"].freeze
+    GROUPS = ["Listening", "Concurrency", "Limits and timeouts", "Lifecycle", "Operations", "Application"].freeze
 
     # Not server options: the CLI reads them (the Rack handler ignores them).
     CLI_ONLY = %i[environment rackup].freeze
@@ -132,6 +132,19 @@ module Kino
               summary: "hook(worker, error), called in the main thread when a worker ends",
               why: "Count or report crashed workers (error is nil on a normal stop).",
               example: "on_worker_exit do |worker, error|\n  # error: why it ended, or nil\nend"),
+      Doc.new(name: :control_bind, group: "Operations", kind: :string, default: "off (nil)",
+              summary: "where the control plane listens (HOST:PORT or unix:///PATH): GET /live, /ready, " \
+                       "/stats (JSON), /metrics (Prometheus)",
+              why: "Point Kubernetes probes at /live and /ready (503 while booting or draining) and " \
+                   "Prometheus at /metrics; its own thread answers even when every worker is stuck. " \
+                   "Keep it on a private address or set control_token.",
+              example: 'control_bind "127.0.0.1:9293"'),
+      Doc.new(name: :control_token, group: "Operations", kind: :string, default: "none (nil)",
+              summary: "bearer token that /stats and /metrics require (Authorization: Bearer TOKEN); " \
+                       "the probes never need it",
+              why: "Keep counters private when the control plane is reachable by others, e.g. " \
+                   'control_token ENV["KINO_CONTROL_TOKEN"].',
+              example: 'control_token ENV.fetch("KINO_CONTROL_TOKEN", nil)'),
       Doc.new(name: :environment, group: "Application", kind: :string, default: "RACK_ENV as set (nil)",
               summary: "sets RACK_ENV, when it is unset, before the app is loaded",
               why: "Run in production without exporting RACK_ENV.",

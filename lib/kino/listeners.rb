@@ -122,6 +122,24 @@ module Kino
       %w[1 true].include?(value)
     end
 
+    # The control plane's address (control_bind): "HOST:PORT", "[IPv6]:PORT",
+    # "tcp://HOST:PORT" or "unix:///PATH" as {host:, port:} or {path:}.
+    # Raises ArgumentError.
+    def self.control(value)
+      unless value.is_a?(String) && !value.empty?
+        raise ArgumentError, "invalid control_bind: #{value.inspect} (expected HOST:PORT or unix:///PATH)"
+      end
+
+      return { path: value.delete_prefix("unix://") } if value.start_with?("unix://") && value.size > 7
+
+      hp = HOST_PORT.match(value.delete_prefix("tcp://"))
+      unless hp && hp[:port] && Integer(hp[:port], 10) <= 65_535
+        raise ArgumentError, "invalid control_bind: #{value.inspect} (expected HOST:PORT or unix:///PATH)"
+      end
+
+      { host: hp[:v6] || hp[:host], port: Integer(hp[:port], 10) }
+    end
+
     private_class_method :parse_one, :bare, :tcp, :query_flag
   end
 end

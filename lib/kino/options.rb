@@ -12,6 +12,8 @@ module Kino
       bind: "127.0.0.1",      # an address or URL, or an Array of them (Listeners)
       port: 0,
       proxy_protocol: false,  # every listener requires a PROXY protocol header
+      control_bind: nil,      # "HOST:PORT" or "unix:///PATH": /live, /ready, /stats, /metrics
+      control_token: nil,     # bearer token for /stats and /metrics
       workers: nil,           # nil: Kino.available_parallelism
       threads: nil,           # nil: 1 in :ractor mode, 3 in :threaded
       mode: :auto,
@@ -59,6 +61,10 @@ module Kino
       case name
       when :bind
         Listeners.validate(value)
+      when :control_bind
+        Listeners.control(value) unless value.nil?
+      when :control_token
+        invalid(name, value, "a non-empty String without spaces, or nil") unless value.nil? || (value.is_a?(String) && value.match?(/\A[\x21-\x7e]+\z/))
       when :proxy_protocol
         invalid(name, value, "true or false") unless [true, false].include?(value)
       when :port

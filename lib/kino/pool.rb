@@ -59,6 +59,7 @@ module Kino
         why = error.is_a?(WorkerCrash) ? error.message : "#{error.class}: #{error.message}"
         warn "kino: #{describe(slot)} died #{booting ? 'while booting' : 'serving'} (#{why}); starting a new one"
         @respawns += 1
+        Native.server_note_respawn(@server_id) # for the control plane's metrics
         @backoff.wait(slot, booting) { @stopping }
         spawn(slot) unless @stopping
       end

@@ -60,6 +60,17 @@ module Kino
       Options.listeners(@options).map(&:display)
     end
 
+    # The control plane's address once started ("http://127.0.0.1:9293",
+    # "unix:///run/kino-control.sock"), else nil.
+    def control_url
+      return nil unless @control
+
+      where = Listeners.control(@options[:control_bind])
+      return "unix://#{where[:path]}" if where[:path]
+
+      "http://#{where[:host].include?(':') ? "[#{where[:host]}]" : where[:host]}:#{Native.control_port(@control)}"
+    end
+
     # Bind, listen and start the workers; returns self once listening.
     def start
       @lock.synchronize do
@@ -72,8 +83,11 @@ module Kino
           Native.server_start(@id)
           @bound = Native.server_listeners(@id)
           @port = @bound.zip(@listeners).find { |b, _| b[:kind] == :tcp }&.first&.fetch(:port)
+          @control = start_control
           @pool = start_workers
+          Native.control_state(@control, :running) if @control
         rescue Exception # rubocop:disable Lint/RescueException
+          Native.control_free(@control) if @control
           if @id
             Native.server_stop(@id)
             Native.server_free(@id)
@@ -166,6 +180,7 @@ module Kino
         "- pid: #{Process.pid}",
         *urls.map { |u| "- listening: #{u}" },
         "- tls: #{tls_status}",
+        *(control_url ? ["- control: #{control_url} (/live /ready /stats /metrics)"] : []),
         "- Ctrl-C to stop"
       ].join("\n")
     end
@@ -213,6 +228,19 @@ module Kino
       nil
     end
 
+    # The control plane (control_bind), listening and answering "booting"
+    # until the workers are up; nil when it is not configured.
+    def start_control
+      return nil unless @options[:control_bind]
+
+      where = Listeners.control(@options[:control_bind])
+      control = Native.control_new(@id, where.merge(token: @options[:control_token], mode: @mode.to_s,
+                                                    workers: workers, threads: threads,
+                                                    io_threads: @options[:io_threads]))
+      Native.control_start(control)
+      control
+    end
+
     def start_workers
       handler = ErrorHandler.new(@options[:on_error])
       hooks = @options.slice(:on_worker_boot, :on_worker_exit)
@@ -237,11 +265,13 @@ module Kino
 
     def drain(timeout)
       deadline = now + timeout
+      Native.control_state(@control, :draining) if @control # /ready: 503 from now on
       Native.server_drain(@id)
       sleep 0.005 until Native.server_pending(@id).zero? || now >= deadline
       Native.server_abort(@id) unless Native.server_pending(@id).zero?
       Native.server_stop(@id)
       @pool.stop(grace: 1.0)
+      Native.control_free(@control) if @control
       Native.server_free(@id) # false (and nothing freed) if a worker is still inside
     end
 

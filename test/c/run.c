@@ -5,6 +5,7 @@
  */
 #include "../../kino.c"
 #include "../../kino_tls.c"
+#include "../../kino_control.c"
 #include "check.h"
 
 #include "test_parser.c"
