@@ -122,6 +122,13 @@ static int poller_watch(poller *p, int fd, void *data) {
     return epoll_ctl(p->fd, EPOLL_CTL_ADD, fd, &e);
 }
 
+/* Stop watching a connection that stays open (a hijack). Safe from any
+ * thread; a wait already under way may still report it once. */
+static int poller_unwatch(poller *p, int fd) {
+    struct epoll_event e = {0}; /* kernels before 2.6.9 want one */
+    return epoll_ctl(p->fd, EPOLL_CTL_DEL, fd, &e);
+}
+
 /* Start (on) or stop watching a listener, level-triggered. Several I/O
  * threads share one listener; EPOLLEXCLUSIVE wakes only one of them. */
 static int poller_listen(poller *p, int fd, void *data, int on) {
@@ -196,6 +203,13 @@ static int poller_watch(poller *p, int fd, void *data) {
     struct kevent ch[2];
     EV_SET(&ch[0], fd, EVFILT_READ, EV_ADD | EV_CLEAR, 0, 0, data);
     EV_SET(&ch[1], fd, EVFILT_WRITE, EV_ADD | EV_CLEAR, 0, 0, data);
+    return kevent(p->fd, ch, 2, NULL, 0, NULL);
+}
+
+static int poller_unwatch(poller *p, int fd) {
+    struct kevent ch[2];
+    EV_SET(&ch[0], fd, EVFILT_READ, EV_DELETE, 0, 0, NULL);
+    EV_SET(&ch[1], fd, EVFILT_WRITE, EV_DELETE, 0, 0, NULL);
     return kevent(p->fd, ch, 2, NULL, 0, NULL);
 }
 
@@ -501,10 +515,13 @@ static int parse_version(const char **pp, const char *end, kino_head *h) {
     return KINO_OK;
 }
 
-/* Host = uri-host [ ":" port ] (RFC 9110 7.2); empty is allowed. */
+/* Host = uri-host [ ":" port ] (RFC 9110 7.2), with a non-empty
+ * uri-host: an http URI has one (RFC 9110 4.2.1), so "" and ":80" are
+ * refused, as nginx refuses them (doc/security.md). */
 static int valid_host(kino_span v) {
     const char *p = v.p, *e = v.p + v.n;
-    if (p < e && *p == '[') {
+    if (p == e || *p == ':') return 0;
+    if (*p == '[') {
         const char *q = memchr(p, ']', v.n);
         if (!q || q == p + 1) return 0;
         for (const char *r = p + 1; r < q; r++)
@@ -523,26 +540,18 @@ static int valid_host(kino_span v) {
     return 1;
 }
 
-/* Content-Length = 1*DIGIT, possibly repeated as a list of equal values.
- * Returns 0 and *out, or -1 for anything else (RFC 9112 6.3). */
+/* Content-Length = 1*DIGIT, exactly one: a list ("5, 5") is refused,
+ * as nginx refuses it, although RFC 9110 8.6 would let a recipient
+ * fold equal values (doc/security.md). Returns 0 and *out, or -1. */
 static int parse_length(kino_span v, int64_t *out) {
     const char *p = v.p, *e = v.p + v.n;
-    int64_t val = -1;
-    for (;;) {
-        while (p < e && (*p == ' ' || *p == '\t')) p++;
-        const char *d = p;
-        int64_t n = 0;
-        while (p < e && IS_DIGIT(*p)) {
-            if (p - d >= 18) return -1; /* > 10^18: not a length we accept */
-            n = n * 10 + (*p++ - '0');
-        }
-        if (p == d || (val >= 0 && n != val) || (*out >= 0 && n != *out)) return -1;
-        val = n;
-        while (p < e && (*p == ' ' || *p == '\t')) p++;
-        if (p == e) break;
-        if (*p++ != ',') return -1;
+    int64_t n = 0;
+    if (p == e) return -1;
+    for (; p < e; p++) {
+        if (!IS_DIGIT(*p) || p - v.p >= 18) return -1; /* > 10^18: not a length we accept */
+        n = n * 10 + (*p - '0');
     }
-    *out = val;
+    *out = n;
     return 0;
 }
 
@@ -649,8 +658,8 @@ static int analyse(kino_head *h) {
             break;
         case 14:
             if (span_is(n, "content-length")) {
-                cl_seen = 1;
-                if (parse_length(v, &cl) < 0) return fail(h, 400);
+                /* a second field is refused even when equal (nginx) */
+                if (cl_seen++ || parse_length(v, &cl) < 0) return fail(h, 400);
             }
             break;
         case 17:
@@ -990,10 +999,12 @@ typedef struct kino_buf {
 
 /* The I/O thread's view of a connection. */
 enum { C_IDLE, C_READING, C_OVERFLOW, C_AWAY, C_FLUSH, C_LINGER, C_HANDSHAKE };
-/* What the I/O thread does with a connection handed back by a worker. */
-enum { NEXT_KEEP, NEXT_CLOSE, NEXT_ABORT };
-/* Who answers the current request: first compare-and-swap wins. */
-enum { ANS_OPEN, ANS_APP, ANS_TIMEOUT, ANS_SHUTDOWN };
+/* What the I/O thread does with a connection handed back by a worker;
+ * NEXT_HIJACKED: free the struct, never touch the fd (kino_hijack). */
+enum { NEXT_KEEP, NEXT_CLOSE, NEXT_ABORT, NEXT_HIJACKED };
+/* Who answers the current request: first compare-and-swap wins.
+ * ANS_HIJACK: the app took the socket, nobody else may write to it. */
+enum { ANS_OPEN, ANS_APP, ANS_TIMEOUT, ANS_SHUTDOWN, ANS_HIJACK };
 /* Request body framing and progress. */
 enum { B_NONE, B_LENGTH, B_CHUNKED, B_DONE };
 /* Response framing. */
@@ -1042,7 +1053,8 @@ struct kino_conn {
     unsigned final : 1;      /* the final response has begun */
     unsigned r_done : 1;     /* response complete (maybe in c->out) */
     unsigned broken : 1;     /* unusable: client gone or framing lost */
-    unsigned seen_date : 1, seen_server : 1, seen_length : 1, seen_te : 1;
+    unsigned seen_date : 1, seen_server : 1, seen_length : 1;
+    unsigned seen_te : 2;    /* app-set Transfer-Encoding: 1 chunked, 2 other */
     uint64_t r_length;       /* app-set or computed Content-Length */
     uint64_t r_left;         /* body bytes still owed for R_LENGTH */
     uint64_t sent;           /* response bytes handed to the kernel */
@@ -1142,7 +1154,7 @@ struct kino_server {
     _Atomic int paused;           /* I/O threads not accepting (cap) */
 
     _Atomic uint64_t accepted, conns, served, queued, in_flight, rejected,
-        timeouts, errors;
+        timeouts, errors, hijacked;
     _Atomic uint64_t queue_wait[KINO_WAIT_BUCKETS];
     _Atomic uint64_t queue_wait_sum_ms, respawns;
     klist waiters;                /* every live waiter (mutex) */
@@ -1607,12 +1619,13 @@ static int conn_proxy(kino_conn *c) {
     return 1;
 }
 
-/* Free a connection; io is NULL once the I/O threads are gone. */
+/* Free a connection; io is NULL once the I/O threads are gone. The fd
+ * of a hijacked connection is the app's: it stays open. */
 static void conn_destroy(kino_server *s, kino_io *io, kino_conn *c) {
     if (c->io_pending) atomic_fetch_sub(&c->io->pending_away, 1);
     klist_remove(&c->tlink);
     conn_tls_free(c);
-    close(c->fd);
+    if (c->next != NEXT_HIJACKED) close(c->fd);
     buf_put(io, c->buf);
     free(c->out);
     free(c);
@@ -1896,10 +1909,13 @@ static void conn_drop_input(kino_io *io, kino_conn *c) {
  * worker's next read or write fails fast. The worker still hands the
  * connection back, and it is closed then. Over TLS the answer is written
  * only when the I/O thread owns the connection (owned): a worker may be
- * inside OpenSSL with it, so the client sees the close alone. */
+ * inside OpenSSL with it, so the client sees the close alone. A hijacked
+ * connection is left alone: the claim of a begun response is a second
+ * compare-and-swap (ANS_APP to claim), so a hijack racing with it either
+ * wins (and the socket is not touched) or fails. */
 static void conn_preempt(kino_io *io, kino_conn *c, int status, int claim, int owned) {
-    int open = ANS_OPEN;
-    if (atomic_compare_exchange_strong(&c->answer, &open, claim)) {
+    int cur = ANS_OPEN;
+    if (atomic_compare_exchange_strong(&c->answer, &cur, claim)) {
         char msg[512];
         size_t n = canned(msg, sizeof msg, status);
         ssize_t w = owned || !conn_tls(c) ? conn_send(c, msg, n) : 0;
@@ -1907,6 +1923,8 @@ static void conn_preempt(kino_io *io, kino_conn *c, int status, int claim, int o
         if (status == 504) atomic_fetch_add_explicit(&io->s->timeouts, 1, memory_order_relaxed);
     } else if (claim == ANS_TIMEOUT) {
         return; /* the response has begun: a stream is not cut */
+    } else if (cur != ANS_APP || !atomic_compare_exchange_strong(&c->answer, &cur, claim)) {
+        return; /* hijacked (or already claimed): not ours to shut */
     }
     shutdown(c->fd, SHUT_RDWR);
 }
@@ -1915,6 +1933,10 @@ static void conn_preempt(kino_io *io, kino_conn *c, int status, int claim, int o
 static void conn_returned(kino_io *io, kino_conn *c) {
     int ans = atomic_load(&c->answer);
     klist_remove(&c->tlink);
+    if (c->next == NEXT_HIJACKED) { /* the fd is the app's now */
+        conn_close(io, c);
+        return;
+    }
     if (c->next == NEXT_ABORT || ans == ANS_TIMEOUT || ans == ANS_SHUTDOWN) {
         if (c->next == NEXT_ABORT) conn_preempt(io, c, 500, ANS_SHUTDOWN, 1);
         conn_close(io, c);
@@ -2546,6 +2568,9 @@ int kino_resp_begin(kino_conn *c, kino_waiter *w, int status) {
     return out_status(w, status);
 }
 
+/* Statuses whose responses never have content (RFC 9110 6.4.1). */
+static int status_bodiless(int st) { return st < 200 || st == 204 || st == 304; }
+
 int kino_resp_header(kino_conn *c, kino_waiter *w, const char *name, size_t nlen, const char *val,
                      size_t vlen) {
     kino_span n = {name, nlen};
@@ -2562,7 +2587,7 @@ int kino_resp_header(kino_conn *c, kino_waiter *w, const char *name, size_t nlen
         if (span_is(n, "server")) c->seen_server = 1;
         break;
     case 10:
-        if (span_is(n, "connection")) { /* Kino writes its own */
+        if (span_is(n, "connection") && c->status != 101) { /* Kino writes its own */
             if (has_token((kino_span){val, vlen}, "close")) c->r_close = 1;
             return KINO_OK;
         }
@@ -2570,13 +2595,19 @@ int kino_resp_header(kino_conn *c, kino_waiter *w, const char *name, size_t nlen
     case 14:
         if (span_is(n, "content-length")) {
             int64_t len = -1;
+            /* never on 1xx/204/304 (RFC 9110 8.6): dropped */
+            if (status_bodiless(c->status)) return KINO_OK;
             if (parse_length((kino_span){val, vlen}, &len) < 0) return KINO_ERROR;
             c->seen_length = 1;
             c->r_length = (uint64_t)len;
         }
         break;
     case 17:
-        if (span_is(n, "transfer-encoding")) c->seen_te = 1;
+        if (span_is(n, "transfer-encoding")) {
+            /* never on 1xx/204/304 (RFC 9112 6.1): dropped */
+            if (status_bodiless(c->status)) return KINO_OK;
+            c->seen_te = span_is((kino_span){val, vlen}, "chunked") ? 1 : 2;
+        }
         break;
     }
     if (out_put(w, name, nlen) || out_put(w, ": ", 2) || out_put(w, val, vlen) ||
@@ -2585,12 +2616,49 @@ int kino_resp_header(kino_conn *c, kino_waiter *w, const char *name, size_t nlen
     return KINO_OK;
 }
 
+/* The framing rules the app cannot break (the server owns framing): a
+ * final 1xx only as 101 on a hijacked HTTP/1.1 connection, no body
+ * framing on a hijacked one, Transfer-Encoding only as a lone "chunked"
+ * to an HTTP/1.1 client, never with Content-Length. NULL when the head
+ * may go out, else why not. */
+static const char *framing_error(kino_conn *c, int body) {
+    int st = c->status;
+    if (body == KINO_BODY_HIJACK) {
+        if (st < 200 && st != 101) return "a hijacked response cannot have a 1xx status other than 101";
+        if (st == 101 && c->head.minor == 0) return "101 Switching Protocols answers an HTTP/1.0 request";
+        if (c->seen_length || c->seen_te) return "a hijacked response cannot set content-length or transfer-encoding";
+        return NULL;
+    }
+    if (st == 101) return "status 101 without a hijack or a callable body (nothing would speak the new protocol)";
+    if (st < 200) return "a 1xx status is informational, not a final response (use rack.early_hints for 103)";
+    if (c->seen_te == 2) return "transfer-encoding other than \"chunked\" (did you mean content-encoding?)";
+    if (c->seen_te && c->seen_length) return "both content-length and transfer-encoding (RFC 9112 6.2)";
+    if (c->seen_te && c->head.minor == 0) return "transfer-encoding in a response to an HTTP/1.0 request";
+    return NULL;
+}
+
 int kino_resp_end_head(kino_conn *c, kino_waiter *w, int body, uint64_t length) {
     kino_server *s = c->io->s;
     int st = c->status;
-    int bodiless = c->head.is_head || st < 200 || st == 204 || st == 304;
+    int bodiless = c->head.is_head || status_bodiless(st);
     char line[64];
+    const char *why = framing_error(c, body);
 
+    if (why) { /* nothing was sent: kino_resp_error can still answer */
+        c->error = why;
+        return KINO_ERROR;
+    }
+    if (body == KINO_BODY_HIJACK) {
+        /* no framing: the bytes after the head belong to whoever takes
+         * the socket, which is never reused for HTTP */
+        c->framing = R_RAW;
+        c->r_close = 1;
+        if (!c->seen_date && out_put(w, date_line(), DATE_LINE_LEN)) return KINO_ERROR;
+        if (!c->seen_server && out_str(w, "Server: Kino\r\n")) return KINO_ERROR;
+        /* 101 carries the app's own Connection: upgrade */
+        if (st != 101 && out_str(w, "Connection: close\r\n")) return KINO_ERROR;
+        return out_put(w, "\r\n", 2);
+    }
     if (c->seen_length) {
         c->framing = R_LENGTH;
     } else if (c->seen_te) {
@@ -2602,7 +2670,7 @@ int kino_resp_end_head(kino_conn *c, kino_waiter *w, int body, uint64_t length) 
     } else {
         c->framing = R_LENGTH;
         c->r_length = body == KINO_BODY_LENGTH ? length : 0;
-        if (st >= 200 && st != 204 && st != 304 && (!c->head.is_head || c->r_length > 0)) {
+        if (!status_bodiless(st) && (!c->head.is_head || c->r_length > 0)) {
             size_t n = 16 + format_u64(line + 16, c->r_length, 10);
             memcpy(line, "Content-Length: ", 16);
             line[n++] = '\r';
@@ -2705,6 +2773,7 @@ int kino_resp_info_begin(kino_conn *c, kino_waiter *w, int status) {
     if (!atomic_compare_exchange_strong(&c->answer, &open, ANS_APP) && !(open == ANS_APP && c->hinted))
         return KINO_ERROR; /* a timeout answered, or the final response began */
     c->hinted = 1;
+    c->status = status; /* for kino_resp_header's rules */
     out_reset(w);
     return out_status(w, status);
 }
@@ -2748,7 +2817,12 @@ int kino_resp_error(kino_conn *c, kino_waiter *w, int status) {
     char msg[512];
     int open = ANS_OPEN;
     if (!atomic_compare_exchange_strong(&c->answer, &open, ANS_APP) && open != ANS_APP)
-        return KINO_ERROR; /* answered by a timeout or shutdown */
+        return KINO_ERROR; /* answered by a timeout or shutdown, or hijacked */
+    if (c->r_done) { /* complete, maybe handed off in c->out: it stands */
+        c->r_close = 1;
+        c->error = "response already complete";
+        return KINO_ERROR;
+    }
     if ((c->final && c->sent > 0) || c->broken) return conn_fail(c, "response already started");
     if (c->reject) status = c->reject;
     out_reset(w);
@@ -2762,6 +2836,32 @@ int kino_resp_error(kino_conn *c, kino_waiter *w, int status) {
     atomic_fetch_add_explicit(&c->io->s->errors, 1, memory_order_relaxed);
     int r = kino_resp_flush(c, w);
     return r == KINO_AGAIN ? handoff(c, w) : r;
+}
+
+int kino_hijack(kino_conn *c, kino_waiter *w, const char **rest, size_t *rest_len) {
+    int cur = atomic_load(&c->answer);
+    if (c->broken || w->pending || c->out) {
+        c->error = "cannot hijack: the client is gone or response bytes are unsent";
+        return KINO_ERROR;
+    }
+    /* from ANS_OPEN, or ANS_APP after hints or a head written for a
+     * partial hijack; a timeout or shutdown that answered first wins */
+    if ((cur != ANS_OPEN && cur != ANS_APP) ||
+        !atomic_compare_exchange_strong(&c->answer, &cur, ANS_HIJACK)) {
+        c->error = "cannot hijack: the request was already answered (timeout or shutdown)";
+        return KINO_ERROR;
+    }
+    /* the I/O thread must see no more readiness for this fd once the app
+     * has it (the fd number may be reused after the app closes it); an
+     * event it already took finds the connection away (C_AWAY) and only
+     * notes it. The struct is freed when kino_next hands it back. */
+    poller_unwatch(&c->io->p, c->fd);
+    atomic_fetch_add_explicit(&c->io->s->hijacked, 1, memory_order_relaxed);
+    c->broken = 1; /* every later engine read or write on it fails */
+    c->error = "connection hijacked";
+    *rest = c->buf && c->len > c->bpos ? c->buf->data + c->bpos : NULL;
+    *rest_len = *rest ? c->len - c->bpos : 0;
+    return KINO_OK;
 }
 
 /* Give the connection back to its I/O thread. The I/O thread is woken
@@ -2796,6 +2896,13 @@ static void release(kino_conn *c, int next) {
 kino_conn *kino_next(kino_conn *c, kino_waiter *w) {
     kino_server *s = c->io->s;
     int served = c->r_done && !c->broken;
+    if (atomic_load_explicit(&c->answer, memory_order_relaxed) == ANS_HIJACK) {
+        out_reset(w);
+        waiter_end(w, 0);
+        release(c, NEXT_HIJACKED);
+        atomic_store_explicit(&w->in_flight, 0, memory_order_relaxed);
+        return NULL;
+    }
     out_reset(w);
     waiter_end(w, served);
     if (served) atomic_fetch_add_explicit(&s->served, 1, memory_order_relaxed);
@@ -3378,6 +3485,7 @@ void kino_server_stats(kino_server *s, kino_stats *out) {
     out->rejected = LOAD(rejected);
     out->timeouts = LOAD(timeouts);
     out->errors = LOAD(errors);
+    out->hijacked = LOAD(hijacked);
     for (int i = 0; i < KINO_WAIT_BUCKETS; i++) out->queue_wait[i] = LOAD(queue_wait[i]);
     out->queue_wait_sum_ms = LOAD(queue_wait_sum_ms);
     out->respawns = LOAD(respawns);

@@ -303,6 +303,7 @@ typedef struct kino_stats {
     uint64_t rejected;     /* 503 after queue_timeout */
     uint64_t timeouts;     /* 504 after request_timeout */
     uint64_t errors;       /* canned 4xx/5xx answers from the engine */
+    uint64_t hijacked;     /* connections taken over with kino_hijack */
     uint64_t queue_wait[KINO_WAIT_BUCKETS]; /* requests by time spent queued */
     uint64_t queue_wait_sum_ms; /* time all of them spent queued */
     uint64_t respawns;     /* workers started again (kino_server_note_respawn) */
@@ -405,6 +406,9 @@ long kino_body_read(kino_conn *c, kino_waiter *w, char *buf, size_t n);
 #define KINO_BODY_STREAM 2   /* length unknown: chunked, or close-delimited
                                 on HTTP/1.0 */
 #define KINO_BODY_NONE 3     /* no body (204, 304, HEAD) */
+#define KINO_BODY_HIJACK 4   /* no framing at all: the connection is
+                                hijacked (kino_hijack) once the head is
+                                flushed; the only way to send a 101 */
 
 /* Start a response. Fails (KINO_ERROR) when someone else -- a timeout or
  * a shutdown -- has already answered this request (drop the response),
@@ -415,12 +419,21 @@ int kino_resp_begin(kino_conn *c, kino_waiter *w, int status);
 /* Add one header field. KINO_ERROR when the name is not a token or the
  * value holds CR, LF or NUL; nothing is added then. Content-Length,
  * Transfer-Encoding, Date, Server and Connection given here are noted
- * and replace Kino's own. */
+ * and replace Kino's own. Content-Length and Transfer-Encoding are
+ * dropped on 1xx, 204 and 304 responses (RFC 9110 8.6, RFC 9112 6.1);
+ * Connection is kept as given only on a 101. */
 int kino_resp_header(kino_conn *c, kino_waiter *w, const char *name,
                      size_t nlen, const char *val, size_t vlen);
 
 /* Finish the head: add Date, Server, framing and Connection fields.
- * body is one of KINO_BODY_*; length is used with KINO_BODY_LENGTH. */
+ * body is one of KINO_BODY_*; length is used with KINO_BODY_LENGTH.
+ * The server owns framing: KINO_ERROR, with the reason in
+ * kino_conn_error(), for a head that would frame the response
+ * ambiguously -- a final 1xx (101 only with KINO_BODY_HIJACK, to an
+ * HTTP/1.1 request), Transfer-Encoding other than a lone "chunked" or
+ * to an HTTP/1.0 client, Transfer-Encoding with Content-Length, framing
+ * fields with KINO_BODY_HIJACK. Nothing was sent then: answer with
+ * kino_resp_error. */
 int kino_resp_end_head(kino_conn *c, kino_waiter *w, int body,
                        uint64_t length);
 
@@ -466,8 +479,30 @@ int kino_resp_sendfile(kino_conn *c, kino_waiter *w, int fd, uint64_t *offset,
 /* Answer with a short canned response (text/plain reason phrase) and
  * close the connection afterwards. When the request body was refused the
  * status is the one owed for that (see kino_conn_reject). Fails when the
- * response has already begun: the connection is then closed. */
+ * response has already begun: the connection is then closed. Fails too,
+ * changing nothing but closing after it, when the response is already
+ * complete (kino_resp_end returned KINO_OK): that response stands. */
 int kino_resp_error(kino_conn *c, kino_waiter *w, int status);
+
+/*
+ * Take the connection away from the engine (Rack's hijack). On KINO_OK
+ * the socket kino_conn_fd(c) is the caller's: the engine has stopped
+ * watching it (one epoll_ctl/kevent) and never reads, writes, times out,
+ * shuts down or closes it again. *rest and *rest_len give the bytes the
+ * engine had already read past what it consumed (the request head, and
+ * the body as far as it was read): the first bytes of whatever protocol
+ * follows, raw. They stay valid until kino_next; *rest is NULL when
+ * there are none. Then call kino_next(c, w), which returns NULL and
+ * hands the struct back to its I/O thread to be freed without closing
+ * the fd; until then every other engine call on c fails. A hijacked
+ * connection no longer counts in stats.connections or max_connections;
+ * stats.hijacked counts it.
+ * Fails (KINO_ERROR, nothing changed) when a timeout or a shutdown has
+ * already answered the request, when the client is gone, or when
+ * response bytes are still unsent (flush the head of a partial hijack
+ * first, see KINO_BODY_HIJACK).
+ */
+int kino_hijack(kino_conn *c, kino_waiter *w, const char **rest, size_t *rest_len);
 
 /*
  * Done with the current request. Returns c again when its next pipelined

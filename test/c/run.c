@@ -14,6 +14,7 @@
 #include "test_server.c"
 #include "test_proxy.c"
 #include "test_tls.c"
+#include "test_hijack.c"
 
 int main(void) {
     signal(SIGPIPE, SIG_IGN);
@@ -24,6 +25,7 @@ int main(void) {
     test_proxy();
     test_listeners();
     test_tls();
+    test_hijack();
     printf("%d passed, %d failed\n", checks_passed, checks_failed);
     return checks_failed ? 1 : 0;
 }

@@ -37,15 +37,12 @@ static const valid_case valid_cases[] = {
     {"GET / HTTP/1.1\r\nHost: a\r\nX: caf\xc3\xa9\r\n\r\n", "GET", "/", "", "a", 1, 1, 0, 0, 2, -1},
     {"GET / HTTP/1.1\r\nHost: a\r\nX-Empty:\r\n\r\n", "GET", "/", "", "a", 1, 1, 0, 0, 2, -1},
     {"GET / HTTP/1.1\r\nHost: a\r\nX-Empty:   \r\n\r\n", "GET", "/", "", "a", 1, 1, 0, 0, 2, -1},
-    {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\n", "POST", "/", "", "a", 1, 1, 0, 0, 2, 5},
-    {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 7\r\nContent-Length: 7\r\n\r\n", "POST", "/", "", "a", 1, 1, 0, 0, 3, 7},
     {"GET / HTTP/1.2\r\nHost: a\r\n\r\n", "GET", "/", "", "a", 1, 1, 0, 0, 1, -1},
     {"PUT /u HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n", "PUT", "/u", "", "a", 1, 1, 0, 1, 3, 3},
     {"GET / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n\r\n", "GET", "/", "", "a", 1, 1, 0, 0, 2, -1},
     {"PUT /u HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n", "PUT", "/u", "", "", 0, 0, 0, 0, 2, 3},
     {"GET / HTTP/1.1\r\nHost: a:8080\r\n\r\n", "GET", "/", "", "a:8080", 1, 1, 0, 0, 1, -1},
     {"GET / HTTP/1.1\r\nHost: [::1]:80\r\n\r\n", "GET", "/", "", "[::1]:80", 1, 1, 0, 0, 1, -1},
-    {"GET / HTTP/1.1\r\nHost: \r\n\r\n", "GET", "/", "", "", 1, 1, 0, 0, 1, -1},
     {"PROPFIND /dav HTTP/1.1\r\nHost: a\r\n\r\n", "PROPFIND", "/dav", "", "a", 1, 1, 0, 0, 1, -1},
     {"HEAD /h HTTP/1.1\r\nHost: a\r\n\r\n", "HEAD", "/h", "", "a", 1, 1, 0, 0, 1, -1},
     {"GET /%7Efoo%20bar HTTP/1.1\r\nHost: a\r\n\r\n", "GET", "/%7Efoo%20bar", "", "a", 1, 1, 0, 0, 1, -1},
@@ -68,6 +65,15 @@ static const invalid_case invalid_cases[] = {
     {"GET / HTTP/1.1\r\nHost: a:80x\r\n\r\n", 400},
     {"GET / HTTP/1.1\r\nHost: a:123456\r\n\r\n", 400},
     {"GET / HTTP/1.1\r\nHost: [::1\r\n\r\n", 400},
+    /* an http URI needs a non-empty host (RFC 9110 4.2.1); nginx agrees */
+    {"GET / HTTP/1.1\r\nHost: \r\n\r\n", 400},                           /* empty Host */
+    {"GET / HTTP/1.1\r\nHost: :80\r\n\r\n", 400},                        /* port only */
+    {"GET / HTTP/1.0\r\nHost: :80\r\n\r\n", 400},
+    /* one Content-Length, one value: lists and repeats are refused, as
+     * nginx refuses them (RFC 9110 8.6 allows either) */
+    {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\n", 400},
+    {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 7\r\nContent-Length: 7\r\n\r\n", 400},
+    {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5,\r\n\r\n", 400},
     {"GET  / HTTP/1.1\r\nHost: a\r\n\r\n", 400},                            /* double SP */
     {"GET / HTTP/1.1 \r\nHost: a\r\n\r\n", 400},                            /* trailing SP */
     {"GET / http/1.1\r\nHost: a\r\n\r\n", 400},
