@@ -108,7 +108,7 @@ check-kqueue:
 # Test-only gems go into ./.gems, never into the system.
 gems: $(GEMS)/.installed
 
-$(GEMS)/.installed:
+$(GEMS)/.installed: test/install_gems.rb
 	mkdir -p $(GEMS)
 	$(RUBY) test/install_gems.rb $(GEMS)
 	touch $@

@@ -32,18 +32,21 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <pthread.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "kino.h"
 
-static VALUE mKino, mNative, cInput, cNullInput, cWorker, cStream, cEarlyHints;
+static VALUE mKino, mNative, cInput, cNullInput, cWorker, cStream, cEarlyHints, cHijack;
 static VALUE eError, eClientDisconnected, eInputError, eResponseError;
 static VALUE null_input;
-static ID id_call, id_each, id_to_ary, id_close, id_report, id_to_i, id_to_path, id_read;
+static ID id_call, id_each, id_to_ary, id_close, id_report, id_to_i, id_to_path, id_read, id_to_str,
+    id_socket;
 
 /* ================================================================== */
 /* 1. Strings                                                         */
@@ -54,7 +57,7 @@ static VALUE K_REQUEST_METHOD, K_SCRIPT_NAME, K_PATH_INFO, K_QUERY_STRING, K_SER
     K_SERVER_PORT, K_SERVER_PROTOCOL, K_REMOTE_ADDR, K_REMOTE_PORT, K_CONTENT_TYPE, K_CONTENT_LENGTH,
     K_SERVER_SOFTWARE, K_RACK_INPUT, K_RACK_ERRORS, K_RACK_URL_SCHEME, K_RACK_MULTITHREAD,
     K_RACK_MULTIPROCESS, K_RACK_RUN_ONCE, K_RACK_RESPONSE_FINISHED, K_RACK_HIJACKP,
-    K_RACK_EARLY_HINTS, K_HTTPS, K_SSL_CLIENT_CERT;
+    K_RACK_HIJACK, K_RACK_HIJACK_IO, K_RACK_EARLY_HINTS, K_HTTPS, K_SSL_CLIENT_CERT;
 static VALUE S_EMPTY, S_HTTP, S_HTTP10, S_HTTP11, S_PORT80, S_SOFTWARE, S_HTTPS, S_ON, S_PORT443;
 
 /* Methods and request headers common enough to deserve a prebuilt
@@ -113,6 +116,8 @@ static void init_strings(void) {
     K_RACK_RUN_ONCE = frozen("rack.run_once");
     K_RACK_RESPONSE_FINISHED = frozen("rack.response_finished");
     K_RACK_HIJACKP = frozen("rack.hijack?");
+    K_RACK_HIJACK = frozen("rack.hijack");
+    K_RACK_HIJACK_IO = frozen("rack.hijack_io");
     K_RACK_EARLY_HINTS = frozen("rack.early_hints");
     S_EMPTY = frozen("");
     S_HTTP = frozen("http");
@@ -210,6 +215,8 @@ typedef struct worker {
     kino_conn *c;        /* the request being served, or NULL */
     uint64_t gen;        /* counts requests: stale rack.input detection */
     VALUE self, app, handler, server_name;
+    VALUE thread;        /* the thread running this worker's loop */
+    VALUE hijack_io;     /* the socket the app took over, or nil */
     VALUE env, status, headers; /* of the current request, for reports and
                                    rack.response_finished */
     VALUE input;         /* the current request's rack.input (unwrapped) */
@@ -517,6 +524,7 @@ static VALUE hints_new(worker *wk) { return handle_new(cEarlyHints, wk); }
 
 static void add_header(worker *wk, VALUE name, VALUE val);
 static int header_i(VALUE key, VALUE val, VALUE arg);
+static int add_field(worker *wk, VALUE name, VALUE val);
 static void flush_all(worker *wk);
 
 static VALUE flush_all_v(VALUE wk) {
@@ -611,6 +619,62 @@ static VALUE stream_closed_p(VALUE self) {
     return hd->read_closed && hd->write_closed ? Qtrue : Qfalse;
 }
 
+/* Rack hijack. env["rack.hijack"] is one object per worker, made with
+ * its env template (no allocation per request); it acts only for the
+ * request its worker's thread is serving. Taking the connection
+ * (kino_hijack) removes the fd from the engine for good, so the Ruby
+ * socket made for it is the only owner: when making it fails, the fd is
+ * closed here. */
+static VALUE hijack_new(worker *wk) { return handle_new(cHijack, wk); }
+
+struct socket_args {
+    int fd, unix_domain;
+    const char *rest;
+    size_t rest_len;
+};
+
+static VALUE hijack_socket(VALUE arg) {
+    struct socket_args *a = (struct socket_args *)arg;
+    VALUE rest = a->rest ? rb_str_new(a->rest, (long)a->rest_len) : Qnil;
+    return rb_funcall(cHijack, id_socket, 3, INT2NUM(a->fd), a->unix_domain ? Qtrue : Qfalse, rest);
+}
+
+/* Take the current request's connection: a Ruby socket (Kino::Hijack
+ * .socket, lib/kino/hijack.rb) whose reads return the bytes the engine
+ * had read ahead first. Raises IOError when a timeout or shutdown has
+ * answered the request already. */
+static VALUE hijack_take(worker *wk) {
+    struct socket_args a = {kino_conn_fd(wk->c), 0, NULL, 0};
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    int state = 0;
+    if (kino_hijack(wk->c, wk->w, &a.rest, &a.rest_len) != KINO_OK)
+        rb_raise(rb_eIOError, "%s", kino_conn_error(wk->c));
+    if (getsockname(a.fd, (struct sockaddr *)&ss, &sl) == 0 && ss.ss_family == AF_UNIX) a.unix_domain = 1;
+    VALUE io = rb_protect(hijack_socket, (VALUE)&a, &state);
+    if (state) {
+        close(a.fd);
+        rb_jump_tag(state);
+    }
+    RB_OBJ_WRITE(wk->self, &wk->hijack_io, io);
+    return io;
+}
+
+/* env["rack.hijack"].call: the connection as a socket (the same one on
+ * every call), also put in env["rack.hijack_io"]. The response the app
+ * then returns is ignored. */
+static VALUE hijack_call(VALUE self) {
+    handle *hd = rb_check_typeddata(self, &handle_type);
+    worker *wk = hd->wk;
+    if (!wk || !wk->c || wk->thread != rb_thread_current())
+        rb_raise(rb_eIOError, "rack.hijack called outside the request it belongs to");
+    if (NIL_P(wk->hijack_io)) {
+        VALUE io = hijack_take(wk);
+        if (RB_TYPE_P(wk->env, T_HASH) && !RB_OBJ_FROZEN(wk->env)) rb_hash_aset(wk->env, K_RACK_HIJACK_IO, io);
+    }
+    return wk->hijack_io;
+}
+
 /* ================================================================== */
 /* 5. Env                                                             */
 /* ================================================================== */
@@ -698,7 +762,9 @@ static void server_name_port(worker *wk, kino_conn *c, int tls, kino_span host, 
  * Dup'ing it copies the whole table at once -- no per-key hashing, no
  * growing -- so a keep-alive request only sets PATH_INFO, its
  * response_finished list and its early-hints handle. */
-static VALUE env_template(void) {
+static VALUE hijack_new(worker *wk);
+
+static VALUE env_template(worker *wk) {
     VALUE t = rb_hash_new();
     VALUE pairs[] = {
         K_REQUEST_METHOD, method_strs[0], K_SCRIPT_NAME, S_EMPTY, K_PATH_INFO, Qnil,
@@ -706,7 +772,8 @@ static VALUE env_template(void) {
         K_SERVER_PROTOCOL, S_HTTP11, K_REMOTE_ADDR, Qnil, common_keys[0] /* HTTP_HOST */, Qnil,
         K_SERVER_SOFTWARE, S_SOFTWARE, K_RACK_URL_SCHEME, S_HTTP, K_RACK_INPUT, null_input,
         K_RACK_ERRORS, rb_ractor_stderr(), K_RACK_MULTITHREAD, Qtrue,
-        K_RACK_MULTIPROCESS, Qfalse, K_RACK_RUN_ONCE, Qfalse, K_RACK_HIJACKP, Qfalse,
+        K_RACK_MULTIPROCESS, Qfalse, K_RACK_RUN_ONCE, Qfalse, K_RACK_HIJACKP, Qtrue,
+        K_RACK_HIJACK, hijack_new(wk),
         K_RACK_RESPONSE_FINISHED, Qnil, K_RACK_EARLY_HINTS, Qnil,
     };
     for (size_t i = 0; i < sizeof pairs / sizeof *pairs; i += 2) rb_hash_aset(t, pairs[i], pairs[i + 1]);
@@ -765,8 +832,11 @@ static VALUE build_env(worker *wk, kino_conn *c) {
             free(pem);
             rb_hash_aset(env, K_SSL_CLIENT_CERT, cert);
         }
+        /* the TLS session lives in the engine: no raw socket to hand over */
+        rb_hash_aset(env, K_RACK_HIJACKP, Qfalse);
+        rb_hash_delete(env, K_RACK_HIJACK);
     }
-    /* one Content-Length, however the client repeated it ("5, 5") */
+    /* the parsed Content-Length (the engine refuses lists and repeats) */
     if (h->content_length >= 0) {
         char len[24];
         snprintf(len, sizeof len, "%lld", (long long)h->content_length);
@@ -806,7 +876,9 @@ static VALUE build_env(worker *wk, kino_conn *c) {
 struct response {
     worker *wk;
     VALUE status, headers, body;
+    int code;         /* the status as a number */
     int close_body;   /* body.close still owed */
+    int bare;         /* a hijacked response: framing fields are not sent */
 };
 
 /* Add one header line; a value with "\n" becomes one line per part. */
@@ -824,11 +896,8 @@ static void add_header(worker *wk, VALUE name, VALUE val) {
     } while (v < e);
 }
 
-static int header_i(VALUE key, VALUE val, VALUE arg) {
-    worker *wk = (worker *)arg;
-    VALUE name = RB_TYPE_P(key, T_STRING) ? key : rb_obj_as_string(key);
-    if (RSTRING_LEN(name) > 5 && memcmp(RSTRING_PTR(name), "rack.", 5) == 0)
-        return ST_CONTINUE; /* Rack's server-directed headers are not sent */
+/* One field; an Array value gives one line per element. */
+static int add_field(worker *wk, VALUE name, VALUE val) {
     if (RB_TYPE_P(val, T_ARRAY)) {
         for (long i = 0; i < RARRAY_LEN(val); i++) {
             VALUE v = rb_ary_entry(val, i);
@@ -840,25 +909,54 @@ static int header_i(VALUE key, VALUE val, VALUE arg) {
     return ST_CONTINUE;
 }
 
+static int header_i(VALUE key, VALUE val, VALUE arg) {
+    worker *wk = (worker *)arg;
+    VALUE name = RB_TYPE_P(key, T_STRING) ? key : rb_obj_as_string(key);
+    if (RSTRING_LEN(name) > 5 && memcmp(RSTRING_PTR(name), "rack.", 5) == 0)
+        return ST_CONTINUE; /* Rack's server-directed headers are not sent */
+    return add_field(wk, name, val);
+}
+
+/* header_i for a response whose connection is taken over: no framing. */
+static int bare_header_i(VALUE key, VALUE val, VALUE arg) {
+    VALUE name = RB_TYPE_P(key, T_STRING) ? key : rb_obj_as_string(key);
+    long n = RSTRING_LEN(name);
+    const char *p = RSTRING_PTR(name);
+    if ((n == 14 && !strncasecmp(p, "content-length", 14)) ||
+        (n == 17 && !strncasecmp(p, "transfer-encoding", 17)))
+        return ST_CONTINUE;
+    return header_i(key, val, arg);
+}
+
+/* The status as a number: an Integer, or a String of three digits, from
+ * 100 to 999 (RFC 9110 15); anything else is a malformed response. */
 static int status_code(VALUE status) {
-    if (FIXNUM_P(status)) return FIX2INT(status);
-    return NUM2INT(rb_funcall(status, id_to_i, 0));
+    if (FIXNUM_P(status)) {
+        long v = FIX2LONG(status);
+        if (v >= 100 && v <= 999) return (int)v;
+    } else if (RB_TYPE_P(status, T_STRING) && RSTRING_LEN(status) == 3) {
+        const char *p = RSTRING_PTR(status);
+        if (p[0] >= '1' && p[0] <= '9' && p[1] >= '0' && p[1] <= '9' && p[2] >= '0' && p[2] <= '9')
+            return (p[0] - '0') * 100 + (p[1] - '0') * 10 + (p[2] - '0');
+    }
+    rb_raise(eResponseError, "malformed response: status %+" PRIsVALUE " is not an Integer from 100 to 999",
+             status);
+    return 0;
 }
 
 /* Status line and headers. Returns 0 when the response must be dropped
  * (someone else answered) after sending any owed error response. */
 static int write_head(worker *wk, struct response *r, int body, uint64_t length) {
-    if (kino_resp_begin(wk->c, wk->w, status_code(r->status)) != KINO_OK) {
+    if (kino_resp_begin(wk->c, wk->w, r->code) != KINO_OK) {
         if (kino_conn_reject(wk->c)) kino_resp_error(wk->c, wk->w, 500);
         return 0;
     }
-    if (!NIL_P(r->headers)) {
-        VALUE h = rb_check_hash_type(r->headers);
-        if (NIL_P(h)) rb_raise(rb_eTypeError, "response headers must be a Hash");
-        rb_hash_foreach(h, header_i, (VALUE)wk);
+    rb_hash_foreach(r->headers, r->bare ? bare_header_i : header_i, (VALUE)wk);
+    if (kino_resp_end_head(wk->c, wk->w, body, length) != KINO_OK) {
+        const char *why = kino_conn_error(wk->c);
+        if (strcmp(why, "no error") == 0) rb_raise(rb_eNoMemError, "response head too large");
+        rb_raise(eResponseError, "malformed response: %s", why);
     }
-    if (kino_resp_end_head(wk->c, wk->w, body, length) != KINO_OK)
-        rb_raise(rb_eNoMemError, "response head too large");
     return 1;
 }
 
@@ -952,7 +1050,11 @@ static VALUE file_close(VALUE arg) {
 static int write_file(worker *wk, struct response *r) {
     VALUE path = rb_funcall(r->body, id_to_path, 0);
     struct stat st;
-    if (!RB_TYPE_P(path, T_STRING)) return 0;
+    /* a Pathname (Rails' send_file), or anything else with to_path/to_str */
+    if (!RB_TYPE_P(path, T_STRING)) {
+        if (!rb_respond_to(path, id_to_path) && !rb_respond_to(path, id_to_str)) return 0;
+        path = rb_get_path(path);
+    }
     int fd = open(StringValueCStr(path), O_RDONLY | O_CLOEXEC);
     if (fd < 0) return 0;
     if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
@@ -971,17 +1073,36 @@ static int write_file(worker *wk, struct response *r) {
     return 1;
 }
 
+/* A response whose connection changes hands once its head is out: a
+ * partial hijack (the rack.hijack response header) or a 101 with a
+ * callable body. The head goes out without framing, then `taker` gets
+ * the socket; the engine never reads or writes it again. */
+static void write_hijacked(worker *wk, struct response *r, VALUE taker) {
+    r->bare = 1;
+    if (!write_head(wk, r, KINO_BODY_HIJACK, 0)) return;
+    flush_all(wk);
+    rb_funcall(taker, id_call, 1, hijack_take(wk));
+}
+
 /* Writes the whole response; body.close is the caller's (ensure). */
 static VALUE write_response(VALUE arg) {
     struct response *r = (struct response *)arg;
     worker *wk = r->wk;
     VALUE body = r->body;
-    if (RB_TYPE_P(body, T_ARRAY)) {
+    VALUE taker = rb_hash_lookup2(r->headers, K_RACK_HIJACK, Qnil);
+    if (!NIL_P(taker)) {
+        if (!rb_respond_to(taker, id_call))
+            rb_raise(eResponseError, "malformed response: the rack.hijack header is not callable");
+        write_hijacked(wk, r, taker);
+    } else if (r->code == 101 && !RB_TYPE_P(body, T_ARRAY) && !rb_respond_to(body, id_each) &&
+               rb_respond_to(body, id_call)) { /* a Streaming Body (Rack 3: each wins) */
+        write_hijacked(wk, r, body); /* the new protocol on the raw socket */
+    } else if (RB_TYPE_P(body, T_ARRAY)) {
         write_array(wk, r, body);
     } else if (rb_respond_to(body, id_to_ary)) {
         r->close_body = 0; /* to_ary closes the body (Rack 3 SPEC) */
         VALUE ary = rb_check_array_type(body);
-        if (NIL_P(ary)) rb_raise(rb_eTypeError, "response body's to_ary returned nil");
+        if (NIL_P(ary)) rb_raise(eResponseError, "malformed response: the body's to_ary returned nil");
         write_array(wk, r, ary);
     } else if (rb_respond_to(body, id_to_path) && write_file(wk, r)) {
         /* sent with sendfile */
@@ -995,7 +1116,8 @@ static VALUE write_response(VALUE arg) {
         rb_funcall(body, id_call, 1, stream);
         stream_close_write(stream); /* the body's call is the whole response */
     } else {
-        rb_raise(rb_eTypeError, "response body must respond to each, to_ary or call (got %" PRIsVALUE ")",
+        rb_raise(eResponseError,
+                 "malformed response: the body must respond to each, to_ary or call (got %" PRIsVALUE ")",
                  rb_obj_class(body));
     }
     return Qnil;
@@ -1007,17 +1129,38 @@ static VALUE close_body(VALUE arg) {
     return Qnil;
 }
 
+/* Write the app's response. A malformed one (not [status, headers,
+ * body], a bad status, headers that are not a Hash, a body with neither
+ * each, to_ary nor call) raises Kino::ResponseError, saying what is
+ * wrong: the worker answers 500 and reports it. After a full hijack the
+ * response is ignored: nothing is checked or written, and only the
+ * body's close is called (middleware releases resources there). */
 static void respond(worker *wk, VALUE result) {
-    struct response r = {wk, Qnil, Qnil, Qnil, 1};
+    struct response r = {wk, Qnil, Qnil, Qnil, 0, 1, 0};
     VALUE ary = rb_check_array_type(result);
+    if (!NIL_P(wk->hijack_io)) {
+        if (!NIL_P(ary) && RARRAY_LEN(ary) == 3 && !RB_TYPE_P(RARRAY_AREF(ary, 2), T_ARRAY)) {
+            r.body = RARRAY_AREF(ary, 2);
+            close_body((VALUE)&r);
+        }
+        return;
+    }
     if (NIL_P(ary) || RARRAY_LEN(ary) != 3)
-        rb_raise(rb_eTypeError, "app returned %" PRIsVALUE ", expected [status, headers, body]",
-                 rb_obj_class(result));
+        rb_raise(eResponseError, "malformed response: the app returned %" PRIsVALUE
+                 ", not [status, headers, body]", NIL_P(ary) ? rb_obj_class(result) : rb_inspect(result));
     r.status = RARRAY_AREF(ary, 0);
     r.headers = RARRAY_AREF(ary, 1);
     r.body = RARRAY_AREF(ary, 2);
     RB_OBJ_WRITE(wk->self, &wk->status, r.status);
     RB_OBJ_WRITE(wk->self, &wk->headers, r.headers);
+    r.code = status_code(r.status);
+    if (!RB_TYPE_P(r.headers, T_HASH)) {
+        VALUE h = rb_check_hash_type(r.headers);
+        if (NIL_P(h))
+            rb_raise(eResponseError, "malformed response: headers are a %" PRIsVALUE ", not a Hash",
+                     rb_obj_class(r.headers));
+        r.headers = h;
+    }
     rb_ensure(write_response, (VALUE)&r, close_body, (VALUE)&r);
 }
 
@@ -1044,6 +1187,8 @@ static void worker_mark(void *p) {
     rb_gc_mark(wk->status);
     rb_gc_mark(wk->headers);
     rb_gc_mark(wk->server_name);
+    rb_gc_mark(wk->thread);
+    rb_gc_mark(wk->hijack_io);
 }
 static void worker_free(void *p) {
     worker *wk = p;
@@ -1060,7 +1205,7 @@ static VALUE handle_request(VALUE arg) {
     worker *wk = (worker *)arg;
     VALUE env = build_env(wk, wk->c);
     RB_OBJ_WRITE(wk->self, &wk->env, env);
-    respond(wk, rb_funcall(wk->app, id_call, 1, env));
+    respond(wk, rb_funcall(wk->app, id_call, 1, env)); /* ignored after a full hijack */
     return Qnil;
 }
 
@@ -1120,6 +1265,7 @@ static void request_done(worker *wk) {
     RB_OBJ_WRITE(wk->self, &wk->status, Qnil);
     RB_OBJ_WRITE(wk->self, &wk->headers, Qnil);
     RB_OBJ_WRITE(wk->self, &wk->input, Qnil);
+    RB_OBJ_WRITE(wk->self, &wk->hijack_io, Qnil);
 }
 
 /* Serve the taken request c. Any StandardError from the app (or from
@@ -1213,7 +1359,9 @@ static VALUE native_serve(VALUE mod, VALUE id, VALUE app, VALUE handler, VALUE n
     wk->app = wk->handler = wk->env = wk->status = wk->headers = wk->server_name = wk->input = Qnil;
     wk->peer.str = wk->host.str = wk->name.str = wk->port.str = wk->rport_str = Qnil;
     wk->template = wk->t_peer = wk->t_host = wk->t_name = wk->t_port = Qnil;
-    RB_OBJ_WRITE(obj, &wk->template, env_template());
+    wk->thread = wk->hijack_io = Qnil;
+    RB_OBJ_WRITE(obj, &wk->thread, rb_thread_current());
+    RB_OBJ_WRITE(obj, &wk->template, env_template(wk));
     RB_OBJ_WRITE(obj, &wk->app, app);
     RB_OBJ_WRITE(obj, &wk->handler, handler);
     pthread_mutex_lock(&servers_mu);
@@ -1608,6 +1756,7 @@ static VALUE native_server_stats(VALUE mod, VALUE id) {
     STAT(rejected);
     STAT(timeouts);
     STAT(errors);
+    STAT(hijacked);
 #undef STAT
     VALUE waits = rb_hash_new(); /* upper bound in ms (or Infinity) => requests */
     for (int i = 0; i < KINO_WAIT_BUCKETS; i++) {
@@ -1643,6 +1792,8 @@ void Init_kino(void) {
     id_to_i = rb_intern("to_i");
     id_to_path = rb_intern("to_path");
     id_read = rb_intern("read");
+    id_to_str = rb_intern("to_str");
+    id_socket = rb_intern("socket");
     init_strings();
 
     mKino = rb_define_module("Kino");
@@ -1680,6 +1831,10 @@ void Init_kino(void) {
     cEarlyHints = rb_define_class_under(mKino, "EarlyHints", rb_cObject);
     rb_undef_alloc_func(cEarlyHints);
     rb_define_method(cEarlyHints, "call", hints_call, 1);
+
+    cHijack = rb_define_class_under(mKino, "Hijack", rb_cObject);
+    rb_undef_alloc_func(cHijack);
+    rb_define_method(cHijack, "call", hijack_call, 0);
 
     cNullInput = rb_define_class_under(mKino, "NullInput", rb_cObject);
     rb_define_method(cNullInput, "read", null_read, -1);

@@ -230,6 +230,10 @@ class HostileTest < Minitest::Test
     ["host_port_too_long", "GET / HTTP/1.1\r\nHost: x:123456\r\n\r\n", 400],
     ["host_space_inside", "GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400],
     ["host_unclosed_ipv6", "GET / HTTP/1.1\r\nHost: [::1\r\n\r\n", 400],
+    # an http URI has a non-empty host (RFC 9110 4.2.1); nginx refuses these too
+    ["empty_host", "GET / HTTP/1.1\r\nHost:\r\n\r\n", 400],
+    ["host_port_only", "GET / HTTP/1.1\r\nHost: :80\r\n\r\n", 400],
+    ["host_port_only_http10", "GET / HTTP/1.0\r\nHost: :80\r\n\r\n", 400],
     ["host_two_colons", "GET / HTTP/1.1\r\nHost: x:80:80\r\n\r\n", 400],
     # Content-Length
     ["cl_and_te", post("5\r\nhello\r\n0\r\n\r\n", extra: "Transfer-Encoding: chunked\r\n", length: 5), 400],
@@ -243,6 +247,10 @@ class HostileTest < Minitest::Test
     ["cl_two_numbers_with_space", post("hello", length: "5 5"), 400],
     ["cl_list_of_different_values", post("hello", length: "5, 6"), 400],
     ["cl_two_fields_different", post("hello", length: 5, extra: "Content-Length: 6\r\n"), 400],
+    # one Content-Length, one value, even when repeats agree (nginx does the
+    # same; RFC 9110 8.6 allows refusing them): no two parsers can differ
+    ["cl_list_of_equal_values", post("hello", length: "5, 5"), 400],
+    ["cl_two_equal_fields", post("hello", extra: "Content-Length: 5\r\n"), 400],
     ["cl_overflow", post("hello", length: "9" * 25), 400],
     ["cl_overflow_2_pow_64", post("hello", length: (2**64).to_s), 400],
     # Transfer-Encoding
@@ -443,12 +451,8 @@ class HostileTest < Minitest::Test
      [{ "HTTP_X_OWS" => "a\tb" }]],
     ["repeated_field_joined", "GET /dup HTTP/1.1\r\n#{HOST}X-Dup: a\r\nX-Dup: b\r\n\r\n", [200],
      [{ "HTTP_X_DUP" => "a, b" }]],
-    ["empty_host", "GET /nohost HTTP/1.1\r\nHost:\r\n\r\n", [200], [{ "PATH_INFO" => "/nohost" }]],
     ["ipv6_host", "GET /v6 HTTP/1.1\r\nHost: [::1]:9000\r\n\r\n", [200],
      [{ "SERVER_NAME" => "[::1]", "SERVER_PORT" => "9000" }]],
-    ["identical_content_lengths", post("hello", length: "5, 5"), [200], [{ "input" => "hello", "CONTENT_LENGTH" => "5" }]],
-    ["identical_content_length_fields", post("hello", extra: "Content-Length: 5\r\n"), [200],
-     [{ "input" => "hello", "CONTENT_LENGTH" => "5" }]],
     ["content_length_leading_zeros", post("hello", length: "005"), [200], [{ "input" => "hello" }]],
     ["content_length_post", post("hello world"), [200], [{ "input" => "hello world", "CONTENT_LENGTH" => "11" }]],
     ["content_length_zero", post("", length: 0), [200], [{ "input" => "" }]],
