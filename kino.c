@@ -2624,6 +2624,7 @@ int kino_resp_header(kino_conn *c, kino_waiter *w, const char *name, size_t nlen
 static const char *framing_error(kino_conn *c, int body) {
     int st = c->status;
     if (body == KINO_BODY_HIJACK) {
+        if (conn_tls(c)) return "an HTTPS connection cannot be hijacked (its TLS session stays in Kino)";
         if (st < 200 && st != 101) return "a hijacked response cannot have a 1xx status other than 101";
         if (st == 101 && c->head.minor == 0) return "101 Switching Protocols answers an HTTP/1.0 request";
         if (c->seen_length || c->seen_te) return "a hijacked response cannot set content-length or transfer-encoding";
@@ -2840,6 +2841,10 @@ int kino_resp_error(kino_conn *c, kino_waiter *w, int status) {
 
 int kino_hijack(kino_conn *c, kino_waiter *w, const char **rest, size_t *rest_len) {
     int cur = atomic_load(&c->answer);
+    if (conn_tls(c)) {
+        c->error = "cannot hijack: an HTTPS connection's TLS session stays in Kino";
+        return KINO_ERROR;
+    }
     if (c->broken || w->pending || c->out) {
         c->error = "cannot hijack: the client is gone or response bytes are unsent";
         return KINO_ERROR;

@@ -498,7 +498,8 @@ int kino_resp_error(kino_conn *c, kino_waiter *w, int status);
  * connection no longer counts in stats.connections or max_connections;
  * stats.hijacked counts it.
  * Fails (KINO_ERROR, nothing changed) when a timeout or a shutdown has
- * already answered the request, when the client is gone, or when
+ * already answered the request, on an HTTPS connection (the TLS session
+ * cannot leave the engine), when the client is gone, or when
  * response bytes are still unsent (flush the head of a partial hijack
  * first, see KINO_BODY_HIJACK).
  */

@@ -114,6 +114,24 @@ class TLSTest < Minitest::Test
     end
   end
 
+  # The TLS session stays in the engine, so an HTTPS connection is never
+  # hijacked (doc/hijack.md): rack.hijack? is false, and a 101 upgrade is
+  # a 500 saying why.
+  def test_no_hijack_over_https
+    app = lambda do |env|
+      next [200, {}, ["hijack? #{env['rack.hijack?'].inspect} #{env.key?('rack.hijack')}"]] if env["PATH_INFO"] == "/env"
+
+      [101, { "upgrade" => "websocket", "connection" => "Upgrade" }, ->(io) { io.close }]
+    end
+    serve_tls(app, lint: false, quiet: true) do |server, errors|
+      out, = curl(server.port, path: "/env")
+      assert_equal "hijack? false false", out
+      out, = curl(server.port, "-i", "-H", "Connection: Upgrade", "-H", "Upgrade: websocket", path: "/ws")
+      assert_match(%r{\AHTTP/1.1 500 }, out)
+      assert_match(/HTTPS connection cannot be hijacked/, errors.pop.message)
+    end
+  end
+
   def test_curl_uploads_and_downloads_large_bodies
     big = "x" * 3_000_000
     app = lambda do |env|
