@@ -14,6 +14,8 @@
 #   make serve           Kino.serve from this checkout, on :9292
 #   make bench           Kino against Puma (bench/README.md)
 #   make bench-all       ... and against Puma single, Falcon, Agoo, Iodine, nginx
+#   make test-rails      examples/rails-hello under Kino, every feature over real sockets
+#   make bench-rails     the Rails example: Kino :cluster, :threaded, Puma cluster
 #   make clean
 
 RUBY ?= ruby
@@ -263,3 +265,13 @@ install: $(EXT)
 uninstall:
 	rm -rf '$(DESTDIR)$(KINO_HOME)'
 	rm -f '$(DESTDIR)$(PREFIX)/bin/kino' '$(DESTDIR)$(MAN1DIR)/kino.1'
+
+# examples/rails-hello: its gems go into examples/rails-hello/vendor/bundle
+# (script/install; a second run installs nothing).
+RAILS_APP = examples/rails-hello
+RAILS_BUNDLE = BUNDLE_GEMFILE=$(CURDIR)/$(RAILS_APP)/Gemfile BUNDLE_PATH=$(CURDIR)/$(RAILS_APP)/vendor/bundle
+.PHONY: test-rails
+
+test-rails: $(EXT)
+	$(RAILS_APP)/script/install
+	cd $(RAILS_APP) && $(RAILS_BUNDLE) BUNDLE_WITHOUT=bench bundle exec ruby test/kino_test.rb
