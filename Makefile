@@ -275,3 +275,10 @@ RAILS_BUNDLE = BUNDLE_GEMFILE=$(CURDIR)/$(RAILS_APP)/Gemfile BUNDLE_PATH=$(CURDI
 test-rails: $(EXT)
 	$(RAILS_APP)/script/install
 	cd $(RAILS_APP) && $(RAILS_BUNDLE) BUNDLE_WITHOUT=bench bundle exec ruby test/kino_test.rb
+
+# The example in production: Kino :cluster and :threaded against Puma's
+# cluster mode, 2 x 5 each (bench/rails --help; Puma joins the bundle).
+bench-rails: $(EXT)
+	bench/need wrk
+	$(RAILS_APP)/script/install bench
+	$(RUBY) bench/rails $(BENCH_RAILS_ARGS)

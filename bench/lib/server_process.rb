@@ -21,13 +21,14 @@ module Bench
       @status = nil
     end
 
-    # Start the server; returns nil once it answers GET /plaintext with
-    # 200, else why it did not (the caller still calls #stop).
+    # Start the server; returns nil once it answers GET /plaintext (the
+    # target's ready_path) with 200, else why it did not (the caller still
+    # calls #stop).
     def start
       return "port #{@port} is in use" unless wait_port_free
 
       @log_offset = append_log("== #{Time.now} #{@target.argv.join(' ')}\n")
-      @pid = Process.spawn(@target.env, *@target.argv, chdir: ROOT, pgroup: true, in: File::NULL,
+      @pid = Process.spawn(@target.env, *@target.argv, chdir: @target.chdir || ROOT, pgroup: true, in: File::NULL,
                                                        %i[out err] => [@log_path, "a"])
       wait_until_ready
     rescue SystemCallError => e
@@ -70,14 +71,16 @@ module Bench
 
     # Poll until ready, the process exits, or READY_TIMEOUT passes.
     def wait_until_ready
-      deadline = now + READY_TIMEOUT
+      timeout = @target.ready_timeout || READY_TIMEOUT
+      path = @target.ready_path || "/plaintext"
+      deadline = now + timeout
       while now < deadline
         return exit_reason unless alive?
-        return nil if HttpProbe.port_open?(@port) && HttpProbe.ok?(@port, "/plaintext")
+        return nil if HttpProbe.port_open?(@port) && HttpProbe.ok?(@port, path)
 
         sleep 0.1
       end
-      "not ready after #{READY_TIMEOUT} s (see #{@log_path})"
+      "not ready after #{timeout} s (see #{@log_path})"
     end
 
     # Wait up to +timeout+ s for the root to exit and the group to empty.

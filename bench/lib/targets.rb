@@ -12,8 +12,10 @@ module Bench
   RACKUP = File.join(BENCH_DIR, "config.ru")
 
   # A named server: the command that starts it on +port+, and its
-  # environment.
-  Target = Struct.new(:name, :port, :argv, :env, keyword_init: true)
+  # environment. Optional: +chdir+ (default: the repository root),
+  # +ready_path+ (default: /plaintext) and +ready_timeout+ (seconds,
+  # default ServerProcess::READY_TIMEOUT), for apps other than bench/app.rb.
+  Target = Struct.new(:name, :port, :argv, :env, :chdir, :ready_path, :ready_timeout, keyword_init: true)
 
   # How many workers and threads a server gets, and its port.
   Settings = Struct.new(:port, :workers, :threads, :io_threads, keyword_init: true)
