@@ -270,7 +270,7 @@ uninstall:
 # (script/install; a second run installs nothing).
 RAILS_APP = examples/rails-hello
 RAILS_BUNDLE = BUNDLE_GEMFILE=$(CURDIR)/$(RAILS_APP)/Gemfile BUNDLE_PATH=$(CURDIR)/$(RAILS_APP)/vendor/bundle
-.PHONY: test-rails
+.PHONY: test-rails bench-rails
 
 test-rails: $(EXT)
 	$(RAILS_APP)/script/install
