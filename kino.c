@@ -2189,9 +2189,12 @@ static void io_shutdown_steps(kino_io *io) {
         io->listening = 0;
         if (atomic_fetch_sub(&s->listeners, 1) == 1) listeners_close(s);
         close_list(io, &io->t_idle);
-        /* connections that never sent a byte are idle too */
+        /* connections that never sent a byte are idle too -- except in
+         * a hand-over (hot restart), where a client that just connected
+         * is about to send its request: it is answered (with
+         * Connection: close) or times out, never refused */
         klist *h = &io->t_header;
-        for (klist *n = h->next, *nx; n != h; n = nx) {
+        for (klist *n = h->next, *nx; n != h && !s->keep_listeners; n = nx) {
             nx = n->next;
             kino_conn *c = KLIST_ENTRY(n, kino_conn, tlink);
             if (c->len == c->off) conn_close(io, c);
@@ -3142,8 +3145,9 @@ static int listen_unix(kino_lsock *l, const char *path, int backlog, char *err, 
 }
 
 /* Take over an inherited listening socket. It must be a listening stream
- * socket; its kind and port are read from it. */
-static int listen_adopt(kino_lsock *l, int fd, char *err, size_t errlen) {
+ * socket; its kind and port are read from it. path, for a unix socket,
+ * is its file, which this server now owns (removed at the end). */
+static int listen_adopt(kino_lsock *l, int fd, const char *path, char *err, size_t errlen) {
     int type = 0, acc = 0;
     socklen_t tl = sizeof type, al = sizeof acc;
     struct sockaddr_storage ss;
@@ -3163,6 +3167,12 @@ static int listen_adopt(kino_lsock *l, int fd, char *err, size_t errlen) {
     (void)al;
     listener_setup(fd);
     l->kind = ss.ss_family == AF_UNIX ? KINO_UNIX : KINO_TCP;
+    struct stat st;
+    if (l->kind == KINO_UNIX && path && path[0] != '@' && stat(path, &st) == 0 && S_ISSOCK(st.st_mode)) {
+        l->path = strdup(path);
+        l->dev = st.st_dev;
+        l->ino = st.st_ino;
+    }
     return fd;
 }
 
@@ -3193,7 +3203,7 @@ static int listeners_open(kino_server *s, const kino_options *o, char *err, size
         const kino_listen *w = &spec[i];
         l->flags = w->flags;
         l->kind = w->path ? KINO_UNIX : KINO_TCP;
-        if (w->fd >= 0) l->fd = listen_adopt(l, w->fd, err, errlen);
+        if (w->fd >= 0) l->fd = listen_adopt(l, w->fd, w->path, err, errlen);
         else if (w->path) l->fd = listen_unix(l, w->path, backlog, err, errlen);
         else l->fd = listen_tcp(w->host, w->port, backlog, err, errlen);
         s->nls = i + 1;

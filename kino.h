@@ -191,7 +191,9 @@ typedef struct kino_waiter kino_waiter;
 
 typedef struct kino_listen {
     const char *host;         /* TCP: IPv4/IPv6 literal or host name */
-    const char *path;         /* unix: socket path; NULL for TCP */
+    const char *path;         /* unix: socket path; NULL for TCP. With fd:
+                                 the socket's file, which the server then
+                                 removes at the end (NULL: not its to) */
     int port;                 /* TCP: 0 = ephemeral */
     int fd;                   /* >= 0: adopt this listening socket instead
                                  of binding (the server then owns it) */

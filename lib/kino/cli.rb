@@ -59,6 +59,7 @@ module Kino
 
     # Run `kino` with +argv+; returns the exit status.
     def self.start(argv = ARGV, out: $stdout, err: $stderr)
+      @command = [$PROGRAM_NAME, *argv] # what a hot restart (SIGUSR2) runs again
       new(argv, out: out, err: err).run
     end
 
@@ -210,9 +211,14 @@ module Kino
       raise Failure, e.message
     end
 
+    class << self
+      attr_reader :command
+    end
+
     # Serve until INT or TERM (Kino::Server#run prints the banner).
     def serve
       setup = plan
+      Restart.command = CLI.command if CLI.command
       app = load_app(setup)
       begin
         Server.new(app, **setup[:options]).run

@@ -14,13 +14,18 @@ module Kino
   # default for the others. Pure Ruby: the CLI validates with it.
   module Listeners
     # One listener. +fd+ is an inherited listening socket to adopt (systemd
-    # socket activation, hot restart), nil to bind.
-    Listener = Struct.new(:kind, :host, :port, :path, :tls, :proxy_protocol, :fd, keyword_init: true) do
+    # socket activation, hot restart), nil to bind; +systemd+ says systemd
+    # owns it (and its socket file).
+    Listener = Struct.new(:kind, :host, :port, :path, :tls, :proxy_protocol, :fd, :systemd, keyword_init: true) do
       # What the engine takes (Kino::Native.server_new's :listen entries).
+      # An adopted unix socket's path is given only when its file is ours
+      # to remove at exit (a hot restart's, not systemd's).
       def native
         h = { tls: tls, proxy_protocol: proxy_protocol }
         h[:fd] = fd if fd
-        kind == :unix ? h.merge(path: path) : h.merge(host: host, port: port)
+        return h.merge(host: host, port: port) unless kind == :unix
+
+        fd && (systemd || path.start_with?("@")) ? h : h.merge(path: path)
       end
 
       # The canonical URL: how the listener is named in hot restarts and

@@ -78,7 +78,7 @@ module Kino
 
         @pidfile = Pidfile.new(@options[:pidfile]).claim! if @options[:pidfile]
         begin
-          @listeners = listeners
+          @listeners = Inherit.apply(listeners, proxy_protocol: @options[:proxy_protocol]) # hot restart, systemd
           @id = Native.server_new(Options.native(@options, @listeners))
           Native.server_start(@id)
           @bound = Native.server_listeners(@id)
@@ -137,10 +137,13 @@ module Kino
     def run
       $stdout.sync = true # log lines reach a pipe or file (Docker, systemd) as they are written
       $stderr.sync = true
+      Restart.command # the command line a hot restart runs again, as it is now
       start
       previous = trap_signals # before the banner: whoever sees it may signal
       $stdout.puts banner
       $stdout.flush
+      Systemd.notify("READY=1\nSTATUS=serving #{urls.join(' ')}\nMAINPID=#{Process.pid}")
+      Systemd.start_watchdog { running? }
       wait
       self
     ensure
@@ -265,6 +268,7 @@ module Kino
 
     def drain(timeout)
       deadline = now + timeout
+      Systemd.notify("STOPPING=1\nSTATUS=draining") unless @restarting
       Native.control_state(@control, :draining) if @control # /ready: 503 from now on
       Native.server_drain(@id)
       sleep 0.005 until Native.server_pending(@id).zero? || now >= deadline
@@ -294,7 +298,32 @@ module Kino
         [signal, handler]
       end
       previous["USR1"] = Signal.trap("USR1") { Thread.new { $stdout.puts(stats_line) || $stdout.flush } }
+      previous["USR2"] = Signal.trap("USR2") { Thread.new { restart } }
       previous
+    end
+
+    # Hot restart (SIGUSR2): keep the listening sockets open, drain like a
+    # graceful shutdown (in-flight requests finish, keep-alive clients get
+    # "Connection: close", new connections wait in the backlog), then run
+    # the same command line again in this process, handing it the sockets.
+    # The pidfile stays: the pid does not change. When the command cannot
+    # be run the process exits with status 1 (its supervisor restarts it).
+    def restart
+      @lock.synchronize do
+        return unless @state == :running
+
+        @state = :stopping
+        @restarting = true
+      end
+      $stderr.puts "kino: USR2 received, restarting (finishing requests, new connections wait)"
+      Systemd.notify("RELOADING=1\nSTATUS=restarting")
+      pairs = @listeners.zip(@bound).map { |l, b| [l, b[:fd]] }
+      Native.server_keep_listeners(@id)
+      drain(@options[:shutdown_timeout])
+      Restart.exec(pairs)
+    rescue SystemCallError => e
+      $stderr.puts "kino: cannot restart (#{e.message}); exiting"
+      exit!(1)
     end
   end
 end

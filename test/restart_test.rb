@@ -1,0 +1,146 @@
+# frozen_string_literal: true
+
+require_relative "helper"
+require_relative "process_helper"
+require "tmpdir"
+
+# Hot restart (SIGUSR2) of the kino command under load: no new connection
+# is refused or fails, the request in flight finishes, a keep-alive client
+# is told Connection: close, the pid and the pidfile stay, and the new
+# program (a new boot of the app) serves on the same sockets.
+class RestartTest < Minitest::Test
+  include KinoTest
+  include KinoProcess
+
+  # The app: its boot stamp and pid; /slow takes 1 s. Shareable, so the
+  # same file serves :ractor mode.
+  CONFIG_RU = <<~RUBY
+    module App
+      BOOT = Process.clock_gettime(Process::CLOCK_REALTIME, :nanosecond).to_s.freeze
+      def self.call(env)
+        sleep 1 if env["PATH_INFO"] == "/slow"
+        [200, { "content-type" => "text/plain" }, ["\#{BOOT} \#{Process.pid}"]]
+      end
+    end
+    Ractor.make_shareable(App) if defined?(Ractor)
+    run App
+  RUBY
+
+  def setup
+    @dir = Dir.mktmpdir
+    File.write(File.join(@dir, "config.ru"), CONFIG_RU)
+    File.write(File.join(@dir, "kino.rb"), "pidfile #{File.join(@dir, 'kino.pid').inspect}\nshutdown_timeout 10\n")
+  end
+
+  def teardown
+    FileUtils.remove_entry(@dir)
+  end
+
+  def test_hot_restart_under_load_threaded
+    hot_restart_under_load(%w[-m threaded -w 2 -t 2])
+  end
+
+  def test_hot_restart_under_load_ractor
+    hot_restart_under_load(%w[-m ractor -w 2])
+  end
+
+  # One request per new connection: [status or the error's class, body].
+  def one_request(port)
+    socket = TCPSocket.new("127.0.0.1", port)
+    socket.write("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    response = parse_responses(read_all(socket, timeout: 30)).first
+    response ? [response.status, response.body] : [:empty, nil]
+  rescue SystemCallError => e
+    [e.class, nil]
+  ensure
+    socket&.close
+  end
+
+  def hot_restart_under_load(flags)
+    sock = File.join(@dir, "k.sock")
+    cmd = [RbConfig.ruby, KINO, *flags, "-b", "tcp://127.0.0.1:0", "-b", "unix://#{sock}"]
+    output = with_server(cmd, dir: @dir) do |port, _banner, pid|
+      first_boot = one_request(port)[1]
+      assert_equal pid.to_s, File.read(File.join(@dir, "kino.pid")).strip
+
+      idle = TCPSocket.new("127.0.0.1", port) # keep-alive, idle at the signal
+      idle.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+      assert_nil read_response(idle)["connection"]
+
+      keep_alive = TCPSocket.new("127.0.0.1", port) # keep-alive, in flight at the signal
+      keep_alive.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+      assert_nil read_response(keep_alive)["connection"]
+      keep_alive.write("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+      sleep 0.2
+
+      results = Queue.new
+      stop = false
+      load = Array.new(4) do
+        Thread.new { results << one_request(port) until stop }
+      end
+      sleep 0.3
+      Process.kill("USR2", pid)
+      # the request in flight finishes, on the old program, and tells the
+      # keep-alive client to reconnect; the idle one is closed
+      slow = read_response(keep_alive, timeout: 20)
+      assert_equal [200, first_boot, "close"], [slow.status, slow.body, slow["connection"]]
+      assert_equal "", read_all(keep_alive, timeout: 10), "closed after the response"
+      assert_equal "", read_all(idle, timeout: 10), "the idle keep-alive connection is closed"
+
+      boots = []
+      Timeout.timeout(60) do
+        loop do
+          status, body = one_request(port)
+          boots << body
+          break if status == 200 && body != first_boot
+          sleep 0.05
+        end
+      end
+      sleep 0.3 # load keeps running on the new program
+      stop = true
+      load.each(&:join)
+
+      all = []
+      all << results.pop until results.empty?
+      failed = all.reject { |status, _| status == 200 }
+      assert_empty failed, "#{failed.size} of #{all.size} requests on new connections failed"
+      bodies = all.map(&:last).uniq
+      assert_includes bodies, first_boot
+      assert_operator bodies.size, :>=, 2, "served by the old and then the new program"
+      new_boot, new_pid = boots.last.split
+      assert_equal pid.to_s, new_pid, "same pid"
+      refute_equal first_boot.split.first, new_boot
+      assert_equal pid.to_s, File.read(File.join(@dir, "kino.pid")).strip
+
+      unix = UNIXSocket.new(sock)
+      unix.write("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+      assert_equal boots.last, parse_responses(read_all(unix)).first.body
+      unix.close
+    ensure
+      keep_alive&.close
+      idle&.close
+    end
+    assert_includes output, "USR2 received"
+    refute File.exist?(File.join(@dir, "kino.pid")), "removed at the final exit"
+    refute File.exist?(sock), "removed at the final exit"
+  end
+
+  def test_pidfile_naming_this_process_is_kept
+    path = File.join(@dir, "own.pid")
+    File.write(path, "#{Process.pid}\n")
+    Kino::Pidfile.new(path).claim!
+    assert_equal Process.pid.to_s, File.read(path).strip
+  end
+
+  def test_inherited_listeners_are_matched_by_url
+    listeners = Kino::Listeners.parse(["tcp://127.0.0.1:0", "tcp://127.0.0.1:0", "unix:///x/y.sock"])
+    extra = TCPServer.new("127.0.0.1", 0)
+    spare = extra.fileno
+    env = { "KINO_LISTEN_FDS" => "7:tcp://127.0.0.1:0,8:unix:///x/y.sock,#{spare}:tcp://10.0.0.1:80" }
+    extra.autoclose = false
+    adopted = Kino::Inherit.apply(listeners, env)
+    assert_equal [7, nil, 8], adopted.map(&:fd)
+    assert_empty env, "the variable is removed"
+    assert_raises(Errno::EBADF) { IO.for_fd(spare).close } # closed: no listener wanted it
+  end
+end
