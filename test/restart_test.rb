@@ -125,10 +125,11 @@ class RestartTest < Minitest::Test
     refute File.exist?(sock), "removed at the final exit"
   end
 
-  def test_pidfile_naming_this_process_is_kept
+  def test_pidfile_naming_this_process_is_kept_only_after_a_restart
     path = File.join(@dir, "own.pid")
     File.write(path, "#{Process.pid}\n")
-    Kino::Pidfile.new(path).claim!
+    assert_raises(Kino::Error) { Kino::Pidfile.new(path).claim! }
+    Kino::Pidfile.new(path).claim!(restarted: true)
     assert_equal Process.pid.to_s, File.read(path).strip
   end
 

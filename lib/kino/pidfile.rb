@@ -13,14 +13,15 @@ module Kino
 
     # Write our pid, or raise Kino::Error naming the owner or the problem.
     # A stale file -- or a symlink, which is removed, never followed -- is
-    # replaced; a file that does not hold a pid is left alone; one that
-    # already names this process (a hot restart) is kept.
-    def claim!
+    # replaced; a file that does not hold a pid is left alone. With
+    # +restarted+ (a hot restart: same pid, the file written before the
+    # exec), a file naming this process is kept.
+    def claim!(restarted: false)
       2.times do
         File.open(@path, File::WRONLY | File::CREAT | File::EXCL, 0o644) { |f| f.write("#{Process.pid}\n") }
         return self
       rescue Errno::EEXIST
-        return self if !File.symlink?(@path) && owner == Process.pid # ours: kept across a hot restart
+        return self if restarted && !File.symlink?(@path) && owner == Process.pid
         remove_stale
       end
       raise Error, "cannot claim pidfile #{@path}: it keeps reappearing"

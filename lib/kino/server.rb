@@ -76,7 +76,8 @@ module Kino
       @lock.synchronize do
         raise Error, "server already started" unless @state == :new
 
-        @pidfile = Pidfile.new(@options[:pidfile]).claim! if @options[:pidfile]
+        restarted = ENV.key?(Inherit::RESTART_VAR) # a hot restart: the pidfile is already ours
+        @pidfile = Pidfile.new(@options[:pidfile]).claim!(restarted: restarted) if @options[:pidfile]
         begin
           @listeners = Inherit.apply(listeners, proxy_protocol: @options[:proxy_protocol]) # hot restart, systemd
           @id = Native.server_new(Options.native(@options, @listeners))
