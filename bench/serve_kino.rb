@@ -2,10 +2,14 @@
 
 # Starts Kino on the benchmark app for bench/run:
 #   ruby bench/serve_kino.rb PORT MODE WORKERS THREADS [IO_THREADS]
+# With KINO_BENCH_TLS_CERT and KINO_BENCH_TLS_KEY set it serves HTTPS.
 require_relative "../lib/kino"
 require_relative "app"
 
 port, mode, workers, threads, io_threads = ARGV
 options = { port: Integer(port), mode: mode.to_sym, workers: Integer(workers), threads: Integer(threads) }
 options[:io_threads] = Integer(io_threads) if io_threads
+if ENV["KINO_BENCH_TLS_CERT"]
+  options[:tls] = { cert: ENV.fetch("KINO_BENCH_TLS_CERT"), key: ENV.fetch("KINO_BENCH_TLS_KEY") }
+end
 Kino::Server.run(BenchApp, **options)

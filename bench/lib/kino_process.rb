@@ -10,10 +10,11 @@ module Bench
   module KinoProcess
     # Start bench/serve_kino.rb on a free port in +mode+ with +workers+
     # (threads: 1 in ractor mode, 3 in threaded); stopped with TERM at
-    # exit. Returns [pid, port] once the port accepts connections.
-    def self.start(mode, workers: 1, **spawn_options)
+    # exit. Returns [pid, port] once the port accepts connections. +env+:
+    # the server's extra environment (KINO_BENCH_TLS_*: HTTPS).
+    def self.start(mode, workers: 1, env: {}, **spawn_options)
       port = TCPServer.open("127.0.0.1", 0) { |s| s.addr[1] } # free: never a leftover server
-      pid = Process.spawn(RbConfig.ruby, File.join(BENCH_DIR, "serve_kino.rb"), port.to_s, mode, workers.to_s,
+      pid = Process.spawn(env, RbConfig.ruby, File.join(BENCH_DIR, "serve_kino.rb"), port.to_s, mode, workers.to_s,
                           mode == "ractor" ? "1" : "3", out: File::NULL, err: File::NULL, **spawn_options)
       at_exit do
         Process.kill("TERM", pid)
