@@ -16,6 +16,7 @@
 #   make bench-all       ... and against Puma single, Falcon, Agoo, Iodine, nginx
 #   make test-rails      examples/rails-hello under Kino, every feature over real sockets
 #   make bench-rails     the Rails example: Kino :cluster, :threaded, Puma cluster
+#   make bench-tls       HTTPS: Kino against nginx and Puma (bench/tls.rb)
 #   make clean
 
 RUBY ?= ruby
@@ -68,7 +69,7 @@ GEMS = .gems
 # KINO_TLS: the gem test's build (extconf.rb) follows this one's TLS choice
 TEST_ENV = GEM_PATH=$(CURDIR)/$(GEMS):$(RB_GEM_PATH) KINO_TLS=$(TLS) $(SAN_ENV)
 
-.PHONY: all test test-c test-ruby test-deploy serve bench bench-all clean gems check-kqueue valgrind openssl-dev test-tls
+.PHONY: all test test-c test-ruby test-deploy serve bench bench-all bench-tls clean gems check-kqueue valgrind openssl-dev test-tls
 
 all: $(EXT)
 
@@ -153,6 +154,12 @@ BENCH_ALL = kino-threaded,kino-ractor,puma-cluster,puma-single,falcon,agoo,iodin
 bench-all: $(EXT)
 	bench/need wrk nginx
 	$(RUBY) bench/run --servers $(BENCH_ALL)
+
+# HTTPS: Kino against nginx and Puma (ssl_bind), same certificate
+# (bench/tls.rb; doc/benchmarks.md has the figures).
+bench-tls: $(EXT)
+	bench/need wrk nginx openssl
+	$(RUBY) bench/tls.rb
 
 clean:
 	rm -rf build lib/kino/*.so lib/kino/*.bundle
