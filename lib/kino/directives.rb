@@ -69,7 +69,7 @@ module Kino
       Doc.new(name: :io_threads, group: "Concurrency", kind: :integer,
               summary: "C I/O threads that own the sockets and parse HTTP",
               why: "Raise it (2 to 4) only when one I/O thread is saturated by very many " \
-                   "small requests or connections.",
+                   "small requests or connections, or by TLS handshakes (they run on I/O threads).",
               example: "io_threads 1"),
       Doc.new(name: :queue_depth, group: "Limits and timeouts", kind: :integer,
               summary: "parsed requests that may wait for a worker",
