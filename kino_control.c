@@ -268,13 +268,13 @@ static void ctl_answer_stats(kino_control *c, ctl_text *t) {
     ctl_put(t, "{\"state\":\"%s\",\"version\":\"%s\",\"mode\":\"%s\",\"workers\":%d,\"threads\":%d,"
            "\"io_threads\":%d,\"respawns\":%llu,\"accepted\":%llu,\"connections\":%llu,"
            "\"served\":%llu,\"queued\":%llu,\"in_flight\":%llu,\"rejected\":%llu,"
-           "\"timeouts\":%llu,\"errors\":%llu,\"queue_wait_ms\":{",
+           "\"timeouts\":%llu,\"errors\":%llu,\"hijacked\":%llu,\"queue_wait_ms\":{",
         ctl_state_name(atomic_load(&c->state)), KINO_VERSION, c->mode, c->workers, c->threads,
         c->io_threads, (unsigned long long)st.respawns, (unsigned long long)st.accepted,
         (unsigned long long)st.connections, (unsigned long long)st.served,
         (unsigned long long)st.queued, (unsigned long long)st.in_flight,
         (unsigned long long)st.rejected, (unsigned long long)st.timeouts,
-        (unsigned long long)st.errors);
+        (unsigned long long)st.errors, (unsigned long long)st.hijacked);
     for (int i = 0; i < KINO_WAIT_BUCKETS; i++) {
         int64_t b = kino_wait_bucket_ms(i);
         if (b < 0) ctl_put(t, "%s\"Infinity\":%llu", i ? "," : "", (unsigned long long)st.queue_wait[i]);
@@ -321,6 +321,7 @@ static void ctl_answer_metrics(kino_control *c, ctl_text *t) {
     COUNTER("kino_requests_rejected_total", "Requests answered 503 after queue_timeout.", st.rejected);
     COUNTER("kino_request_timeouts_total", "Requests answered 504 after request_timeout.", st.timeouts);
     COUNTER("kino_engine_errors_total", "Canned 4xx and 5xx answers the app never saw.", st.errors);
+    COUNTER("kino_connections_hijacked_total", "Connections the app took over (Rack hijack).", st.hijacked);
     COUNTER("kino_worker_respawns_total", "Workers started again after dying.", st.respawns);
     GAUGE("kino_queue_depth", "Requests waiting for a worker.", st.queued);
     GAUGE("kino_requests_in_flight", "Requests being served by workers.", st.in_flight);

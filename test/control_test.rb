@@ -40,7 +40,8 @@ class ControlTest < Minitest::Test
       assert_equal Kino::VERSION, json["version"]
       assert_equal "threaded", json["mode"]
       ruby = server.stats
-      %w[workers threads io_threads respawns served accepted connections queued in_flight rejected timeouts errors].each do |key|
+      %w[workers threads io_threads respawns served accepted connections queued in_flight rejected timeouts errors
+         hijacked].each do |key|
         assert json.key?(key), key
       end
       assert_equal 3, json["served"]
@@ -55,6 +56,7 @@ class ControlTest < Minitest::Test
       text = metrics.body
       assert_match(/^kino_requests_served_total 3$/, text)
       assert_match(/^kino_ready 1$/, text)
+      assert_match(/^kino_connections_hijacked_total 0$/, text)
       assert_match(/^kino_queue_wait_seconds_bucket\{le="\+Inf"\} 3$/, text)
       assert_match(/^kino_queue_wait_seconds_count 3$/, text)
       assert_match(/^kino_worker_requests_served_total\{worker="0"\} \d+$/, text)

@@ -4,6 +4,7 @@ require_relative "helper"
 require "digest/sha1"
 require "websocket/driver"
 require "nio"
+require "json"
 
 Warning[:experimental] = false
 
@@ -402,10 +403,13 @@ class HijackTest < Minitest::Test
   # --- real WebSocket servers ----------------------------------------
 
   def test_websocket_driver_echo_over_a_full_hijack_threaded
-    serve(DRIVER_ECHO, lint: false) do |server|
+    serve(DRIVER_ECHO, lint: false, control_bind: "127.0.0.1:0") do |server|
       echo_round_trip(server.port, "/chat", reply_prefix: "echo: ")
       echo_round_trip(server.port, "/chat", reply_prefix: "echo: ")
       assert_equal 2, server.stats[:hijacked]
+      control = server.control_url[/\d+\z/].to_i # every stats surface counts them
+      assert_equal 2, JSON.parse(get(control, "/stats").body)["hijacked"]
+      assert_match(/^kino_connections_hijacked_total 2$/, get(control, "/metrics").body)
     end
   end
 
