@@ -5,6 +5,7 @@ require "digest/sha1"
 require "websocket/driver"
 require "nio"
 require "json"
+require "tmpdir"
 
 Warning[:experimental] = false
 
@@ -242,6 +243,25 @@ class HijackTest < Minitest::Test
       wait_for { server.stats[:connections].zero? }
       assert_equal 1, server.stats[:hijacked]
       assert_equal 0, server.stats[:served]
+    end
+  end
+
+  def test_full_hijack_on_a_unix_listener_gives_a_unix_socket
+    app = lambda do |env|
+      io = env["rack.hijack"].call
+      io.write("#{io.class} #{io.readpartial(10)}")
+      io.close
+      [-1, {}, []]
+    end
+    Dir.mktmpdir("kino-hijack") do |dir|
+      path = File.join(dir, "k.sock")
+      serve(app, lint: false, bind: "unix://#{path}") do
+        socket = UNIXSocket.new(path)
+        socket.write("GET / HTTP/1.1\r\nHost: x\r\n\r\nLEFT")
+        assert_equal "UNIXSocket LEFT", read_all(socket)
+      ensure
+        socket&.close
+      end
     end
   end
 
