@@ -112,6 +112,8 @@ check-kqueue:
 gems: $(GEMS)/.installed
 
 $(GEMS)/.installed: test/install_gems.rb
+	@command -v c++ >/dev/null 2>&1 || { echo "installing g++ (eventmachine, for the hijack suite, compiles C++)"; \
+	  apt-get update -q && apt-get install -y -q g++; }
 	mkdir -p $(GEMS)
 	$(RUBY) test/install_gems.rb $(GEMS)
 	touch $@
