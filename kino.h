@@ -10,7 +10,7 @@
  * connections. A complete request is pushed onto a bounded ready queue.
  * Worker threads (yours) call kino_take() to get one; from then on the
  * worker owns that connection: it reads the request body, writes the
- * response, and hands the connection back with kino_finish(). A connection
+ * response, and hands the connection back with kino_next(). A connection
  * has exactly one owner at a time, so nothing about it is locked.
  *
  * Blocking. Every worker call that may wait comes in two halves: a
@@ -240,7 +240,9 @@ typedef struct kino_options {
                                   no TLS or the settings are wrong */
 } kino_options;
 
-/* Fill *o with the defaults documented in SPEC.md section 3. */
+/* Fill *o with the engine's defaults: the values Kino::Options::DEFAULTS
+ * (lib/kino/options.rb) gives the same options; test/options_test.rb
+ * holds the two together. */
 void kino_options_init(kino_options *o);
 
 /*

@@ -14,7 +14,7 @@
  *   7. worker       the serve loop shared by threads and ractors
  *   8. Kino.sleep   and the rest of Kino::Native
  *
- * GVL rules (DESIGN.md section 4): a worker takes a queued request, reads
+ * GVL rules (doc/architecture.md, section 5, says why): a worker takes a queued request, reads
  * buffered body bytes and writes to the socket with the GVL held (every
  * engine call it makes that way is non-blocking); it releases the GVL
  * only to wait -- for a request, for body bytes, for room in the socket
@@ -1566,6 +1566,31 @@ static VALUE native_tls_available_p(VALUE mod) {
     return kino_tls_library() ? Qtrue : Qfalse;
 }
 
+/* Kino::Native.defaults -> Hash: kino_options_init's values, under the
+ * names Options.native uses (nil where Ruby spells "off" as nil), so a
+ * test can hold them to Kino::Options::DEFAULTS. */
+static VALUE native_defaults(VALUE mod) {
+    kino_options o;
+    VALUE h = rb_hash_new();
+    (void)mod;
+    kino_options_init(&o);
+#define SET(k, v) rb_hash_aset(h, ID2SYM(rb_intern(k)), v)
+    SET("bind", rb_str_new_cstr(o.bind));
+    SET("port", INT2NUM(o.port));
+    SET("io_threads", INT2NUM(o.io_threads));
+    SET("queue_depth", INT2NUM(o.queue_depth));
+    SET("backlog", INT2NUM(o.backlog));
+    SET("max_connections", o.max_connections ? INT2NUM(o.max_connections) : Qnil);
+    SET("queue_timeout", DBL2NUM(o.queue_timeout));
+    SET("request_timeout", o.request_timeout > 0 ? DBL2NUM(o.request_timeout) : Qnil);
+    SET("header_timeout", DBL2NUM(o.header_timeout));
+    SET("keepalive_timeout", DBL2NUM(o.keepalive_timeout));
+    SET("body_timeout", DBL2NUM(o.body_timeout));
+    SET("max_body_size", ULL2NUM(o.max_body_size));
+#undef SET
+    return h;
+}
+
 static VALUE native_server_start(VALUE mod, VALUE id) {
     char err[256] = "";
     (void)mod;
@@ -1866,5 +1891,6 @@ void Init_kino(void) {
     rb_define_module_function(mNative, "control_port", native_control_port, 1);
     rb_define_module_function(mNative, "control_state", native_control_state, 2);
     rb_define_module_function(mNative, "control_free", native_control_free, 1);
+    rb_define_module_function(mNative, "defaults", native_defaults, 0);
     rb_define_module_function(mNative, "sleep", native_sleep, 1);
 }

@@ -1,6 +1,6 @@
 # frozen_string_literal: true
 
-# The benchmark app (SPEC.md section 12), one Rack app shared by every
+# The benchmark app (endpoints in bench/README.md), one Rack app shared by every
 # server in the comparison. A module with self.call: shareable, so Kino
 # can run it in :ractor mode, and plain Rack for everyone else.
 module BenchApp

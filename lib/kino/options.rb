@@ -4,7 +4,8 @@ require_relative "listeners"
 
 module Kino
   # Server options: names, defaults and validation. Kino::Server.new, the
-  # config file and the CLI all use these names (SPEC.md section 3).
+  # config file and the CLI all use these names (README, Options;
+  # doc/architecture.md, section 6).
   module Options
     MiB = 1024 * 1024
 

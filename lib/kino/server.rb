@@ -151,7 +151,7 @@ module Kino
       previous&.each { |signal, handler| Signal.trap(signal, handler || "DEFAULT") }
     end
 
-    # Counters (SPEC.md section 7): the configuration, then while running
+    # Counters (README, Stats): the configuration, then while running
     # accepted, connections, served, queued, in_flight, rejected, timeouts,
     # errors, queue_wait_ms (a histogram: upper bound in ms => requests)
     # and per_worker rows ({worker:, served:, in_flight:, busy_ms:}).
