@@ -10,6 +10,8 @@
 #   make test-tls        the HTTPS suite plus an sslscan of Kino's TLS
 #   make test-deploy     against nginx, HAProxy, promtool, systemd (doc/deploy.md)
 #   make valgrind        the C tests under valgrind memcheck
+#   make test-ruby3.4    make test on Ruby 3.4 (or test-ruby3.3), in a Debian
+#                        unstable chroot: tools/newer-ruby (root, minutes once)
 #   make fuzz            libFuzzer on the parser (fuzz/, doc/fuzzing.md)
 #   make serve           Kino.serve from this checkout, on :9292
 #   make bench           Kino against Puma (bench/README.md)
@@ -69,7 +71,7 @@ GEMS = .gems
 # KINO_TLS: the gem test's build (extconf.rb) follows this one's TLS choice
 TEST_ENV = GEM_PATH=$(CURDIR)/$(GEMS):$(RB_GEM_PATH) KINO_TLS=$(TLS) $(SAN_ENV)
 
-.PHONY: all test test-c test-ruby test-deploy serve bench bench-all bench-tls clean gems check-kqueue valgrind openssl-dev test-tls
+.PHONY: all test test-c test-ruby test-deploy serve bench bench-all bench-tls clean gems check-kqueue valgrind openssl-dev test-tls test-ruby3.3 test-ruby3.4
 
 all: $(EXT)
 
@@ -142,6 +144,11 @@ test-tls: $(EXT) gems
 test-deploy: $(EXT) gems
 	test/deploy/need
 	$(TEST_ENV) TESTS="$(wildcard test/deploy/*_test.rb)" $(RUBY) -Ilib -Itest test/run.rb
+
+# The suite on a newer Ruby than the machine's, in tools/newer-ruby's chroot,
+# built in a copy of the checkout's files (this tree's build/ is untouched).
+test-ruby3.3 test-ruby3.4:
+	tools/newer-ruby --copy make test RUBY=$(@:test-%=%)
 
 serve: $(EXT)
 	$(RUBY) -Ilib -rkino -e 'Kino.serve'
