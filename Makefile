@@ -10,6 +10,8 @@
 #   make test-tls        the HTTPS suite plus an sslscan of Kino's TLS
 #   make test-deploy     against nginx, HAProxy, promtool, systemd (doc/deploy.md)
 #   make valgrind        the C tests under valgrind memcheck
+#   make test-ruby4      the pure-Ruby suites (test/pure) on Ruby 4.0: ruby.wasm
+#                        under node, no native extension (about 10 s once installed)
 #   make test-ruby3.4    make test on Ruby 3.4 (or test-ruby3.3), in a Debian
 #                        unstable chroot: tools/newer-ruby (root, minutes once)
 #   make fuzz            libFuzzer on the parser (fuzz/, doc/fuzzing.md)
@@ -71,7 +73,7 @@ GEMS = .gems
 # KINO_TLS: the gem test's build (extconf.rb) follows this one's TLS choice
 TEST_ENV = GEM_PATH=$(CURDIR)/$(GEMS):$(RB_GEM_PATH) KINO_TLS=$(TLS) $(SAN_ENV)
 
-.PHONY: all test test-c test-ruby test-deploy serve bench bench-all bench-tls clean gems check-kqueue valgrind openssl-dev test-tls test-ruby3.3 test-ruby3.4
+.PHONY: all test test-c test-ruby test-deploy serve bench bench-all bench-tls clean gems check-kqueue valgrind openssl-dev test-tls test-ruby3.3 test-ruby3.4 test-ruby4
 
 all: $(EXT)
 
@@ -144,6 +146,23 @@ test-tls: $(EXT) gems
 test-deploy: $(EXT) gems
 	test/deploy/need
 	$(TEST_ENV) TESTS="$(wildcard test/deploy/*_test.rb)" $(RUBY) -Ilib -Itest test/run.rb
+
+# Ruby 4.0 without a native build: ruby.wasm 4.0 (npm @ruby/4.0-wasm-wasi
+# 2.10.x), run by node, and minitest, all in ./vendor/ruby4 (git-ignored);
+# node and npm come from Debian when missing. It runs the suites that need
+# no native extension (test/pure) and prints the Ruby version first.
+RUBY4 = vendor/ruby4
+$(RUBY4)/.installed:
+	command -v node >/dev/null && command -v npm >/dev/null || \
+	  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nodejs npm; }
+	mkdir -p $(RUBY4)
+	cd $(RUBY4) && npm install --no-audit --no-fund --silent @ruby/4.0-wasm-wasi@~2.10.1
+	$(RUBY) -S gem install --no-document --install-dir $(RUBY4)/gems minitest -v '~> 5.15'
+	touch $@
+
+test-ruby4: $(RUBY4)/.installed
+	node --no-warnings test/ruby4/run.mjs $(RUBY4) test/ruby4/suite.rb \
+	  /kino/$$(ls -d $(RUBY4)/gems/gems/minitest-*/lib | tail -n 1)
 
 # The suite on a newer Ruby than the machine's, in tools/newer-ruby's chroot,
 # built in a copy of the checkout's files (this tree's build/ is untouched).

@@ -1,5 +1,6 @@
 # frozen_string_literal: true
 
+require_relative "errors"
 module Kino
   # A Ractor-shareable app from a block, on every Ruby:
   #

@@ -1,0 +1,28 @@
+# frozen_string_literal: true
+
+require_relative "helper"
+
+# Kino::Options.resolve: defaults, coercion and the first bad option named.
+class PureOptionsTest < Minitest::Test
+  def test_defaults_are_resolved_and_frozen
+    options = Kino::Options.resolve({})
+    assert_predicate options, :frozen?
+    assert_equal Kino::Options::DEFAULTS.merge(mode: :auto), options
+  end
+
+  def test_mode_given_as_a_string_becomes_a_symbol
+    assert_equal :ractor, Kino::Options.resolve(mode: "ractor")[:mode]
+  end
+
+  def test_unknown_and_invalid_options_are_named
+    error = assert_raises(ArgumentError) { Kino::Options.resolve(prot: 80) }
+    assert_match(/unknown option :prot/, error.message)
+    {
+      port: 70_000, workers: 0, threads: 1.5, io_threads: nil, mode: :fast, queue_timeout: 0,
+      shutdown_timeout: -1, max_body_size: -1, bind: "", on_error: 42, pidfile: ""
+    }.each do |name, value|
+      error = assert_raises(ArgumentError, name.to_s) { Kino::Options.resolve(name => value) }
+      assert_match(/\Ainvalid #{name}: #{Regexp.escape(value.inspect)} \(expected /, error.message)
+    end
+  end
+end
