@@ -1150,6 +1150,10 @@ struct kino_server {
     int stopped;
 
     _Atomic int draining, aborting, stopping, io_gone;
+    /* Once io_gone is set no thread owns the timer lists: workers closing
+     * the connections they hand back, and kino_server_stop closing what
+     * the I/O threads held, unlink them under this lock instead. */
+    pthread_mutex_t gone_mu;
     _Atomic int listeners;        /* I/O threads still holding the listener */
     _Atomic int paused;           /* I/O threads not accepting (cap) */
 
@@ -1345,10 +1349,19 @@ static size_t conn_room(kino_conn *c) {
 /* ================================================================== */
 
 /* "Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n" is formatted once a second
- * by whichever I/O thread notices the second change, into the next of
- * four slots, then published; readers copy the current slot. */
+ * by whichever I/O thread notices the second change (the compare-and-swap
+ * on date_sec elects one), into the next of four slots, then published
+ * through date_cur; readers copy the published slot (date_copy).
+ *
+ * Race-free without a lock: every byte of a slot is written and read
+ * through relaxed atomic words, ordered by date_cur's release/acquire.
+ * A reader could copy a mix of two lines only if it stalled for three
+ * whole seconds between loading date_cur and copying 40 bytes, while the
+ * writer went round all four slots; even then it copies a well-formed
+ * line of printable bytes. So nothing is hidden from ThreadSanitizer. */
 #define DATE_LINE_LEN 37
-static char date_slots[4][48];
+#define DATE_WORDS 5 /* 40 bytes: the line and its NUL */
+static _Atomic uint64_t date_slots[4][DATE_WORDS];
 static _Atomic unsigned date_cur;
 static _Atomic int64_t date_sec = -1;
 
@@ -1365,14 +1378,24 @@ static void date_refresh(void) {
     time_t t = ts.tv_sec;
     gmtime_r(&t, &tm);
     unsigned next = (atomic_load(&date_cur) + 1) & 3;
-    snprintf(date_slots[next], sizeof date_slots[next], "Date: %s, %02d %s %04d %02d:%02d:%02d GMT\r\n",
-             days[tm.tm_wday], tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour,
-             tm.tm_min, tm.tm_sec);
+    char line[DATE_WORDS * 8] = "";
+    snprintf(line, sizeof line, "Date: %s, %02d %s %04d %02d:%02d:%02d GMT\r\n", days[tm.tm_wday],
+             tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    for (int i = 0; i < DATE_WORDS; i++) {
+        uint64_t word;
+        memcpy(&word, line + 8 * i, 8);
+        atomic_store_explicit(&date_slots[next][i], word, memory_order_relaxed);
+    }
     atomic_store_explicit(&date_cur, next, memory_order_release);
 }
 
-static const char *date_line(void) {
-    return date_slots[atomic_load_explicit(&date_cur, memory_order_acquire)];
+/* Copy the current Date line (DATE_LINE_LEN bytes and a NUL) into buf. */
+static void date_copy(char buf[DATE_WORDS * 8]) {
+    unsigned cur = atomic_load_explicit(&date_cur, memory_order_acquire);
+    for (int i = 0; i < DATE_WORDS; i++) {
+        uint64_t word = atomic_load_explicit(&date_slots[cur][i], memory_order_relaxed);
+        memcpy(buf + 8 * i, &word, 8);
+    }
 }
 
 /* ================================================================== */
@@ -1640,10 +1663,12 @@ static void conn_close(kino_io *io, kino_conn *c) { conn_destroy(io->s, io, c); 
  * into buf; returns its length. */
 static size_t canned(char *buf, size_t cap, int status) {
     const char *reason = kino_reason(status);
+    char date[DATE_WORDS * 8];
+    date_copy(date);
     int n = snprintf(buf, cap,
                      "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n"
                      "Connection: close\r\n%sServer: Kino\r\n%s\r\n%s\n",
-                     status, reason, strlen(reason) + 1, date_line(),
+                     status, reason, strlen(reason) + 1, date,
                      status == 503 ? "Retry-After: 5\r\n" : "", reason);
     return n < 0 ? 0 : (size_t)n >= cap ? cap - 1 : (size_t)n;
 }
@@ -2689,7 +2714,11 @@ int kino_resp_end_head(kino_conn *c, kino_waiter *w, int body, uint64_t length) 
      * here (a streaming body may still read it); if it may not all be
      * here by then, the connection closes after this response */
     if (!c->head.keep_alive || atomic_load(&s->draining) || !body_skippable(c, w)) c->r_close = 1;
-    if (!c->seen_date && out_put(w, date_line(), DATE_LINE_LEN)) return KINO_ERROR;
+    if (!c->seen_date) {
+        char date[DATE_WORDS * 8];
+        date_copy(date);
+        if (out_put(w, date, DATE_LINE_LEN)) return KINO_ERROR;
+    }
     if (!c->seen_server && out_str(w, "Server: Kino\r\n")) return KINO_ERROR;
     if (c->r_close) {
         if (out_str(w, "Connection: close\r\n")) return KINO_ERROR;
@@ -2890,8 +2919,10 @@ static void release(kino_conn *c, int next) {
                  (conn_tls(c) && conn_more(c, 0, 1));
     c->next = (unsigned char)next;
     atomic_fetch_sub_explicit(&s->in_flight, 1, memory_order_relaxed);
-    if (atomic_load(&s->io_gone)) {
+    if (atomic_load(&s->io_gone)) { /* nobody to hand it to: close it here */
+        pthread_mutex_lock(&s->gone_mu);
         conn_destroy(s, NULL, c);
+        pthread_mutex_unlock(&s->gone_mu);
         return;
     }
     kino_conn *top = atomic_load(&io->returns);
@@ -3307,6 +3338,7 @@ kino_server *kino_server_new(const kino_options *o, char *err, size_t errlen) {
     s->queue_ms = to_ms(o->queue_timeout);
     s->request_ms = to_ms(o->request_timeout);
     pthread_mutex_init(&s->mu, NULL);
+    pthread_mutex_init(&s->gone_mu, NULL);
     klist_init(&s->ready);
     klist_init(&s->sleepers);
     klist_init(&s->waiters);
@@ -3441,7 +3473,9 @@ void kino_server_stop(kino_server *s) {
     }
     atomic_store(&s->io_gone, 1);
     /* everything the I/O threads still held is closed now; connections
-     * that workers hold are closed when they are handed back */
+     * that workers hold are closed when they are handed back (release),
+     * perhaps at this very moment: the timer lists are shared with them */
+    pthread_mutex_lock(&s->gone_mu);
     for (int i = 0; i < s->nio; i++) {
         kino_io *io = &s->io[i];
         io_returns(io);
@@ -3456,6 +3490,7 @@ void kino_server_stop(kino_server *s) {
         conn_destroy(s, c->io, c);
     }
     pthread_mutex_unlock(&s->mu);
+    pthread_mutex_unlock(&s->gone_mu);
     listeners_close(s);
 }
 
@@ -3486,6 +3521,8 @@ void kino_server_free(kino_server *s) {
     for (int i = 0; i < s->nls; i++) free(s->ls[i].path);
     free(s->ls);
     server_tls_free(s);
+
+    pthread_mutex_destroy(&s->gone_mu);
     free(s->io);
     free(s);
 }

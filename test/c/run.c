@@ -26,6 +26,8 @@ int main(void) {
     test_listeners();
     test_tls();
     test_hijack();
+
+    test_release_after_stop();
     printf("%d passed, %d failed\n", checks_passed, checks_failed);
     return checks_failed ? 1 : 0;
 }
