@@ -100,12 +100,137 @@ static int count(const char *hay, size_t len, const char *needle) {
     return n;
 }
 
+/* Each scenario below opens its own connections to srv, checks what
+ * comes back, and returns early when it cannot connect (one failed CHECK,
+ * not a cascade of them). They run in order against one server. */
+
+/* A GET, a keep-alive reuse of the same connection, and three pipelined
+ * requests in one write answered in order. */
+static void server_keepalive_and_pipelining(char *buf, size_t cap) {
+    int eof, fd = srv_connect();
+    CHECK(fd >= 0);
+    if (fd < 0) return;
+    srv_sends(fd, "GET /one HTTP/1.1\r\nHost: x\r\n\r\n");
+    size_t n = srv_read(fd, buf, cap, 1, &eof);
+    CHECKF(strncmp(buf, "HTTP/1.1 200 OK\r\n", 17) == 0 && strstr(buf, "GET /one ") &&
+               strstr(buf, "\r\nDate: ") && strstr(buf, "\r\nServer: Kino\r\n") &&
+               strstr(buf, "Content-Length: 9\r\n"),
+           "first response: %.*s", (int)n, buf);
+    srv_sends(fd, "GET /two HTTP/1.1\r\nHost: x\r\n\r\n");
+    n = srv_read(fd, buf, cap, 1, &eof);
+    CHECK(n > 0 && strstr(buf, "GET /two "));
+
+    const char *pipe3 = "GET /a HTTP/1.1\r\nHost: x\r\n\r\nPOST /b HTTP/1.1\r\nHost: x\r\n"
+                        "Content-Length: 5\r\n\r\nhelloGET /c HTTP/1.1\r\nHost: x\r\n\r\n";
+    srv_send(fd, pipe3, strlen(pipe3));
+    n = srv_read(fd, buf, cap, 3, &eof);
+    char *a = strstr(buf, "GET /a "), *b = strstr(buf, "POST /b hello"), *c = strstr(buf, "GET /c ");
+    CHECKF(a && b && c && a < b && b < c, "pipelined order: %.*s", (int)n, buf);
+    close(fd);
+}
+
+/* HTTP/1.0: answered, then closed. */
+static void server_http10_closes(char *buf, size_t cap) {
+    int eof, fd = srv_connect();
+    CHECK(fd >= 0);
+    if (fd < 0) return;
+    srv_sends(fd, "GET /old HTTP/1.0\r\n\r\n");
+    srv_read(fd, buf, cap, 1, &eof);
+    CHECK(strstr(buf, "GET /old ") && strstr(buf, "Connection: close"));
+    CHECK(srv_closed(fd));
+    close(fd);
+}
+
+/* A chunked upload is decoded for the worker. */
+static void server_chunked_upload(char *buf, size_t cap) {
+    int eof, fd = srv_connect();
+    CHECK(fd >= 0);
+    if (fd < 0) return;
+    const char *chunked = "POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                          "3\r\nabc\r\n4;ext=1\r\ndefg\r\n0\r\nTrailer: t\r\n\r\n";
+    srv_send(fd, chunked, strlen(chunked));
+    size_t n = srv_read(fd, buf, cap, 1, &eof);
+    CHECKF(strstr(buf, "POST /up abcdefg"), "chunked upload: %.*s", (int)n, buf);
+    close(fd);
+}
+
+/* A large body arriving in pieces. */
+static void server_large_body(char *buf, size_t cap) {
+    static char big[60000];
+    int eof, fd = srv_connect();
+    CHECK(fd >= 0);
+    if (fd < 0) return;
+    memset(big, 'z', sizeof big);
+    snprintf(buf, cap, "PUT /big HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n\r\n", sizeof big);
+    srv_send(fd, buf, strlen(buf));
+    for (size_t off = 0; off < sizeof big; off += 7000)
+        srv_send(fd, big + off, sizeof big - off < 7000 ? sizeof big - off : 7000);
+    srv_read(fd, buf, cap, 1, &eof);
+    CHECKF(strstr(buf, "Content-Length: 60009\r\n") != NULL, "big body: %.60s", buf);
+    close(fd);
+}
+
+/* Malformed: 400, then the connection closes (no resynchronising on
+ * what follows the bad head). */
+static void server_malformed_closes(char *buf, size_t cap) {
+    int eof, fd = srv_connect();
+    CHECK(fd >= 0);
+    if (fd < 0) return;
+    srv_sends(fd, "GET / HTTP/1.1\r\nHost : x\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n");
+    size_t n = srv_read(fd, buf, cap, 2, &eof);
+    CHECKF(strncmp(buf, "HTTP/1.1 400 Bad Request\r\n", 26) == 0, "400: %.*s", (int)n, buf);
+    CHECK(count(buf, n, "HTTP/1.1") == 1 && eof);
+    close(fd);
+}
+
+/* An unsupported version: 505. */
+static void server_version_505(char *buf, size_t cap) {
+    int eof, fd = srv_connect();
+    CHECK(fd >= 0);
+    if (fd < 0) return;
+    srv_sends(fd, "GET / HTTP/2.0\r\nHost: x\r\n\r\n");
+    srv_read(fd, buf, cap, 1, &eof);
+    CHECK(strncmp(buf, "HTTP/1.1 505 ", 13) == 0);
+    close(fd);
+}
+
+/* The counters once the scenarios above are done. A worker counts a
+ * response after the client may already have read it, so wait for it. */
+static void server_stats(uint64_t served, uint64_t accepted) {
+    kino_stats st;
+    kino_server_stats(srv, &st);
+    for (int i = 0; i < 500 && st.served < served; i++) {
+        struct timespec ms = {0, 10000000};
+        nanosleep(&ms, NULL);
+        kino_server_stats(srv, &st);
+    }
+    CHECKF(st.served == served && st.accepted == accepted, "stats: served %llu accepted %llu",
+           (unsigned long long)st.served, (unsigned long long)st.accepted);
+}
+
+/* Shutdown: drain closes the listener and idle connections at once. */
+static void server_drain(char *buf, size_t cap) {
+    int eof, fd = srv_connect(); /* an idle keep-alive connection */
+    CHECK(fd >= 0);
+    if (fd < 0) return;
+    srv_sends(fd, "GET /idle HTTP/1.1\r\nHost: x\r\n\r\n");
+    srv_read(fd, buf, cap, 1, &eof);
+    kino_server_drain(srv);
+    CHECK(srv_connect() < 0);
+    CHECK(srv_closed(fd));
+    close(fd);
+    for (int i = 0; i < 100 && kino_server_pending(srv) > 0; i++) {
+        struct timespec ms = {0, 10000000};
+        nanosleep(&ms, NULL);
+    }
+    CHECK(kino_server_pending(srv) == 0);
+}
+
 static void test_server(void) {
-    char err[256], buf[1 << 17];
+    static char buf[1 << 17];
+    char err[256];
     kino_options o;
     pthread_t workers[2];
-    int fd, eof;
-    size_t n;
 
     kino_options_init(&o);
     o.port = 0;
@@ -116,90 +241,15 @@ static void test_server(void) {
     CHECK(kino_server_port(srv) > 0);
     for (int i = 0; i < 2; i++) pthread_create(&workers[i], NULL, srv_worker, NULL);
 
-    /* a GET and a keep-alive reuse of the same connection */
-    fd = srv_connect();
-    CHECK(fd >= 0);
-    srv_sends(fd, "GET /one HTTP/1.1\r\nHost: x\r\n\r\n");
-    n = srv_read(fd, buf, sizeof buf, 1, &eof);
-    CHECKF(strncmp(buf, "HTTP/1.1 200 OK\r\n", 17) == 0 && strstr(buf, "GET /one ") &&
-               strstr(buf, "\r\nDate: ") && strstr(buf, "\r\nServer: Kino\r\n") &&
-               strstr(buf, "Content-Length: 9\r\n"),
-           "first response: %.*s", (int)n, buf);
-    srv_sends(fd, "GET /two HTTP/1.1\r\nHost: x\r\n\r\n");
-    n = srv_read(fd, buf, sizeof buf, 1, &eof);
-    CHECK(n > 0 && strstr(buf, "GET /two "));
+    server_keepalive_and_pipelining(buf, sizeof buf);
+    server_http10_closes(buf, sizeof buf);
+    server_chunked_upload(buf, sizeof buf);
+    server_large_body(buf, sizeof buf);
+    server_malformed_closes(buf, sizeof buf);
+    server_version_505(buf, sizeof buf);
+    server_stats(8, 6);
+    server_drain(buf, sizeof buf);
 
-    /* three pipelined requests in one write are answered in order */
-    const char *pipe3 = "GET /a HTTP/1.1\r\nHost: x\r\n\r\nPOST /b HTTP/1.1\r\nHost: x\r\n"
-                        "Content-Length: 5\r\n\r\nhelloGET /c HTTP/1.1\r\nHost: x\r\n\r\n";
-    srv_send(fd, pipe3, strlen(pipe3));
-    n = srv_read(fd, buf, sizeof buf, 3, &eof);
-    char *a = strstr(buf, "GET /a "), *b = strstr(buf, "POST /b hello"), *c = strstr(buf, "GET /c ");
-    CHECKF(a && b && c && a < b && b < c, "pipelined order: %.*s", (int)n, buf);
-    close(fd);
-
-    /* HTTP/1.0: answered, then closed */
-    fd = srv_connect();
-    srv_sends(fd, "GET /old HTTP/1.0\r\n\r\n");
-    n = srv_read(fd, buf, sizeof buf, 1, &eof);
-    CHECK(strstr(buf, "GET /old ") && strstr(buf, "Connection: close"));
-    CHECK(srv_closed(fd));
-    close(fd);
-
-    /* a chunked upload is decoded for the worker */
-    fd = srv_connect();
-    const char *chunked = "POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-                          "3\r\nabc\r\n4;ext=1\r\ndefg\r\n0\r\nTrailer: t\r\n\r\n";
-    srv_send(fd, chunked, strlen(chunked));
-    n = srv_read(fd, buf, sizeof buf, 1, &eof);
-    CHECKF(strstr(buf, "POST /up abcdefg"), "chunked upload: %.*s", (int)n, buf);
-    close(fd);
-
-    /* a large body arriving in pieces */
-    fd = srv_connect();
-    static char big[60000];
-    memset(big, 'z', sizeof big);
-    snprintf(buf, sizeof buf, "PUT /big HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n\r\n", sizeof big);
-    srv_send(fd, buf, strlen(buf));
-    for (size_t off = 0; off < sizeof big; off += 7000)
-        srv_send(fd, big + off, sizeof big - off < 7000 ? sizeof big - off : 7000);
-    n = srv_read(fd, buf, sizeof buf, 1, &eof);
-    CHECKF(strstr(buf, "Content-Length: 60009\r\n") != NULL, "big body: %.60s", buf);
-    close(fd);
-
-    /* malformed: 400, then the connection closes (no resynchronising) */
-    fd = srv_connect();
-    srv_sends(fd, "GET / HTTP/1.1\r\nHost : x\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n");
-    n = srv_read(fd, buf, sizeof buf, 2, &eof);
-    CHECKF(strncmp(buf, "HTTP/1.1 400 Bad Request\r\n", 26) == 0, "400: %.*s", (int)n, buf);
-    CHECK(count(buf, n, "HTTP/1.1") == 1 && eof);
-    close(fd);
-
-    /* unsupported version: 505 */
-    fd = srv_connect();
-    srv_sends(fd, "GET / HTTP/2.0\r\nHost: x\r\n\r\n");
-    srv_read(fd, buf, sizeof buf, 1, &eof);
-    CHECK(strncmp(buf, "HTTP/1.1 505 ", 13) == 0);
-    close(fd);
-
-    kino_stats st;
-    kino_server_stats(srv, &st);
-    CHECKF(st.served == 8 && st.accepted == 6, "stats: served %llu accepted %llu",
-           (unsigned long long)st.served, (unsigned long long)st.accepted);
-
-    /* shutdown: drain closes the listener at once */
-    fd = srv_connect(); /* idle keep-alive connection, closed by drain */
-    srv_sends(fd, "GET /idle HTTP/1.1\r\nHost: x\r\n\r\n");
-    srv_read(fd, buf, sizeof buf, 1, &eof);
-    kino_server_drain(srv);
-    CHECK(srv_connect() < 0);
-    CHECK(srv_closed(fd));
-    close(fd);
-    for (int i = 0; i < 100 && kino_server_pending(srv) > 0; i++) {
-        struct timespec ms = {0, 10000000};
-        nanosleep(&ms, NULL);
-    }
-    CHECK(kino_server_pending(srv) == 0);
     kino_server_stop(srv);
     for (int i = 0; i < 2; i++) pthread_join(workers[i], NULL);
     kino_server_free(srv);
