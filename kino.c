@@ -352,6 +352,12 @@ static int64_t mono_ms(void) {
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* How the engine starts its threads: pthread_create, unless a test build
+ * (test/c/run.c) puts one in front of it that can fail on demand. */
+#ifndef KINO_THREAD_CREATE
+#define KINO_THREAD_CREATE pthread_create
+#endif
+
 /* Block every signal in the calling (engine) thread: signals belong to
  * the host program's threads, Ruby's in particular. */
 static void block_signals(void) {
@@ -3379,8 +3385,10 @@ int kino_server_start(kino_server *s, char *err, size_t errlen) {
         atomic_fetch_add(&s->listeners, 1);
     }
     for (int i = 0; i < s->nio; i++) {
-        if (pthread_create(&s->io[i].thread, NULL, io_main, &s->io[i]) != 0) {
-            snprintf(err, errlen, "cannot start an I/O thread: %s", strerror(errno));
+        /* pthread_create returns its error; it leaves errno alone */
+        int e = KINO_THREAD_CREATE(&s->io[i].thread, NULL, io_main, &s->io[i]);
+        if (e != 0) {
+            snprintf(err, errlen, "cannot start an I/O thread: %s", strerror(e));
             kino_server_stop(s);
             return KINO_ERROR;
         }

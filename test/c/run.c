@@ -3,6 +3,24 @@
  * tests can reach the engine's static helpers (the ready queue, lists).
  * Prints "N passed, N failed" and exits non-zero on any failure.
  */
+#if defined(__linux__) && !defined(_GNU_SOURCE)
+#define _GNU_SOURCE /* as kino.c sets it, before any system header */
+#endif
+#include <errno.h>
+#include <pthread.h>
+
+/* pthread_create, or (while fail_thread_create is set) a failure with
+ * EAGAIN that leaves errno set to something else, as a real failure may. */
+static int fail_thread_create;
+static int test_thread_create(pthread_t *t, const pthread_attr_t *a, void *(*f)(void *), void *arg) {
+    if (fail_thread_create) {
+        errno = ENOENT;
+        return EAGAIN;
+    }
+    return pthread_create(t, a, f, arg);
+}
+#define KINO_THREAD_CREATE test_thread_create
+
 #include "../../kino.c"
 #include "../../kino_tls.c"
 #include "../../kino_control.c"
@@ -28,6 +46,7 @@ int main(void) {
     test_hijack();
 
     test_release_after_stop();
+    test_thread_start_failure();
     printf("%d passed, %d failed\n", checks_passed, checks_failed);
     return checks_failed ? 1 : 0;
 }

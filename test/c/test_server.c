@@ -431,3 +431,21 @@ static void test_release_after_stop(void) {
     pthread_barrier_destroy(&gone_stopped);
     kino_server_free(s);
 }
+
+/* A thread that cannot start is reported with the error pthread_create
+ * returned (it does not set errno), and the server is left stopped. */
+static void test_thread_start_failure(void) {
+    char err[256] = "";
+    kino_options o;
+    kino_options_init(&o);
+    kino_server *s = kino_server_new(&o, err, sizeof err);
+    CHECKF(s != NULL, "server_new: %s", err);
+    if (!s) return;
+    fail_thread_create = 1;
+    int r = kino_server_start(s, err, sizeof err);
+    fail_thread_create = 0;
+    CHECK(r == KINO_ERROR);
+    CHECKF(strstr(err, strerror(EAGAIN)) != NULL, "message: %s", err);
+    CHECK(kino_server_stopped(s));
+    kino_server_free(s);
+}
