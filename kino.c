@@ -139,9 +139,12 @@ static int poller_listen(poller *p, int fd, void *data, int on) {
     return epoll_ctl(p->fd, on ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, fd, &e);
 }
 
+/* Wait up to timeout_ms (-1: forever) for events. Returns their count,
+ * 0 on timeout or a signal, -1 with errno when the poller itself failed
+ * (EBADF, EINVAL...): retrying would only fail again, at full speed. */
 static int poller_wait(poller *p, int timeout_ms) {
     int n = epoll_wait(p->fd, p->ev, KINO_EVENTS, timeout_ms);
-    return n < 0 ? 0 : n;
+    return n < 0 && errno == EINTR ? 0 : n;
 }
 
 /* The i-th event of the last wait: its data, and EV_IN/EV_OUT. Errors and
@@ -222,7 +225,7 @@ static int poller_listen(poller *p, int fd, void *data, int on) {
 static int poller_wait(poller *p, int timeout_ms) {
     struct timespec ts = {timeout_ms / 1000, (timeout_ms % 1000) * 1000000L};
     int n = kevent(p->fd, NULL, 0, p->ev, KINO_EVENTS, timeout_ms < 0 ? NULL : &ts);
-    return n < 0 ? 0 : n;
+    return n < 0 && errno == EINTR ? 0 : n;
 }
 
 static void *poller_event(poller *p, int i, int *mask) {
@@ -1124,6 +1127,7 @@ struct kino_io {
     int64_t resume_at;            /* accept paused until (EMFILE) */
     int64_t now;
     int drained, aborted;
+    _Atomic int failed;           /* errno of a poller failure: thread ended */
 };
 
 /* A listening socket. path is the unix socket file this server created
@@ -2249,6 +2253,25 @@ static void io_shutdown_steps(kino_io *io) {
     }
 }
 
+/* The poller failed (errno e): this thread can no longer see its sockets,
+ * so it says so once on stderr and ends instead of spinning. It gives up
+ * its hold on the listener as a drain would (the last holder closes it:
+ * clients are refused rather than left waiting); its connections are
+ * closed by kino_server_stop. */
+static void io_fail(kino_io *io, int e) {
+    kino_server *s = io->s;
+    fprintf(stderr, "kino: I/O thread %d stopped: its poller failed: %s\n", io->index, strerror(e));
+    atomic_store(&io->failed, e);
+    if (!io->drained) {
+        io->drained = 1;
+        io->listening = 0;
+        if (atomic_fetch_sub(&s->listeners, 1) == 1) {
+            close(s->lfd);
+            s->lfd = -1;
+        }
+    }
+}
+
 static void *io_main(void *arg) {
     kino_io *io = arg;
     kino_server *s = io->s;
@@ -2258,6 +2281,10 @@ static void *io_main(void *arg) {
         int timeout = atomic_load(&io->returns) ? 0 : io_timeout(io);
         int n = poller_wait(&io->p, timeout);
         atomic_store(&io->sleeping, 0);
+        if (n < 0) {
+            io_fail(io, errno);
+            break;
+        }
         io->now = mono_ms();
         date_refresh();
         for (int i = 0; i < n; i++) {

@@ -449,3 +449,27 @@ static void test_thread_start_failure(void) {
     CHECK(kino_server_stopped(s));
     kino_server_free(s);
 }
+
+/* An I/O thread whose poller fails (here: its epoll or kqueue descriptor
+ * replaced by /dev/null) ends with a message instead of spinning on the
+ * error, and gives the listener up. */
+static void test_poller_failure(void) {
+    char err[256];
+    kino_options o;
+    kino_options_init(&o);
+    kino_server *s = kino_server_new(&o, err, sizeof err);
+    CHECKF(s != NULL, "server_new: %s", err);
+    if (!s) return;
+    CHECKF(kino_server_start(s, err, sizeof err) == KINO_OK, "start: %s", err);
+    int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    CHECK(null >= 0 && dup2(null, s->io[0].p.fd) == s->io[0].p.fd);
+    close(null);
+    for (int i = 0; i < 500 && !atomic_load(&s->io[0].failed); i++) {
+        struct timespec ms = {0, 10000000};
+        nanosleep(&ms, NULL);
+    }
+    CHECKF(atomic_load(&s->io[0].failed) != 0, "the I/O thread did not notice its poller failed");
+    CHECK(atomic_load(&s->listeners) == 0);
+    kino_server_stop(s);
+    kino_server_free(s);
+}
