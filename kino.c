@@ -2265,10 +2265,7 @@ static void io_fail(kino_io *io, int e) {
     if (!io->drained) {
         io->drained = 1;
         io->listening = 0;
-        if (atomic_fetch_sub(&s->listeners, 1) == 1) {
-            close(s->lfd);
-            s->lfd = -1;
-        }
+        if (atomic_fetch_sub(&s->listeners, 1) == 1) listeners_close(s);
     }
 }
 
@@ -3353,6 +3350,8 @@ kino_server *kino_server_new(const kino_options *o, char *err, size_t errlen) {
     s->o.listen = NULL; /* the caller's array is not kept */
     s->o.nlisten = 0;
     s->o.tls = NULL;    /* nor its TLS settings: they are read here */
+    s->o.bind = NULL;   /* nor its bind string (the Ruby binding passes a
+                           Ruby String's bytes, which the GC may move) */
     if (listeners_open(s, o, err, errlen) < 0) {
         free(s->ls);
         free(s);

@@ -48,6 +48,7 @@ int main(void) {
     test_release_after_stop();
     test_thread_start_failure();
     test_poller_failure();
+    test_options_copied();
     printf("%d passed, %d failed\n", checks_passed, checks_failed);
     return checks_failed ? 1 : 0;
 }

@@ -473,3 +473,19 @@ static void test_poller_failure(void) {
     kino_server_stop(s);
     kino_server_free(s);
 }
+
+/* The server keeps no pointer into the caller's strings: they may change
+ * or go away once kino_server_new returns. */
+static void test_options_copied(void) {
+    char err[256], *bind = strdup("127.0.0.1");
+    kino_options o;
+    kino_options_init(&o);
+    o.bind = bind;
+    kino_server *s = kino_server_new(&o, err, sizeof err);
+    memset(bind, 'x', strlen(bind));
+    free(bind);
+    CHECKF(s != NULL, "server_new: %s", err);
+    if (!s) return;
+    CHECKF(s->o.bind == NULL || strcmp(s->o.bind, "127.0.0.1") == 0, "bind: %.16s", s->o.bind);
+    kino_server_free(s);
+}
