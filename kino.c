@@ -3589,8 +3589,9 @@ int64_t kino_wait_bucket_ms(int i) {
 int kino_server_workers(kino_server *s, kino_worker_stats *out, int max) {
     int n = 0;
     pthread_mutex_lock(&s->mu);
-    for (klist *k = s->waiters.next; k != &s->waiters && n < max; k = k->next, n++) {
+    for (klist *k = s->waiters.next; k != &s->waiters; k = k->next, n++) {
         kino_waiter *w = KLIST_ENTRY(k, kino_waiter, all);
+        if (n >= max) continue; /* counted, not copied */
         out[n].worker = w->worker;
         out[n].served = atomic_load_explicit(&w->served, memory_order_relaxed);
         out[n].busy_ms = atomic_load_explicit(&w->busy_ms, memory_order_relaxed);

@@ -329,7 +329,9 @@ typedef struct kino_worker_stats {
     uint64_t busy_ms;      /* time spent serving */
 } kino_worker_stats;
 
-/* One row per live waiter, at most max; returns the number of rows. */
+/* One row per live waiter, at most max of them into out; returns the
+ * number of live waiters, which may be more than max (call again with
+ * room for that many, as with snprintf). */
 int kino_server_workers(kino_server *s, kino_worker_stats *out, int max);
 
 /* ------------------------------------------------------------------ */

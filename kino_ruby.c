@@ -1789,8 +1789,16 @@ static VALUE native_server_stats(VALUE mod, VALUE id) {
         rb_hash_aset(waits, bound < 0 ? DBL2NUM(HUGE_VAL) : LL2NUM(bound), ULL2NUM(st.queue_wait[i]));
     }
     rb_hash_aset(h, ID2SYM(rb_intern("queue_wait_ms")), waits);
-    kino_worker_stats rows[256];
-    int n = kino_server_workers(server_of(id), rows, 256);
+    /* room for every live waiter: start with 256 rows, and ask again with
+     * as many as there are when there are more (waiters may come and go) */
+    kino_worker_stats stack_rows[256], *rows = stack_rows;
+    VALUE heap = 0;
+    int cap = 256, n;
+    while ((n = kino_server_workers(server_of(id), rows, cap)) > cap) {
+        if (heap) RB_ALLOCV_END(heap);
+        cap = n + 16;
+        rows = RB_ALLOCV_N(kino_worker_stats, heap, cap);
+    }
     VALUE list = rb_ary_new_capa(n);
     for (int i = 0; i < n; i++) {
         VALUE row = rb_hash_new();
@@ -1800,6 +1808,7 @@ static VALUE native_server_stats(VALUE mod, VALUE id) {
         rb_hash_aset(row, ID2SYM(rb_intern("busy_ms")), ULL2NUM(rows[i].busy_ms));
         rb_ary_push(list, row);
     }
+    if (heap) RB_ALLOCV_END(heap);
     rb_hash_aset(h, ID2SYM(rb_intern("threads_detail")), list);
     return h;
 }

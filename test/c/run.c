@@ -49,6 +49,7 @@ int main(void) {
     test_thread_start_failure();
     test_poller_failure();
     test_options_copied();
+    test_worker_rows();
     printf("%d passed, %d failed\n", checks_passed, checks_failed);
     return checks_failed ? 1 : 0;
 }

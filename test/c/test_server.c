@@ -489,3 +489,26 @@ static void test_options_copied(void) {
     CHECKF(s->o.bind == NULL || strcmp(s->o.bind, "127.0.0.1") == 0, "bind: %.16s", s->o.bind);
     kino_server_free(s);
 }
+
+/* kino_server_workers counts every live waiter, even past the rows it
+ * was given room for, so a caller can ask again with enough. */
+static void test_worker_rows(void) {
+    enum { N = 300 };
+    static kino_waiter *ws[N];
+    static kino_worker_stats rows[N];
+    char err[256];
+    kino_options o;
+    kino_options_init(&o);
+    kino_server *s = kino_server_new(&o, err, sizeof err);
+    CHECKF(s != NULL, "server_new: %s", err);
+    if (!s) return;
+    for (int i = 0; i < N; i++) ws[i] = kino_waiter_new(s, i);
+    CHECK(kino_server_workers(s, rows, 4) == N);
+    CHECK(kino_server_workers(s, rows, N) == N);
+    int seen = 0;
+    for (int i = 0; i < N; i++) seen += rows[i].worker == i;
+    CHECKF(seen == N, "rows in order: %d of %d", seen, N);
+    for (int i = 0; i < N; i++) kino_waiter_free(ws[i]);
+    CHECK(kino_server_workers(s, rows, N) == 0);
+    kino_server_free(s);
+}
