@@ -1165,6 +1165,7 @@ struct kino_server {
      * the I/O threads held, unlink them under this lock instead. */
     pthread_mutex_t gone_mu;
     _Atomic int listeners;        /* I/O threads still holding the listener */
+    pthread_cond_t unlistened;    /* (with mu) listeners reached 0 */
     _Atomic int paused;           /* I/O threads not accepting (cap) */
 
     _Atomic uint64_t accepted, conns, served, queued, in_flight, rejected,
@@ -2215,14 +2216,27 @@ static void close_list(kino_io *io, klist *list) {
     while (!klist_empty(list)) conn_close(io, KLIST_ENTRY(list->next, kino_conn, tlink));
 }
 
+/* This I/O thread lets go of the listener, once: the last one to do so
+ * closes it and wakes kino_server_drain, which waits for that. */
+static void io_release_listener(kino_io *io) {
+    kino_server *s = io->s;
+    if (io->drained) return;
+    io->drained = 1;
+    if (io->listening) io_listen_all(io, 0);
+    io->listening = 0;
+    if (atomic_fetch_sub(&s->listeners, 1) == 1) {
+        listeners_close(s);
+        pthread_mutex_lock(&s->mu);
+        pthread_cond_broadcast(&s->unlistened);
+        pthread_mutex_unlock(&s->mu);
+    }
+}
+
 /* Shutdown steps, each done once by each I/O thread. */
 static void io_shutdown_steps(kino_io *io) {
     kino_server *s = io->s;
     if (atomic_load(&s->draining) && !io->drained) {
-        io->drained = 1;
-        if (io->listening) io_listen_all(io, 0);
-        io->listening = 0;
-        if (atomic_fetch_sub(&s->listeners, 1) == 1) listeners_close(s);
+        io_release_listener(io);
         close_list(io, &io->t_idle);
         /* connections that never sent a byte are idle too -- except in
          * a hand-over (hot restart), where a client that just connected
@@ -2259,14 +2273,9 @@ static void io_shutdown_steps(kino_io *io) {
  * clients are refused rather than left waiting); its connections are
  * closed by kino_server_stop. */
 static void io_fail(kino_io *io, int e) {
-    kino_server *s = io->s;
     fprintf(stderr, "kino: I/O thread %d stopped: its poller failed: %s\n", io->index, strerror(e));
     atomic_store(&io->failed, e);
-    if (!io->drained) {
-        io->drained = 1;
-        io->listening = 0;
-        if (atomic_fetch_sub(&s->listeners, 1) == 1) listeners_close(s);
-    }
+    io_release_listener(io);
 }
 
 static void *io_main(void *arg) {
@@ -3371,6 +3380,7 @@ kino_server *kino_server_new(const kino_options *o, char *err, size_t errlen) {
     s->request_ms = to_ms(o->request_timeout);
     pthread_mutex_init(&s->mu, NULL);
     pthread_mutex_init(&s->gone_mu, NULL);
+    pthread_cond_init(&s->unlistened, NULL);
     klist_init(&s->ready);
     klist_init(&s->sleepers);
     klist_init(&s->waiters);
@@ -3459,10 +3469,16 @@ void kino_server_drain(kino_server *s) {
         return;
     }
     wake_all(s);
-    for (int i = 0; i < 2000 && atomic_load(&s->listeners) > 0; i++) {
-        struct timespec ts = {0, 1000000};
-        nanosleep(&ts, NULL);
-    }
+    /* until the last I/O thread has closed the listeners (io_release_listener
+     * says so at once), or 2 s: an I/O thread stuck on something else must
+     * not hold the caller forever */
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 2;
+    pthread_mutex_lock(&s->mu);
+    while (atomic_load(&s->listeners) > 0)
+        if (pthread_cond_timedwait(&s->unlistened, &s->mu, &until) == ETIMEDOUT) break;
+    pthread_mutex_unlock(&s->mu);
 }
 
 long kino_server_pending(kino_server *s) {
@@ -3557,6 +3573,7 @@ void kino_server_free(kino_server *s) {
     server_tls_free(s);
 
     pthread_mutex_destroy(&s->gone_mu);
+    pthread_cond_destroy(&s->unlistened);
     free(s->io);
     free(s);
 }

@@ -282,7 +282,8 @@ int kino_server_stopped(kino_server *s);
 
 /*
  * Graceful shutdown, in three calls. kino_server_drain() stops accepting
- * (the listener is closed when it returns), closes idle connections and
+ * (the listener is closed when it returns; it waits for the I/O threads,
+ * at most 2 s), closes idle connections and
  * makes every later response carry "Connection: close". Poll
  * kino_server_pending() until it is 0 or your deadline passes; then
  * kino_server_abort() answers what is left (500, or a close when the

@@ -1646,9 +1646,16 @@ static VALUE native_server_pending(VALUE mod, VALUE id) {
     return LONG2NUM(kino_server_pending(server_of(id)));
 }
 
+static void *abort_nogvl(void *s) {
+    kino_server_abort(s);
+    return NULL;
+}
+
+/* Without the GVL: abort begins with a drain, which waits for the I/O
+ * threads to let go of the listener. */
 static VALUE native_server_abort(VALUE mod, VALUE id) {
     (void)mod;
-    kino_server_abort(server_of(id));
+    rb_thread_call_without_gvl(abort_nogvl, server_of(id), RUBY_UBF_IO, NULL);
     return Qnil;
 }
 
