@@ -84,6 +84,30 @@
 #endif
 #endif
 
+/* The other platform features, decided here and only here: the code
+ * below tests these macros, never an OS name. Each may be preset (-D),
+ * to build what another platform would (make check-kqueue does). */
+/* accept4(2): non-blocking and close-on-exec in one call */
+#if !defined(KINO_HAVE_ACCEPT4) && (defined(__linux__) || defined(__FreeBSD__) || \
+    defined(__NetBSD__) || defined(__OpenBSD__) || defined(__DragonFly__))
+#define KINO_HAVE_ACCEPT4 1
+#endif
+/* sendfile(2), in one of its three shapes (none: pread and send) */
+#if !defined(KINO_HAVE_LINUX_SENDFILE) && !defined(KINO_HAVE_BSD_SENDFILE) && \
+    !defined(KINO_HAVE_MACOS_SENDFILE)
+#if defined(__linux__)
+#define KINO_HAVE_LINUX_SENDFILE 1 /* sendfile(out, in, &off, n) */
+#elif defined(__FreeBSD__) || defined(__DragonFly__)
+#define KINO_HAVE_BSD_SENDFILE 1   /* sendfile(in, out, off, n, hdtr, &sent, flags) */
+#elif defined(__APPLE__)
+#define KINO_HAVE_MACOS_SENDFILE 1 /* sendfile(in, out, off, &len, hdtr, flags) */
+#endif
+#endif
+/* SO_NOSIGPIPE (the BSDs, macOS) where send() has no MSG_NOSIGNAL */
+#ifndef MSG_NOSIGNAL
+#define MSG_NOSIGNAL 0
+#endif
+
 #if defined(KINO_USE_EPOLL)
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -178,11 +202,25 @@ static int wakefd_open(int fds[2]) {
 
 static void wakefd_close(int fds[2]) { close(fds[0]); }
 
+static void wakefd_signal(int fds[2]) {
+    uint64_t one = 1;
+    ssize_t r = write(fds[1], &one, sizeof one);
+    (void)r;
+}
+
+/* Reset the channel: one read empties an eventfd's counter. */
+static void wakefd_drain(int fds[2]) {
+    uint64_t n;
+    ssize_t r = read(fds[0], &n, sizeof n);
+    (void)r;
+}
+
 #elif defined(KINO_USE_KQUEUE)
 #include <sys/event.h>
 
 typedef struct poller {
     int fd;
+    void *wake_data;         /* udata of the EVFILT_USER wake event */
     struct kevent ev[KINO_EVENTS];
 } poller;
 
@@ -191,6 +229,7 @@ static int poller_open(poller *p, void *data) {
     p->fd = kqueue();
     if (p->fd < 0) return -1;
     fcntl(p->fd, F_SETFD, FD_CLOEXEC);
+    p->wake_data = data;
     EV_SET(&ch, 0, EVFILT_USER, EV_ADD | EV_CLEAR, 0, 0, data);
     if (kevent(p->fd, &ch, 1, NULL, 0, NULL) < 0) {
         close(p->fd);
@@ -235,9 +274,11 @@ static void *poller_event(poller *p, int i, int *mask) {
     return (void *)e->udata;
 }
 
+/* Every change to a kevent stores its udata: the trigger must repeat it,
+ * or the wake event comes back without the data that identifies it. */
 static void poller_wake(poller *p) {
     struct kevent ch;
-    EV_SET(&ch, 0, EVFILT_USER, 0, NOTE_TRIGGER, 0, NULL);
+    EV_SET(&ch, 0, EVFILT_USER, 0, NOTE_TRIGGER, 0, p->wake_data);
     kevent(p->fd, &ch, 1, NULL, 0, NULL);
 }
 
@@ -258,19 +299,27 @@ static void wakefd_close(int fds[2]) {
     close(fds[1]);
 }
 
+static void wakefd_signal(int fds[2]) {
+    char one = 1;
+    ssize_t r = write(fds[1], &one, 1);
+    (void)r;
+}
+
+/* Reset the channel: read the pipe empty (several signals may be in it). */
+static void wakefd_drain(int fds[2]) {
+    char junk[64];
+    while (read(fds[0], junk, sizeof junk) > 0) {
+    }
+}
+
 #else
 #error "Kino needs epoll (Linux) or kqueue (BSD, macOS)"
 #endif
 
-#ifndef MSG_NOSIGNAL
-#define MSG_NOSIGNAL 0 /* macOS: SO_NOSIGPIPE is set on each socket */
-#endif
-
-#if defined(__linux__)
+#if defined(KINO_HAVE_LINUX_SENDFILE)
 #include <sys/sendfile.h>
-#elif defined(__FreeBSD__) || defined(__DragonFly__) || defined(__APPLE__)
+#elif defined(KINO_HAVE_BSD_SENDFILE) || defined(KINO_HAVE_MACOS_SENDFILE)
 #include <sys/types.h>
-#define KINO_BSD_SENDFILE 1
 #endif
 
 /* Send up to n bytes of file fd at *off to socket s, through the kernel
@@ -278,14 +327,14 @@ static void wakefd_close(int fds[2]) {
  * went out. Returns that count, or -1 with errno (EAGAIN: socket full).
  * Linux's sendfile raises SIGPIPE on a closed socket: hosts ignore it. */
 static ssize_t send_file(int s, int fd, uint64_t *off, size_t n) {
-#if defined(__linux__)
+#if defined(KINO_HAVE_LINUX_SENDFILE)
     off_t o = (off_t)*off;
     ssize_t r = sendfile(s, fd, &o, n);
     if (r > 0) *off = (uint64_t)o;
     return r;
-#elif defined(KINO_BSD_SENDFILE)
+#elif defined(KINO_HAVE_BSD_SENDFILE) || defined(KINO_HAVE_MACOS_SENDFILE)
     off_t sent = 0;
-#if defined(__APPLE__)
+#if defined(KINO_HAVE_MACOS_SENDFILE)
     sent = (off_t)n;
     int r = sendfile(fd, s, (off_t)*off, &sent, NULL, 0);
 #else
@@ -306,24 +355,11 @@ static ssize_t send_file(int s, int fd, uint64_t *off, size_t n) {
 #endif
 }
 
-static void wakefd_signal(int fds[2]) {
-    uint64_t one = 1;
-    ssize_t r = write(fds[1], &one, fds[0] == fds[1] ? sizeof one : 1);
-    (void)r;
-}
-
-static void wakefd_drain(int fds[2]) {
-    char junk[64];
-    while (read(fds[0], junk, sizeof junk) > 0) {
-    }
-}
-
 /* Accept one connection, nonblocking and close-on-exec, without the two
  * extra fcntl calls where accept4 exists. */
 static int accept_nb(int lfd, struct sockaddr_storage *ss) {
     socklen_t len = sizeof *ss;
-#if defined(__linux__) || defined(__FreeBSD__) || defined(__NetBSD__) || \
-    defined(__OpenBSD__) || defined(__DragonFly__)
+#if defined(KINO_HAVE_ACCEPT4)
     return accept4(lfd, (struct sockaddr *)ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
 #else
     int fd = accept(lfd, (struct sockaddr *)ss, &len);
@@ -1459,6 +1495,20 @@ static void waiter_end(kino_waiter *w, int served) {
     w->taken_at = now;
 }
 
+/* Sleep on w's condition variable, listed among the sleepers so that
+ * ready_push wakes it (the sleeper that came last is woken first). Called
+ * and returns with s->mu held. On return w is off the list, whoever woke
+ * it: ready_push takes it off, an interrupt or a spurious wake-up does not. */
+static void sleep_until_woken(kino_server *s, kino_waiter *w) {
+    klist_push(&s->sleepers, &w->link);
+    w->sleeping = 1;
+    pthread_cond_wait(&w->cond, &s->mu);
+    if (w->sleeping) {
+        klist_remove(&w->link);
+        w->sleeping = 0;
+    }
+}
+
 kino_conn *kino_take(kino_server *s, kino_waiter *w, int block) {
     kino_conn *c = NULL;
     int freed_space = 0;
@@ -1471,13 +1521,7 @@ kino_conn *kino_take(kino_server *s, kino_waiter *w, int block) {
             break;
         }
         if (s->stopped || !block || atomic_load(&w->interrupted)) break;
-        klist_push(&s->sleepers, &w->link);
-        w->sleeping = 1;
-        pthread_cond_wait(&w->cond, &s->mu);
-        if (w->sleeping) { /* interrupted, or a spurious wake-up */
-            klist_remove(&w->link);
-            w->sleeping = 0;
-        }
+        sleep_until_woken(s, w);
     }
     pthread_mutex_unlock(&s->mu);
     if (c) {
@@ -1494,15 +1538,8 @@ kino_conn *kino_take(kino_server *s, kino_waiter *w, int block) {
 int kino_wait_ready(kino_server *s, kino_waiter *w) {
     int ready;
     pthread_mutex_lock(&s->mu);
-    while (klist_empty(&s->ready) && !s->stopped && !atomic_load(&w->interrupted)) {
-        klist_push(&s->sleepers, &w->link);
-        w->sleeping = 1;
-        pthread_cond_wait(&w->cond, &s->mu);
-        if (w->sleeping) { /* interrupted, or a spurious wake-up */
-            klist_remove(&w->link);
-            w->sleeping = 0;
-        }
-    }
+    while (klist_empty(&s->ready) && !s->stopped && !atomic_load(&w->interrupted))
+        sleep_until_woken(s, w);
     ready = !klist_empty(&s->ready) && !s->stopped;
     pthread_mutex_unlock(&s->mu);
     return ready;
