@@ -1587,6 +1587,8 @@ static VALUE native_defaults(VALUE mod) {
     SET("keepalive_timeout", DBL2NUM(o.keepalive_timeout));
     SET("body_timeout", DBL2NUM(o.body_timeout));
     SET("max_body_size", ULL2NUM(o.max_body_size));
+    SET("listen", o.nlisten ? INT2NUM(o.nlisten) : Qnil); /* none: bind and port */
+    SET("tls", o.tls ? Qtrue : Qnil);                    /* none: plain HTTP */
 #undef SET
     return h;
 }

@@ -132,7 +132,7 @@ module Kino
       require_relative "../kino"
       tls = Kino::Native::TLS ? "TLS: #{Kino::Native::TLS}" : "TLS: not available (built without OpenSSL)"
       "kino #{VERSION} (#{tls})"
-    rescue LoadError
+    rescue LoadError, NotImplementedError # not built; or a Ruby that cannot load it (ruby.wasm)
       "kino #{VERSION} (native extension not built)"
     end
 
