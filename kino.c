@@ -2563,6 +2563,13 @@ static int out_put(kino_waiter *w, const char *p, size_t n) {
 
 static int out_str(kino_waiter *w, const char *s) { return out_put(w, s, strlen(s)); }
 
+/* The cached "Date: ...\r\n" line (section 6). */
+static int out_date(kino_waiter *w) {
+    char date[DATE_WORDS * 8];
+    date_copy(date);
+    return out_put(w, date, DATE_LINE_LEN);
+}
+
 /* "HTTP/1.1 <status> <reason>\r\n" */
 static int out_status(kino_waiter *w, int status) {
     char line[64] = "HTTP/1.1 ";
@@ -2758,7 +2765,7 @@ int kino_resp_end_head(kino_conn *c, kino_waiter *w, int body, uint64_t length) 
          * the socket, which is never reused for HTTP */
         c->framing = R_RAW;
         c->r_close = 1;
-        if (!c->seen_date && out_put(w, date_line(), DATE_LINE_LEN)) return KINO_ERROR;
+        if (!c->seen_date && out_date(w)) return KINO_ERROR;
         if (!c->seen_server && out_str(w, "Server: Kino\r\n")) return KINO_ERROR;
         /* 101 carries the app's own Connection: upgrade */
         if (st != 101 && out_str(w, "Connection: close\r\n")) return KINO_ERROR;
@@ -2790,11 +2797,7 @@ int kino_resp_end_head(kino_conn *c, kino_waiter *w, int body, uint64_t length) 
      * here (a streaming body may still read it); if it may not all be
      * here by then, the connection closes after this response */
     if (!c->head.keep_alive || atomic_load(&s->draining) || !body_skippable(c, w)) c->r_close = 1;
-    if (!c->seen_date) {
-        char date[DATE_WORDS * 8];
-        date_copy(date);
-        if (out_put(w, date, DATE_LINE_LEN)) return KINO_ERROR;
-    }
+    if (!c->seen_date && out_date(w)) return KINO_ERROR;
     if (!c->seen_server && out_str(w, "Server: Kino\r\n")) return KINO_ERROR;
     if (c->r_close) {
         if (out_str(w, "Connection: close\r\n")) return KINO_ERROR;
