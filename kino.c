@@ -1042,8 +1042,17 @@ typedef struct kino_buf {
     char data[];
 } kino_buf;
 
-/* The I/O thread's view of a connection. */
-enum { C_IDLE, C_READING, C_OVERFLOW, C_AWAY, C_FLUSH, C_LINGER, C_HANDSHAKE };
+/* The I/O thread's view of a connection: who owns it, and the timer list
+ * that holds it (section 9). Only the I/O thread writes state. */
+enum {
+    C_IDLE,      /* I/O thread; t_idle: keep-alive, no request begun, no buffer */
+    C_READING,   /* I/O thread; t_header: a head is arriving (from accept or its first byte) */
+    C_OVERFLOW,  /* I/O thread; t_queue: a complete request waiting for queue room (503 at the deadline) */
+    C_AWAY,      /* a worker (queued or taken); t_away with request_timeout, else t_held */
+    C_FLUSH,     /* I/O thread; t_flush: finishing a response a worker handed off */
+    C_LINGER,    /* I/O thread; t_linger: closing, reading and dropping what the client still sends */
+    C_HANDSHAKE, /* I/O thread; t_header: a TLS handshake (kino_tls.c) before the head */
+};
 /* What the I/O thread does with a connection handed back by a worker;
  * NEXT_HIJACKED: free the struct, never touch the fd (kino_hijack). */
 enum { NEXT_KEEP, NEXT_CLOSE, NEXT_ABORT, NEXT_HIJACKED };
@@ -2170,6 +2179,11 @@ static void io_resume_accept(kino_io *io) {
     }
 }
 
+/* One readiness event (EV_IN/EV_OUT/EV_HUP in mask) for connection c,
+ * dispatched on its state. Edge-triggered: whatever a handler does not
+ * consume now is remembered (maybe_more, io_pending), never re-reported.
+ * For a connection away with a worker the I/O thread only notes the event
+ * (pending_set); the worker's hand-back makes the thread look again. */
 static void on_event(kino_io *io, kino_conn *c, int mask) {
     switch (c->state) {
     case C_IDLE:
@@ -2315,6 +2329,28 @@ static void io_fail(kino_io *io, int e) {
     io_release_listener(io);
 }
 
+/*
+ * The event loop of one I/O thread. One pass, in order:
+ *
+ *   1. sleep in the poller until an event, a wake (eventfd / EVFILT_USER)
+ *      or the nearest deadline (io_timeout: a timer list head, or the next
+ *      second for the Date line); not at all when connections were handed
+ *      back meanwhile;
+ *   2. read the clock once (io->now, for every deadline this pass sets)
+ *      and refresh the Date line;
+ *   3. handle each event: a listener accepts (io_accept), the wake is
+ *      acknowledged, a connection acts on its state (on_event);
+ *   4. take the connections workers handed back (io_returns);
+ *   5. move parked requests into the ready queue while it has room
+ *      (io_admit);
+ *   6. apply drain and abort, once each (io_shutdown_steps);
+ *   7. expire the heads of the timer lists (io_sweep);
+ *   8. resume accepting when below the connection cap (io_resume_accept).
+ *
+ * It ends when kino_server_stop sets stopping, or when the poller itself
+ * fails (io_fail). Nothing here blocks but step 1; the one lock taken on
+ * the way is the ready queue's (ready_push), when a request is complete.
+ */
 static void *io_main(void *arg) {
     kino_io *io = arg;
     kino_server *s = io->s;

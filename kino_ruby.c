@@ -796,6 +796,26 @@ static void template_update(worker *wk, VALUE peer, VALUE host, VALUE name, VALU
     if (!NIL_P(t)) RB_OBJ_WRITE(wk->self, &wk->template, rb_obj_freeze(t));
 }
 
+/*
+ * The Rack env of c's current request. Called by the worker that took c,
+ * in its own ractor, with the GVL held; never blocks.
+ *
+ * It guarantees: every key Rack 3 requires (REQUEST_METHOD, SCRIPT_NAME
+ * "", PATH_INFO, QUERY_STRING, SERVER_NAME, SERVER_PORT, SERVER_PROTOCOL,
+ * rack.*), plus REMOTE_ADDR and REMOTE_PORT; one HTTP_* key per header
+ * field name, repeated fields joined with ", " ("; " for Cookie), except
+ * names holding '_' (dropped: upcased they would alias a '-' name) and
+ * Content-Length, which is CONTENT_LENGTH as the engine parsed it;
+ * HTTP_HOST only when the request has a Host (or an absolute-form
+ * authority); https, HTTPS=on and no hijack on a TLS connection;
+ * rack.input reading c's body (the shared null input when there is none);
+ * rack.early_hints on HTTP/1.1 only.
+ *
+ * Cost: a copy of the worker's frozen template (which already holds the
+ * constant entries and the last request's peer and Host) and a String per
+ * value that differs; nothing is interned. It reads c's head spans, valid
+ * until the first body read, so it runs before the app does.
+ */
 static VALUE build_env(worker *wk, kino_conn *c) {
     const kino_head *h = kino_conn_head(c);
     const char *peer = kino_conn_peer(c);
