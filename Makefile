@@ -119,6 +119,8 @@ tsan: build/test_c_tsan
 
 # The kqueue backend (BSD, macOS) compiled on any machine, against the
 # declarations in test/compat: both poller backends build on every run.
+# It checks that kqueue code compiles, not that it serves (see the note
+# at the poller backends in kino.c: libkqueue cannot run it on Linux).
 check-kqueue:
 	$(CC) -std=c11 $(WARN) -fsyntax-only -DKINO_USE_KQUEUE -Itest/compat kino.c
 
