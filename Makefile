@@ -220,7 +220,7 @@ FUZZ_CFLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=u
 FUZZ_DEFS ?=
 FUZZ_SECONDS ?= 600
 FUZZ_MAX_LEN ?= 16384
-FUZZ_NAMES = head chunked pipeline
+FUZZ_NAMES = head chunked pipeline proxy
 
 .PHONY: fuzz fuzz-build fuzz-smoke fuzz-toolchain fuzz-regress fuzz-coverage
 
