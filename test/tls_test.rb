@@ -452,3 +452,17 @@ class TLSTest < Minitest::Test
     end
   end
 end
+
+# A build without TLS (make TLS=0) says so when TLS is asked for.
+class TLSAbsentTest < Minitest::Test
+  def test_asking_for_tls_fails_at_start_saying_the_build_has_none
+    skip "this build has TLS (make TLS=0 runs this)" if Kino::Native::TLS
+
+    refute Kino::Native.tls_available?
+    app = ->(_env) { [200, {}, []] }
+    error = assert_raises(Kino::Error) { Kino::Server.new(app, mode: :threaded, tls: { cert: "c.pem", key: "k.pem" }).start }
+    assert_match(/TLS was asked for, but this Kino was built without it/, error.message)
+    error = assert_raises(Kino::Error) { Kino::Server.new(app, mode: :threaded, bind: "ssl://127.0.0.1:0").start }
+    assert_match(/ssl:\/\/ needs TLS, which this build of Kino does not have/, error.message)
+  end
+end
