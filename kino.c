@@ -59,6 +59,7 @@
 #endif
 #define KINO_EVENTS 256           /* events taken per poller wait */
 #define KINO_ACCEPTS 64           /* accepts per listener event */
+#define KINO_SHARED_PAUSE_MS 2    /* shared listener, no idle worker: look again */
 #define KINO_SEGS 64              /* response segments before copying */
 #define KINO_LINGER_MS 2000       /* drain time after an error response */
 #define KINO_LINGER_BYTES (1 << 20)
@@ -123,6 +124,7 @@ typedef struct poller {
     int fd;
     int wakefd;
     struct epoll_event ev[KINO_EVENTS];
+    int shared;   /* the listener is shared with other processes */
 } poller;
 
 /* Open the poller and its wake channel; data identifies wake events. */
@@ -161,11 +163,14 @@ static int poller_unwatch(poller *p, int fd) {
 }
 
 /* Start (on) or stop watching a listener, level-triggered. Several I/O
- * threads share one listener; EPOLLEXCLUSIVE wakes only one of them. */
+ * threads share one listener; EPOLLEXCLUSIVE wakes only one of them --
+ * always the same one while it keeps up, so a listener shared with other
+ * processes (p->shared) wakes them all instead: each takes what its idle
+ * workers can serve (io_accept). */
 static int poller_listen(poller *p, int fd, void *data, int on) {
     struct epoll_event e = {.events = EPOLLIN, .data.ptr = data};
 #ifdef EPOLLEXCLUSIVE
-    e.events |= EPOLLEXCLUSIVE;
+    if (!p->shared) e.events |= EPOLLEXCLUSIVE;
 #endif
     return epoll_ctl(p->fd, on ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, fd, &e);
 }
@@ -229,6 +234,7 @@ typedef struct poller {
     int fd;
     void *wake_data;         /* udata of the EVFILT_USER wake event */
     struct kevent ev[KINO_EVENTS];
+    int shared;   /* the listener is shared with other processes */
 } poller;
 
 static int poller_open(poller *p, void *data) {
@@ -1219,6 +1225,7 @@ struct kino_server {
     _Atomic int listeners;        /* I/O threads still holding the listener */
     pthread_cond_t unlistened;    /* (with mu) listeners reached 0 */
     _Atomic int paused;           /* I/O threads not accepting (cap) */
+    _Atomic int nwaiters;         /* live waiters: the workers */
 
     _Atomic uint64_t accepted, conns, served, queued, in_flight, rejected,
         timeouts, errors, hijacked;
@@ -1575,6 +1582,7 @@ kino_waiter *kino_waiter_new(kino_server *s, int worker) {
     pthread_mutex_lock(&s->mu);
     klist_push(&s->waiters, &w->all);
     pthread_mutex_unlock(&s->mu);
+    atomic_fetch_add(&s->nwaiters, 1);
     return w;
 }
 
@@ -1583,6 +1591,7 @@ void kino_waiter_free(kino_waiter *w) {
     pthread_mutex_lock(&w->s->mu);
     klist_remove(&w->all);
     pthread_mutex_unlock(&w->s->mu);
+    atomic_fetch_sub(&w->s->nwaiters, 1);
     pthread_cond_destroy(&w->cond);
     wakefd_close(w->wake);
     free(w->out);
@@ -2132,12 +2141,32 @@ static kino_lsock *io_listener(kino_io *io, void *data) {
     return l >= s->ls && l < s->ls + s->nls ? l : NULL;
 }
 
+/* Workers free to take a request now: the workers, less the requests
+ * they hold and those queued for them. */
+static int idle_workers(kino_server *s) {
+    int64_t n = (int64_t)atomic_load_explicit(&s->nwaiters, memory_order_relaxed) -
+                (int64_t)atomic_load_explicit(&s->in_flight, memory_order_relaxed) -
+                (int64_t)atomic_load_explicit(&s->queued, memory_order_relaxed);
+    return n < 0 ? 0 : n > KINO_ACCEPTS ? KINO_ACCEPTS : (int)n;
+}
+
 /* Accept a batch of connections from one listener. At the connection
  * cap accepting pauses (the listeners are unwatched) until one closes;
- * on EMFILE it backs off for 100 ms instead of spinning. */
+ * on EMFILE it backs off for 100 ms instead of spinning. Listeners shared
+ * with other processes are a balance: take one connection per idle
+ * worker, and with none idle stop watching them for KINO_SHARED_PAUSE_MS,
+ * leaving the connection to a process that has one (if none has, it waits
+ * in the backlog meanwhile). */
 static void io_accept(kino_io *io, kino_lsock *l) {
     kino_server *s = io->s;
-    for (int i = 0; i < KINO_ACCEPTS; i++) {
+    int batch = s->o.shared_listener ? idle_workers(s) : KINO_ACCEPTS;
+    if (batch == 0) {
+        io_listen_all(io, 0);
+        io->listening = 0;
+        io->resume_at = io->now + KINO_SHARED_PAUSE_MS;
+        return;
+    }
+    for (int i = 0; i < batch; i++) {
         if (atomic_load(&s->conns) >= s->max_conns) {
             if (io->listening) {
                 io_listen_all(io, 0);
@@ -3495,6 +3524,7 @@ int kino_server_start(kino_server *s, char *err, size_t errlen) {
     for (int i = 0; i < s->nio; i++) {
         kino_io *io = &s->io[i];
         io->now = mono_ms();
+        io->p.shared = s->o.shared_listener;
         if (poller_open(&io->p, io) < 0 || io_listen_all(io, 1) < 0) {
             snprintf(err, errlen, "cannot create the poller: %s", strerror(errno));
             kino_server_stop(s);

@@ -238,6 +238,11 @@ typedef struct kino_options {
     const kino_tls_options *tls; /* the listener speaks HTTPS; NULL: HTTP.
                                   kino_server_new fails when the build has
                                   no TLS or the settings are wrong */
+    int shared_listener;       /* nonzero: other processes accept on the same
+                                  listeners (forked after kino_server_new, as
+                                  Kino's :cluster workers are): every process
+                                  is woken for a connection and takes only
+                                  what its idle workers can serve */
 } kino_options;
 
 /* Fill *o with the engine's defaults: the values Kino::Options::DEFAULTS

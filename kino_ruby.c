@@ -1554,6 +1554,7 @@ static VALUE native_server_new(VALUE mod, VALUE opts) {
         tls.min_version = (int)opt_long(t, "min_version", 12);
         o.tls = &tls;
     }
+    o.shared_listener = RTEST(rb_hash_lookup2(opts, ID2SYM(rb_intern("shared_listener")), Qfalse));
 
     kino_server *s = kino_server_new(&o, err, sizeof err);
     RB_GC_GUARD(opts);

@@ -25,7 +25,7 @@ module KinoProcess
 
   # Starts +cmd+ in +dir+, waits for the banner, yields (port, banner, pid,
   # the pipe the rest of its output arrives on),
-  # then sends +signal+ and asserts the exit status is +status+ (0 by
+  # then sends +signal+ (unless nil) and asserts the exit status is +status+ (0 by
   # default). Output (stdout and stderr together) is in the failure
   # messages. The port comes from the banner's "listening:" line.
   def with_server(cmd, dir:, env: {}, signal: "TERM", status: 0, timeout: 20)
@@ -35,7 +35,7 @@ module KinoProcess
     banner = read_until(out_r, "Ctrl-C", timeout)
     port = banner[%r{listening: https?://[^ \n]*:(\d+)}, 1].to_i
     yield port, banner, pid, out_r
-    Process.kill(signal, pid)
+    Process.kill(signal, pid) if signal # nil: the block stops it
     _, exit_status = Timeout.timeout(timeout) { Process.wait2(pid) }
     rest = out_r.read
     assert_equal status, exit_status.exitstatus, "exit status #{exit_status.inspect}; output:\n#{banner}#{rest}"

@@ -40,9 +40,9 @@ module Kino
       Flag.new(short: "-w", long: "--workers", argument: "N", option: :workers,
                help: "workers (default: the CPUs this process may use)"),
       Flag.new(short: "-t", long: "--threads", argument: "N", option: :threads,
-               help: "threads per worker (default: 1 in ractor mode, 3 in threaded)"),
+               help: "threads per worker (default: 1 in ractor mode, 3 in threaded and cluster)"),
       Flag.new(short: "-m", long: "--mode", argument: "MODE", option: :mode,
-               help: "auto, ractor or threaded (default: auto)"),
+               help: "auto, ractor, threaded or cluster (default: auto)"),
       Flag.new(long: "--tls-cert", argument: "FILE",
                help: "serve HTTPS with this certificate (PEM, chain allowed); needs --tls-key"),
       Flag.new(long: "--tls-key", argument: "FILE",
@@ -219,12 +219,27 @@ module Kino
     def serve
       setup = plan
       Restart.command = CLI.command if CLI.command
-      app = load_app(setup)
+      app = preload?(setup[:options]) ? load_app(setup) : loader(setup)
       begin
         Server.new(app, **setup[:options]).run
       rescue Kino::Error => e # cannot listen, pidfile taken, mode :ractor refused
         raise Failure, e.message
       end
+    end
+
+    # Whether the app is loaded here, before the server starts: always,
+    # except in :cluster mode with preload false.
+    def preload?(options)
+      options[:mode] != :cluster || options.fetch(:preload, true)
+    end
+
+    # What each :cluster worker process loads after the fork (preload
+    # false): the rackup file, as #load_app would, RACK_ENV set first.
+    def loader(setup)
+      raise UsageError, "rackup file not found: #{setup[:rackup]}" unless File.file?(setup[:rackup])
+
+      ENV["RACK_ENV"] ||= setup[:environment] if setup[:environment]
+      Loader.rackup(setup[:rackup])
     end
 
     # --check: print Kino::Check's report; 0 when the app can run in

@@ -50,18 +50,27 @@ module Kino
                    "(the app sees SSL_CLIENT_CERT). min_version is \"1.2\" unless set. See doc/tls.md.",
               example: 'tls cert: "config/ssl/cert.pem", key: "config/ssl/key.pem"'),
       Doc.new(name: :mode, group: "Concurrency", kind: :mode,
-              summary: ":auto, :ractor or :threaded (see MODES in man kino)",
-              why: "Say :threaded for apps that are not Ractor-shareable (Rails): no check, no " \
-                   "warning at boot. Say :ractor to fail at boot rather than fall back to threads.",
+              summary: ":auto, :ractor, :threaded or :cluster (see MODES in man kino)",
+              why: "Say :cluster for apps that are not Ractor-shareable (Rails, Sinatra) on " \
+                   "several cores: one process per worker, as Puma's workers. Say :threaded for " \
+                   "one process. Say :ractor to fail at boot rather than fall back to threads. " \
+                   ":auto never picks :cluster.",
               example: "mode :auto"),
       Doc.new(name: :workers, group: "Concurrency", kind: :integer,
               default: "the CPUs this process may use",
-              summary: "ractors (:ractor mode) or thread groups (:threaded mode)",
+              summary: "ractors (:ractor mode), thread groups (:threaded) or processes (:cluster)",
               why: "Lower it when other processes share the machine. In :threaded mode " \
-                   "workers x threads requests run at once, all in this one process.",
+                   "workers x threads requests run at once, all in this one process; " \
+                   "in :cluster mode each worker is a process with its own GVL.",
               example: "workers 4"),
+      Doc.new(name: :preload, group: "Concurrency", kind: :boolean,
+              summary: ":cluster: load the app once in the master and fork the workers from it",
+              why: "Keep it: the workers share the loaded app's memory copy-on-write. Say false " \
+                   "to load config.ru in each worker process instead (with `kino`; an app " \
+                   "built before the server, as under `rails s`, is always preloaded).",
+              example: "preload true"),
       Doc.new(name: :threads, group: "Concurrency", kind: :integer,
-              default: "1 in :ractor mode, 3 in :threaded mode",
+              default: "1 in :ractor mode, 3 in :threaded and :cluster modes",
               summary: "threads per worker (Puma's `threads MIN, MAX` is accepted: Kino uses MAX)",
               why: "Raise it for apps that wait on databases or HTTP APIs; keep " \
                    "workers x threads within your database pool.",
@@ -125,13 +134,20 @@ module Kino
               example: "after_boot do\n  # the server is listening\nend"),
       Doc.new(name: :on_worker_boot, group: "Lifecycle", kind: :hook, default: "none (nil)",
               summary: "hook(worker), called in each worker (each of its threads) before it serves",
-              why: "Open per-worker resources. Kino does not fork: connections opened at boot " \
-                   "stay valid, no reconnecting is needed. In :ractor mode it must be shareable.",
+              why: "Open per-worker resources. In :threaded and :ractor modes nothing forks: " \
+                   "connections opened at boot stay valid. In :cluster mode it runs once in each " \
+                   "worker process after the fork: reconnect there. In :ractor mode it must be shareable.",
               example: "on_worker_boot do |worker|\n  # worker is its number, from 0\nend"),
       Doc.new(name: :on_worker_exit, group: "Lifecycle", kind: :hook, default: "none (nil)",
               summary: "hook(worker, error), called in the main thread when a worker ends",
-              why: "Count or report crashed workers (error is nil on a normal stop).",
+              why: "Count or report crashed workers (error is nil on a normal stop). In " \
+                   ":cluster mode it runs in the master.",
               example: "on_worker_exit do |worker, error|\n  # error: why it ended, or nil\nend"),
+      Doc.new(name: :before_fork, group: "Lifecycle", kind: :hook, default: "none (nil)",
+              summary: "hook(), called in the :cluster master before each worker process is forked",
+              why: "Close what must not be shared across a fork (database connections opened " \
+                   "while loading the app).",
+              example: "before_fork do\n  # e.g. ActiveRecord::Base.connection_pool.disconnect!\nend"),
       Doc.new(name: :control_bind, group: "Operations", kind: :string, default: "off (nil)",
               summary: "where the control plane listens (HOST:PORT or unix:///PATH): GET /live, /ready, " \
                        "/stats (JSON), /metrics (Prometheus)",
@@ -188,7 +204,7 @@ module Kino
         value.match?(/\A\s*\d+\s*\z/) ? Integer(value, 10) : value
       when :seconds then value.match?(/\A\s*\d+(\.\d+)?\s*\z/) ? Float(value) : value
       when :mode then value.empty? ? value : value.delete_prefix(":").to_sym
-      when :boolean then { "true" => true, "1" => true, "false" => false, "0" => false }.fetch(value, value)
+      when :boolean then { "true" => true, "1" => true, "false" => false, "0" => false }.fetch(value.strip.downcase, value)
       else value
       end
     end

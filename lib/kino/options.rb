@@ -16,8 +16,9 @@ module Kino
       control_bind: nil,      # "HOST:PORT" or "unix:///PATH": /live, /ready, /stats, /metrics
       control_token: nil,     # bearer token for /stats and /metrics
       workers: nil,           # nil: Kino.available_parallelism
-      threads: nil,           # nil: 1 in :ractor mode, 3 in :threaded
+      threads: nil,           # nil: 1 in :ractor mode, 3 in :threaded and :cluster
       mode: :auto,
+      preload: true,          # :cluster: load the app in the master, before the fork
       io_threads: 1,
       queue_depth: 1024,
       queue_timeout: 5.0,
@@ -33,12 +34,13 @@ module Kino
       on_error: nil,          # callable(exception, env), after the error is logged
       after_boot: nil,        # callable(), once the workers are up (main thread)
       on_worker_boot: nil,    # callable(worker), in each worker before it serves
-      on_worker_exit: nil     # callable(worker, error), when a worker ends (main thread)
+      on_worker_exit: nil,    # callable(worker, error), when a worker ends (main thread)
+      before_fork: nil        # callable(), in the :cluster master before each fork
     }.freeze
 
-    HOOKS = %i[on_error after_boot on_worker_boot on_worker_exit].freeze
+    HOOKS = %i[on_error after_boot on_worker_boot on_worker_exit before_fork].freeze
 
-    MODES = %i[auto ractor threaded].freeze
+    MODES = %i[auto ractor threaded cluster].freeze
 
     # The keys of the tls: Hash. cert and key are required; each of cert,
     # key and ca is a file path or PEM text.
@@ -84,6 +86,8 @@ module Kino
         positive_number(name, value)
       when *HOOKS
         invalid(name, value, "a callable (responds to call), or nil") unless value.nil? || value.respond_to?(:call)
+      when :preload
+        invalid(name, value, "true or false") unless [true, false].include?(value)
       when :pidfile
         invalid(name, value, "a path (String), or nil") unless value.nil? || (value.is_a?(String) && !value.empty?)
       when :max_body_size
@@ -155,7 +159,8 @@ module Kino
         body_timeout: options[:body_timeout],
         max_body_size: options[:max_body_size] || 0,
         max_connections: options[:max_connections] || 0,
-        tls: native_tls(options[:tls])
+        tls: native_tls(options[:tls]),
+        shared_listener: options[:mode] == :cluster # forked workers accept on it (ProcessPool)
       }
     end
 

@@ -54,7 +54,7 @@ module Kino
       while (ended = next_exit)
         slot, error, booting = ended
         Hooks.call(@hooks[:on_worker_exit], :on_worker_exit, worker_of(slot), error)
-        next if @stopping || error.nil?
+        next if @stopping || error.nil? || !keep?(slot)
 
         why = error.is_a?(WorkerCrash) ? error.message : "#{error.class}: #{error.message}"
         warn "kino: #{describe(slot)} died #{booting ? 'while booting' : 'serving'} (#{why}); starting a new one"
@@ -63,6 +63,12 @@ module Kino
         @backoff.wait(slot, booting) { @stopping }
         spawn(slot) unless @stopping
       end
+    end
+
+    # Whether a worker that died in +slot+ is replaced (ProcessPool keeps
+    # fewer slots after #shrink).
+    def keep?(_slot)
+      true
     end
 
     # The worker number of +slot+ (what hooks and stats rows say).

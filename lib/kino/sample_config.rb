@@ -22,25 +22,27 @@ module Kino
     RAILS = <<~TEXT
       ## Rails
 
-      A Rails app is not Ractor-shareable: serve it in :threaded mode (also
-      what :auto picks, after a warning). With `bin/rails server -u kino`, or
-      `bundle exec kino` next to config.ru, a production setup looks like:
+      A Rails app is not Ractor-shareable. On several cores serve it in
+      :cluster mode (Puma's workers x threads: one process per worker); on one
+      core, or to keep one process, :threaded. With `bin/rails server -u kino`,
+      or `bundle exec kino` next to config.ru, a production setup looks like:
 
         environment "production"
-        mode :threaded
-        workers 2
+        mode :cluster
+        workers 2        # processes: about one per core
         threads 5        # RAILS_MAX_THREADS
+        before_fork { ActiveRecord::Base.connection_pool.disconnect! }
 
       - threads: about the size of the database pool (config/database.yml
         `pool:`, usually RAILS_MAX_THREADS); a thread without a connection
-        waits for one.
-      - Kino's workers are thread groups in ONE process, sharing one pool:
-        the pool must be >= workers x threads (10 above).
+        waits for one. In :cluster mode each process has its own pool; in
+        :threaded mode the workers share one, so it must be >= workers x threads.
       - environment "production" sets RACK_ENV (when unset) before the app
         loads; Rails reads it when RAILS_ENV is unset.
-      - Kino loads config.ru once, before the workers start, and never forks:
-        what Puma calls preload_app! is always on, and connections opened at
-        boot need no reconnecting in on_worker_boot. Keep
+      - :cluster loads config.ru once in the master and forks the workers
+        (preload true: Puma's preload_app!); the before_fork line closes the
+        master's database connections so that no worker shares them.
+        :threaded never forks. Keep
         `config.eager_load = true` in production so all code is loaded at
         boot and nothing is autoloaded while threads serve requests.
     TEXT

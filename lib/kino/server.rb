@@ -16,22 +16,26 @@ module Kino
 
     attr_reader :app, :options, :mode
 
+    # +app+: a Rack app, or a Kino::Loader (loaded here, or in each worker
+    # process with mode :cluster and preload false).
     # +config_file+: a kino.rb whose directives apply under +options+
     # (explicit options win); raises Kino::ConfigError when it is wrong.
     def initialize(app, config_file: nil, **options)
-      raise ArgumentError, "the app must respond to call" unless app.respond_to?(:call)
+      raise ArgumentError, "the app must respond to call" unless app.respond_to?(:call) || app.is_a?(Loader)
 
       options = Configuration.load(config_file).server_options.merge(options) if config_file
-      @app = app
       @options = Options.resolve(options)
+      @app = load_app(app)
       @mode = resolve_mode
       @state = :new
       @lock = Mutex.new
       @changed = ConditionVariable.new
     end
 
+    # Workers: ractors, thread groups or processes (in :cluster, the
+    # current count once TTIN/TTOU changed it).
     def workers
-      @options[:workers] || Kino.available_parallelism
+      (@mode == :cluster && @pool&.workers) || @options[:workers] || Kino.available_parallelism
     end
 
     def threads
@@ -81,7 +85,7 @@ module Kino
         begin
           @listeners = Inherit.apply(listeners, proxy_protocol: @options[:proxy_protocol]) # hot restart, systemd
           @id = Native.server_new(Options.native(@options, @listeners))
-          Native.server_start(@id)
+          Native.server_start(@id) unless @mode == :cluster # each worker process starts its own engine
           @bound = Native.server_listeners(@id)
           @port = @bound.zip(@listeners).find { |b, _| b[:kind] == :tcp }&.first&.fetch(:port)
           @control = start_control
@@ -151,14 +155,20 @@ module Kino
       previous&.each { |signal, handler| Signal.trap(signal, handler || "DEFAULT") }
     end
 
-    # Counters (README, Stats): the configuration, then while running
-    # accepted, connections, served, queued, in_flight, rejected, timeouts,
-    # errors, queue_wait_ms (a histogram: upper bound in ms => requests)
-    # and per_worker rows ({worker:, served:, in_flight:, busy_ms:}).
+    # Counters (README, Stats): the configuration, then while running accepted,
+    # connections, served, queued, in_flight, rejected, timeouts, errors,
+    # queue_wait_ms (a histogram: upper bound in ms => requests) and
+    # per_worker rows ({worker:, served:, in_flight:, busy_ms:}).
+    #
+    # In :cluster mode the master asks every worker process and adds their
+    # counters up (ProcessPool#stats); each per_worker row is one process
+    # and also has pid:, state:, accepted:, connections: and respawns: (its
+    # threads replaced). The top-level respawns counts replaced processes.
     def stats
       base = { mode: @mode, workers: workers, threads: threads, io_threads: @options[:io_threads],
                respawns: @pool ? @pool.respawns : 0 }
       return base unless @id && %i[running stopping].include?(@state)
+      return base.merge(@pool.stats) if @mode == :cluster
 
       live = Native.server_stats(@id)
       base.merge(live.except(:threads_detail)).merge(per_worker: per_worker(live[:threads_detail]))
@@ -170,7 +180,10 @@ module Kino
       scalars = s.except(:per_worker, :queue_wait_ms).map { |k, v| "#{k}=#{v}" }
       waits = (s[:queue_wait_ms] || {}).reject { |_, n| n.zero? }
                                        .map { |ms, n| "#{ms.infinite? ? '>2500' : "<=#{ms}"}ms:#{n}" }
-      workers = (s[:per_worker] || []).map { |w| "#{w[:worker]}:#{w[:served]}/#{w[:in_flight]}/#{w[:busy_ms]}ms" }
+      workers = (s[:per_worker] || []).map do |w|
+        pid = w[:pid] ? "[pid #{w[:pid]}]" : ""
+        w[:state] && w[:state] != :serving ? "#{w[:worker]}#{pid}:#{w[:state]}" : "#{w[:worker]}#{pid}:#{w[:served]}/#{w[:in_flight]}/#{w[:busy_ms]}ms"
+      end
       line = "kino stats: #{scalars.join(' ')}"
       line += " queue_wait=#{waits.join(',')}" unless waits.empty?
       line += " workers(served/in_flight/busy)=#{workers.join(',')}" unless workers.empty?
@@ -180,13 +193,31 @@ module Kino
     def banner
       [
         "Kino #{VERSION} (#{RUBY_DESCRIPTION})",
-        "- mode: #{@mode}, #{workers} worker#{'s' if workers != 1} × #{threads} thread#{'s' if threads != 1}",
+        "- mode: #{@mode}, #{workers} worker#{'s' if workers != 1}#{' (processes)' if @mode == :cluster} " \
+        "× #{threads} thread#{'s' if threads != 1}",
         "- pid: #{Process.pid}",
         *urls.map { |u| "- listening: #{u}" },
         "- tls: #{tls_status}",
         *(control_url ? ["- control: #{control_url} (/live /ready /stats /metrics)"] : []),
         "- Ctrl-C to stop"
       ].join("\n")
+    end
+
+    # The drain every engine gets: stop accepting, let in-flight and
+    # queued requests finish for up to +timeout+ seconds, answer the rest
+    # with 500, stop the I/O threads and +pool+, yield (the block may still
+    # read the stats), free the engine. Used by #shutdown and by each
+    # :cluster worker process on its own engine.
+    def self.drain_engine(id, pool, timeout)
+      now = -> { Process.clock_gettime(Process::CLOCK_MONOTONIC) }
+      deadline = now.call + timeout
+      Native.server_drain(id)
+      sleep 0.005 until Native.server_pending(id).zero? || now.call >= deadline
+      Native.server_abort(id) unless Native.server_pending(id).zero?
+      Native.server_stop(id)
+      pool.stop(grace: 1.0)
+      yield if block_given?
+      Native.server_free(id) # false (and nothing freed) if a worker is still inside
     end
 
     private
@@ -199,11 +230,23 @@ module Kino
       @options[:tls] ? "on (#{library})" : "off (available: #{library})"
     end
 
+    # The app, loaded now if it is a Loader -- unless each :cluster worker
+    # process loads it (preload false). A preload false that cannot apply
+    # (the app was built before the server) says so once.
+    def load_app(app)
+      lazy = @options[:mode] == :cluster && !@options[:preload]
+      return lazy ? app : app.load if app.is_a?(Loader)
+
+      warn "kino: preload false has no effect here: the app was loaded before the server " \
+           "(`kino` with a rackup file loads it in each worker process)" if lazy
+      app
+    end
+
     # :threaded as asked; :ractor as asked, if the app and the on_error
     # hook are shareable (else UnshareableAppError); :auto picks :ractor
     # when they are and otherwise warns once and picks :threaded.
     def resolve_mode
-      return :threaded if @options[:mode] == :threaded
+      return @options[:mode] if %i[threaded cluster].include?(@options[:mode])
 
       blocker = ractor_blocker
       if @options[:mode] == :ractor && blocker
@@ -247,9 +290,13 @@ module Kino
 
     def start_workers
       handler = ErrorHandler.new(@options[:on_error])
-      hooks = @options.slice(:on_worker_boot, :on_worker_exit)
-      pool = @mode == :ractor ? RactorPool : ThreadPool
-      pool.new(@id, @app, workers: workers, threads: threads, handler: handler, hooks: hooks).start
+      hooks = @options.slice(:on_worker_boot, :on_worker_exit, :before_fork)
+      shape = { workers: workers, threads: threads, handler: handler, hooks: hooks }
+      case @mode
+      when :cluster then ProcessPool.new(@id, @app, shutdown_timeout: @options[:shutdown_timeout], **shape).start
+      when :ractor then RactorPool.new(@id, @app, **shape).start
+      else ThreadPool.new(@id, @app, **shape).start
+      end
     end
 
     # The listeners bind names; Kino::Error when one cannot be served here.
@@ -268,30 +315,30 @@ module Kino
     end
 
     def drain(timeout)
-      deadline = now + timeout
       Systemd.notify("STOPPING=1\nSTATUS=draining") unless @restarting
       Native.control_state(@control, :draining) if @control # /ready: 503 from now on
-      Native.server_drain(@id)
-      sleep 0.005 until Native.server_pending(@id).zero? || now >= deadline
-      Native.server_abort(@id) unless Native.server_pending(@id).zero?
-      Native.server_stop(@id)
-      @pool.stop(grace: 1.0)
-      Native.control_free(@control) if @control
-      Native.server_free(@id) # false (and nothing freed) if a worker is still inside
+      release_control = -> { Native.control_free(@control) if @control } # before the engine it reads
+      return Server.drain_engine(@id, @pool, timeout, &release_control) unless @mode == :cluster
+
+      @pool.stop # every worker process drains its own engine
+      Native.server_stop(@id) # the master's engine never started: this closes the listeners
+      release_control.call
+      Native.server_free(@id)
     end
 
-    def now
-      Process.clock_gettime(Process::CLOCK_MONOTONIC)
-    end
-
-    # INT/TERM: graceful shutdown, the second one exits at once; USR1:
-    # print the stats line. Handlers only start threads: a trap context may
-    # not take locks. Returns the previous handlers.
+    # INT/TERM: graceful shutdown, the second one exits at once (in
+    # :cluster, after KILLing the workers); USR1: print the stats line;
+    # TTIN/TTOU (:cluster): one worker process more or fewer. Handlers
+    # only start threads: a trap context may not take locks. Returns the
+    # previous handlers.
     def trap_signals
       signalled = false
       previous = %w[INT TERM].to_h do |signal|
         handler = Signal.trap(signal) do
-          exit!(1) if signalled # the second signal: stop now
+          if signalled # the second signal: stop now
+            @pool.kill if @mode == :cluster
+            exit!(1)
+          end
           signalled = true
           $stderr.puts "kino: #{signal} received, finishing requests (send it again to stop now)"
           Thread.new { shutdown }
@@ -300,6 +347,10 @@ module Kino
       end
       previous["USR1"] = Signal.trap("USR1") { Thread.new { $stdout.puts(stats_line) || $stdout.flush } }
       previous["USR2"] = Signal.trap("USR2") { Thread.new { restart } }
+      if @mode == :cluster
+        previous["TTIN"] = Signal.trap("TTIN") { Thread.new { @pool.grow } }
+        previous["TTOU"] = Signal.trap("TTOU") { Thread.new { @pool.shrink } }
+      end
       previous
     end
 

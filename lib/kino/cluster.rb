@@ -1,0 +1,327 @@
+# frozen_string_literal: true
+
+require "socket"
+
+module Kino
+  # The workers of :cluster mode, seen from the master process: +workers+
+  # forked child processes, each running the Kino engine with a ThreadPool
+  # of +threads+ threads (the :threaded serve loop, ClusterWorker).
+  #
+  # The listener is bound once, in the master (Kino::Native.server_new
+  # binds and listens but starts no thread); every child inherits it and
+  # starts its own engine on it (Kino::Native.server_start), and the
+  # engine's EPOLLEXCLUSIVE registration wakes one process per connection.
+  # The master never starts the engine and never runs the app.
+  #
+  # Each child has a control socket (a UNIX socketpair) to the master:
+  #   - the child writes "ready\n" once it serves: a child that ends before
+  #     that died while booting (replaced after Backoff's delay), one that
+  #     ends after it died serving (replaced at once);
+  #   - the master asks "stats SEQ\n"; a thread in the child answers with a
+  #     4-byte length and Marshal.dump([SEQ, stats]) (#stats aggregates);
+  #   - end of file tells the child that the master is gone: it drains and
+  #     exits.
+  #
+  # TERM drains a child (ClusterWorker); #grow and #shrink (TTIN, TTOU)
+  # change the number of children; the supervisor (Pool) replaces a child
+  # that dies, calling on_worker_exit in the master.
+  class ProcessPool < Pool
+    # One forked worker: its slot, pid and control socket; +ready+ once it
+    # said so; +retiring+ once #shrink or #stop asked it to end.
+    # +last+: its latest stats answer (or final report).
+    Child = Struct.new(:slot, :pid, :control, :ready, :retiring, :lock, :seq, :last, keyword_init: true)
+
+    # How long the master waits for a child's stats answer.
+    STATS_TIMEOUT = 1.0
+    # Sums over the children in #stats.
+    COUNTERS = %i[accepted connections served queued in_flight rejected timeouts errors].freeze
+    # The counters that only grow: what children that ended had counted is
+    # kept in the totals, so they never go down when a worker is replaced.
+    MONOTONIC = %i[accepted served rejected timeouts errors].freeze
+
+    # Compact the heap before the first fork, so the pages the children
+    # share copy-on-write stay shared (doc/cluster.md has the figures).
+    class << self
+      attr_accessor :compact
+    end
+    self.compact = true
+
+    # +app+: the app, or a Loader that each child loads after the fork
+    # (preload false). Children drain for at most +shutdown_timeout+ s.
+    def initialize(server_id, app, shutdown_timeout:, **options)
+      super(server_id, app, **options)
+      @shutdown_timeout = shutdown_timeout
+      @children = {}
+      @events = Queue.new
+      @idle = ConditionVariable.new
+      @lock = Mutex.new
+      @retired = MONOTONIC.to_h { |key| [key, 0] }.merge(queue_wait_ms: Hash.new(0))
+    end
+
+    # The number of children the pool keeps (#grow and #shrink change it).
+    def workers
+      @workers
+    end
+
+    def start
+      compact_heap if ProcessPool.compact && !@app.is_a?(Loader)
+      super
+    end
+
+    # One more child (TTIN).
+    def grow
+      @events << :grow
+      self
+    end
+
+    # One child fewer, never below one (TTOU): the highest-numbered child
+    # drains and is not replaced.
+    def shrink
+      @events << :shrink
+      self
+    end
+
+    # Graceful stop: TERM to every child (each drains for up to
+    # shutdown_timeout seconds), wait for them, KILL whatever is left
+    # +grace+ seconds after that, then end the supervisor.
+    def stop(grace: 5.0)
+      @stopping = true
+      @lock.synchronize { @children.each_value { |child| retire(child) } }
+      deadline = now + @shutdown_timeout + grace
+      @lock.synchronize do
+        @idle.wait(@lock, deadline - now) while !@children.empty? && now < deadline
+        @children.each_value { |child| signal(child, "KILL") }
+      end
+      @events << :stop
+      @supervisor&.join
+      self
+    end
+
+    # KILL every child at once (a second INT or TERM). Safe in a trap
+    # handler: it takes no lock.
+    def kill
+      @children.values.each { |child| signal(child, "KILL") }
+    end
+
+    # The pids of the children, by worker number.
+    def pids
+      @lock.synchronize { @children.values.sort_by(&:slot).map(&:pid) }
+    end
+
+    # The workers' counters added up, in Kino::Server#stats' vocabulary:
+    # each of COUNTERS summed, queue_wait_ms summed bucket by bucket (the
+    # counters that only grow include what ended workers had counted: their
+    # final report when they drained, else their last answer), and
+    # per_worker with one row per child: worker, pid, state (:serving,
+    # :booting, or :unresponsive when it did not answer within
+    # STATS_TIMEOUT), its own served, in_flight, busy_ms, accepted,
+    # connections, and respawns (its threads that were replaced).
+    def stats
+      children = @lock.synchronize { @children.values.sort_by(&:slot) }
+      answers = children.map { |child| [child, ask(child)] }
+      total, waits = @lock.synchronize do
+        [COUNTERS.to_h { |key| [key, @retired.fetch(key, 0)] }, @retired[:queue_wait_ms].dup]
+      end
+      rows = answers.map do |child, answer|
+        next { worker: worker_of(child.slot), pid: child.pid, state: child.ready ? :unresponsive : :booting } unless answer
+
+        COUNTERS.each { |key| total[key] += answer[key] }
+        answer[:queue_wait_ms].each { |bound, n| waits[bound] += n }
+        row(child, answer)
+      end
+      total.merge(queue_wait_ms: waits.sort_by(&:first).to_h, per_worker: rows)
+    end
+
+    private
+
+    def slots
+      (0...@workers).to_a
+    end
+
+    # Fork the child of +slot+. before_fork runs here, in the master.
+    def spawn(slot)
+      Hooks.call(@hooks[:before_fork], :before_fork)
+      parent, child_end = UNIXSocket.pair
+      pid = fork_child(slot, child_end, parent)
+      child_end.close
+      child = Child.new(slot: slot, pid: pid, control: parent, ready: false, retiring: false, lock: Mutex.new,
+                        seq: 0, last: nil)
+      @lock.synchronize { @children[slot] = child }
+      watch(child)
+    end
+
+    def fork_child(slot, control, parent)
+      others = @lock.synchronize { @children.values.map(&:control) } << parent
+      Process.fork do
+        others.each { |io| io.close unless io.closed? }
+        ClusterWorker.new(server_id: @server_id, app: @app, worker: worker_of(slot), threads: @threads,
+                          handler: @handler, boot_hook: @hooks[:on_worker_boot], control: control,
+                          shutdown_timeout: @shutdown_timeout).run
+      end
+    end
+
+    # A thread per child: waits for its "ready", then for its exit, and
+    # hands that to the supervisor.
+    def watch(child)
+      thread = Thread.new do
+        child.ready = begin
+          child.control.gets == "ready\n"
+        rescue IOError, SystemCallError
+          false
+        end
+        _, status = Process.wait2(child.pid)
+        @events << [child, status]
+      end
+      thread.name = "kino-watch-#{worker_of(child.slot)}"
+      thread.report_on_exception = false
+    end
+
+    # The supervisor's next event: TTIN/TTOU are handled here, in order
+    # with exits; an exit is [slot, error, booting].
+    def next_exit
+      loop do
+        event = @events.pop
+        case event
+        when :stop then return nil
+        when :grow then grow_now
+        when :shrink then shrink_now
+        else
+          child, status = event
+          ended(child)
+          clean = child.retiring && status.success?
+          return [child.slot, clean ? nil : WorkerCrash.new(explain(status)), !child.ready]
+        end
+      end
+    end
+
+    # Forget an ended child; keep what it counted.
+    def ended(child)
+      final = child.lock.synchronize do
+        last_frame(child.control) || child.last
+      ensure
+        child.control.close
+      end
+      @lock.synchronize do
+        if final
+          MONOTONIC.each { |key| @retired[key] += final[key] }
+          final[:queue_wait_ms].each { |bound, n| @retired[:queue_wait_ms][bound] += n }
+        end
+        @children.delete(child.slot) if @children[child.slot].equal?(child)
+        @idle.broadcast if @children.empty?
+      end
+    end
+
+    # The stats in the last frame still unread on an ended child's socket
+    # (its final report, written as it exits), or nil.
+    def last_frame(io)
+      last = nil
+      deadline = now + 0.2
+      while (size = read_exactly(io, 4, deadline)&.unpack1("N"))
+        data = read_exactly(io, size, deadline) or break
+        last = Marshal.load(data)[1] # rubocop:disable Security/MarshalLoad -- our own child
+      end
+      last
+    rescue IOError, SystemCallError
+      last
+    end
+
+    # Replace only slots the pool still keeps: not one #shrink retired,
+    # nor one that #grow has filled again meanwhile.
+    def keep?(slot)
+      slot < @workers && @lock.synchronize { !@children.key?(slot) }
+    end
+
+    def grow_now
+      return if @stopping
+
+      @workers += 1
+      spawn(@workers - 1)
+    end
+
+    def shrink_now
+      return if @stopping || @workers <= 1
+
+      @workers -= 1
+      child = @lock.synchronize { @children[@workers] }
+      retire(child) if child
+    end
+
+    def retire(child)
+      child.retiring = true
+      signal(child, "TERM")
+    end
+
+    def signal(child, name)
+      Process.kill(name, child.pid)
+    rescue Errno::ESRCH
+      nil # already gone; its watcher reports it
+    end
+
+    def explain(status)
+      if status.signaled?
+        "worker process #{status.pid} killed by SIG#{Signal.signame(status.termsig)}"
+      else
+        "worker process #{status.pid} exited with status #{status.exitstatus}"
+      end
+    end
+
+    def describe(slot)
+      "worker process #{worker_of(slot)}"
+    end
+
+    # The child's stats Hash, or nil when it is booting or does not answer
+    # in time. A late answer to an earlier question is skipped by SEQ.
+    def ask(child)
+      return nil unless child.ready
+
+      child.lock.synchronize do
+        seq = child.seq += 1
+        child.control.write("stats #{seq}\n")
+        deadline = now + STATS_TIMEOUT
+        loop do
+          size = read_exactly(child.control, 4, deadline)&.unpack1("N") or return nil
+          data = read_exactly(child.control, size, deadline) or return nil
+          got, stats = Marshal.load(data) # rubocop:disable Security/MarshalLoad -- our own child
+          return child.last = stats if got == seq
+        end
+      end
+    rescue IOError, SystemCallError
+      nil
+    end
+
+    def read_exactly(io, size, deadline)
+      data = +"".b
+      while data.bytesize < size
+        left = deadline - now
+        return nil if left <= 0 || !io.wait_readable(left)
+
+        chunk = io.read_nonblock(size - data.bytesize, exception: false)
+        return nil if chunk.nil?
+
+        data << chunk unless chunk == :wait_readable
+      end
+      data
+    end
+
+    def row(child, answer)
+      { worker: worker_of(child.slot), pid: child.pid, state: :serving,
+        served: answer[:served], in_flight: answer[:in_flight],
+        busy_ms: answer[:per_worker].sum { |r| r[:busy_ms] },
+        accepted: answer[:accepted], connections: answer[:connections], respawns: answer[:respawns] }
+    end
+
+    # A full GC, then GC.compact (Ruby 2.7+): objects the app allocated
+    # while loading are packed into fewer pages, so fewer shared pages are
+    # touched (and copied) by the children's allocations.
+    def compact_heap
+      GC.start
+      GC.compact if GC.respond_to?(:compact)
+    rescue NotImplementedError
+      nil
+    end
+
+    def now
+      Process.clock_gettime(Process::CLOCK_MONOTONIC)
+    end
+  end
+end

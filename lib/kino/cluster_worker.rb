@@ -1,0 +1,101 @@
+# frozen_string_literal: true
+
+module Kino
+  # The body of one :cluster worker process, from the fork to exit!: never
+  # returns, never runs the at_exit handlers it inherited.
+  #
+  # Boot: own signal handlers (the master's were inherited), the app
+  # (loaded here when it is a Loader: preload false), on_worker_boot, the
+  # engine's I/O threads on the inherited listener, a ThreadPool of
+  # +threads+ threads, then "ready\n" to the master. Anything that fails
+  # before "ready" exits 1: the master counts it as a boot failure.
+  #
+  # Then a thread answers the master's stats questions until the control
+  # socket closes; TERM, INT or the master's end (the socket closing)
+  # drains the engine as Kino::Server#shutdown does, sends the master a
+  # final stats report (question number 0) and exits 0.
+  class ClusterWorker
+    # Signals the master uses, or that would stop or kill a child by
+    # default when sent to the whole process group.
+    IGNORED = %w[TTIN TTOU USR1 USR2 HUP].freeze
+
+    def initialize(server_id:, app:, worker:, threads:, handler:, boot_hook:, control:, shutdown_timeout:)
+      @server_id = server_id
+      @app = app
+      @worker = worker
+      @threads = threads
+      @handler = handler
+      @boot_hook = boot_hook
+      @control = control
+      @shutdown_timeout = shutdown_timeout
+      @writing = Mutex.new
+    end
+
+    def run
+      wake_r, @wake = IO.pipe
+      trap_signals
+      pool = boot
+      answerer = Thread.new { answer_stats(pool) }
+      answerer.report_on_exception = false
+      wake_r.read(1) # a signal, or the master's end
+      Server.drain_engine(@server_id, pool, @shutdown_timeout) { report(0, own_stats(pool)) }
+      exit!(0)
+    rescue Exception => e # rubocop:disable Lint/RescueException
+      $stderr.write("kino: worker process #{@worker} (pid #{Process.pid}) failed: #{e.class}: #{e.message}\n")
+      exit!(1)
+    end
+
+    private
+
+    def trap_signals
+      %w[TERM INT].each { |signal| Signal.trap(signal) { stop } }
+      IGNORED.each { |signal| Signal.trap(signal, "IGNORE") if Signal.list.key?(signal) }
+    end
+
+    # Wake the main thread (a pipe write is safe in a trap handler).
+    def stop
+      @wake.write_nonblock("x", exception: false)
+    rescue IOError
+      nil
+    end
+
+    def boot
+      $PROGRAM_NAME = "kino worker #{@worker}"
+      app = @app.is_a?(Loader) ? @app.load : @app
+      Hooks.call(@boot_hook, :on_worker_boot, @worker)
+      Native.server_keep_listeners(@server_id) # the master's: never closed or unlinked here
+      Native.server_start(@server_id)
+      pool = ThreadPool.new(@server_id, app, workers: 1, threads: @threads, handler: @handler, hooks: {},
+                                             first_worker: @worker).start
+      @control.write("ready\n")
+      pool
+    end
+
+    # Answers "stats SEQ" lines until the master closes the socket, then
+    # stops the worker.
+    def answer_stats(pool)
+      while (line = @control.gets)
+        seq = line[/\Astats (\d+)\n\z/, 1] or next
+        report(Integer(seq), own_stats(pool))
+      end
+    rescue IOError, SystemCallError
+      nil
+    ensure
+      stop
+    end
+
+    # One frame to the master: a 4-byte length, then Marshal.dump([seq, stats]).
+    def report(seq, stats)
+      data = Marshal.dump([seq, stats])
+      @writing.synchronize { @control.write([data.bytesize].pack("N"), data) }
+    rescue IOError, SystemCallError
+      nil # the master is gone
+    end
+
+    def own_stats(pool)
+      live = Native.server_stats(@server_id)
+      rows = live.delete(:threads_detail)
+      live.merge(per_worker: rows, respawns: pool.respawns)
+    end
+  end
+end
