@@ -46,7 +46,9 @@ class ConfigurationTest < Minitest::Test
     on_error: [FILE_HOOK, :from_file, KWARG_HOOK],
     after_boot: [FILE_HOOK, :from_file, KWARG_HOOK],
     on_worker_boot: [FILE_HOOK, :from_file, KWARG_HOOK],
-    on_worker_exit: [FILE_HOOK, :from_file, KWARG_HOOK]
+    on_worker_exit: [FILE_HOOK, :from_file, KWARG_HOOK],
+    before_fork: [FILE_HOOK, :from_file, KWARG_HOOK],
+    preload: ["false", false, true]
   }.freeze
 
   def setup
@@ -246,7 +248,7 @@ class ConfigurationTest < Minitest::Test
     end
     rails = text[/^# ## Rails.*/m]
     refute_nil rails
-    ["mode :threaded", "threads", "pool", "workers x threads", 'environment "production"', "eager_load",
+    ["mode :cluster", ":threaded", "threads", "pool", "workers x threads", 'environment "production"', "eager_load",
      "preload"].each { |phrase| assert_includes rails, phrase }
   end
 
