@@ -25,6 +25,7 @@ module Bench
     DESCRIPTIONS = {
       "kino-threaded" => "Kino, threaded mode: workers = CPUs, 3 threads each (bench/serve_kino.rb)",
       "kino-ractor" => "Kino, ractor mode: workers = CPUs, 1 thread each (bench/serve_kino.rb)",
+      "kino-cluster" => "Kino, cluster mode: workers = CPUs processes, 3 threads each (bench/serve_kino.rb)",
       "puma-cluster" => "Puma, cluster mode: -w CPUs -t 3:3",
       "puma-single" => "Puma, single mode: -w 0 -t 3:3",
       "falcon" => "Falcon: falcon serve --count CPUs (forked, one fiber reactor per process)",
@@ -56,6 +57,7 @@ module Bench
       case name
       when "kino-threaded" then kino(name, settings, "threaded", settings.threads)
       when "kino-ractor" then kino(name, settings, "ractor", 1)
+      when "kino-cluster" then kino(name, settings, "cluster", settings.threads)
       when "puma-cluster" then puma(name, settings, settings.workers)
       when "puma-single" then puma(name, settings, 0)
       when "falcon" then falcon(settings)
