@@ -33,11 +33,12 @@ module Kino
 
     # How long the master waits for a child's stats answer.
     STATS_TIMEOUT = 1.0
-    # Sums over the children in #stats.
-    COUNTERS = %i[accepted connections served queued in_flight rejected timeouts errors].freeze
-    # The counters that only grow: what children that ended had counted is
-    # kept in the totals, so they never go down when a worker is replaced.
-    MONOTONIC = %i[accepted served rejected timeouts errors].freeze
+    # The counters of a child's stats that say what is happening now. Its
+    # other Integer counters (accepted, served, rejected, timeouts,
+    # errors, hijacked, ...) only grow: what children that ended had
+    # counted stays in the totals, so they never go down when a worker is
+    # replaced.
+    GAUGES = %i[connections queued in_flight].freeze
 
     # Compact the heap before the first fork, so the pages the children
     # share copy-on-write stay shared (doc/cluster.md has the figures).
@@ -55,7 +56,8 @@ module Kino
       @events = Queue.new
       @idle = ConditionVariable.new
       @lock = Mutex.new
-      @retired = MONOTONIC.to_h { |key| [key, 0] }.merge(queue_wait_ms: Hash.new(0))
+      @retired = Hash.new(0)
+      @retired_waits = Hash.new(0)
     end
 
     # The number of children the pool keeps (#grow and #shrink change it).
@@ -109,9 +111,9 @@ module Kino
     end
 
     # The workers' counters added up, in Kino::Server#stats' vocabulary:
-    # each of COUNTERS summed, queue_wait_ms summed bucket by bucket (the
-    # counters that only grow include what ended workers had counted: their
-    # final report when they drained, else their last answer), and
+    # each Integer counter summed, queue_wait_ms summed bucket by bucket
+    # (the counters that only grow include what ended workers had counted:
+    # their final report when they drained, else their last answer), and
     # per_worker with one row per child: worker, pid, state (:serving,
     # :booting, or :unresponsive when it did not answer within
     # STATS_TIMEOUT), its own served, in_flight, busy_ms, accepted,
@@ -119,13 +121,12 @@ module Kino
     def stats
       children = @lock.synchronize { @children.values.sort_by(&:slot) }
       answers = children.map { |child| [child, ask(child)] }
-      total, waits = @lock.synchronize do
-        [COUNTERS.to_h { |key| [key, @retired.fetch(key, 0)] }, @retired[:queue_wait_ms].dup]
-      end
+      total, waits = @lock.synchronize { [@retired.dup, @retired_waits.dup] }
+      GAUGES.each { |key| total[key] = 0 }
       rows = answers.map do |child, answer|
         next { worker: worker_of(child.slot), pid: child.pid, state: child.ready ? :unresponsive : :booting } unless answer
 
-        COUNTERS.each { |key| total[key] += answer[key] }
+        counters(answer).each { |key, n| total[key] += n }
         answer[:queue_wait_ms].each { |bound, n| waits[bound] += n }
         row(child, answer)
       end
@@ -203,8 +204,8 @@ module Kino
       end
       @lock.synchronize do
         if final
-          MONOTONIC.each { |key| @retired[key] += final[key] }
-          final[:queue_wait_ms].each { |bound, n| @retired[:queue_wait_ms][bound] += n }
+          counters(final).each { |key, n| @retired[key] += n unless GAUGES.include?(key) }
+          final[:queue_wait_ms].each { |bound, n| @retired_waits[bound] += n }
         end
         @children.delete(child.slot) if @children[child.slot].equal?(child)
         @idle.broadcast if @children.empty?
@@ -301,6 +302,12 @@ module Kino
         data << chunk unless chunk == :wait_readable
       end
       data
+    end
+
+    # The Integer counters of a child's answer (not its thread respawns,
+    # which its row reports).
+    def counters(answer)
+      answer.select { |key, value| value.is_a?(Integer) && key != :respawns }
     end
 
     def row(child, answer)
