@@ -1183,6 +1183,7 @@ struct kino_io {
     int listening;
     int paused;                   /* not accepting: connection cap */
     int64_t resume_at;            /* accept paused until (EMFILE) */
+    int deferred;                 /* shared listener: last accept left to others */
     int64_t now;
     int drained, aborted;
     _Atomic int failed;           /* errno of a poller failure: thread ended */
@@ -2155,16 +2156,23 @@ static int idle_workers(kino_server *s) {
  * on EMFILE it backs off for 100 ms instead of spinning. Listeners shared
  * with other processes are a balance: take one connection per idle
  * worker, and with none idle stop watching them for KINO_SHARED_PAUSE_MS,
- * leaving the connection to a process that has one (if none has, it waits
- * in the backlog meanwhile). */
+ * leaving the connection to a process that has one. A connection still
+ * waiting after that pause is taken (one per pause), so that when every
+ * process is busy the backlog still drains, evenly, and none starves. */
 static void io_accept(kino_io *io, kino_lsock *l) {
     kino_server *s = io->s;
-    int batch = s->o.shared_listener ? idle_workers(s) : KINO_ACCEPTS;
-    if (batch == 0) {
-        io_listen_all(io, 0);
-        io->listening = 0;
-        io->resume_at = io->now + KINO_SHARED_PAUSE_MS;
-        return;
+    int batch = KINO_ACCEPTS;
+    if (s->o.shared_listener) {
+        batch = idle_workers(s);
+        if (batch == 0 && !io->deferred) {
+            io_listen_all(io, 0);
+            io->listening = 0;
+            io->resume_at = io->now + KINO_SHARED_PAUSE_MS;
+            io->deferred = 1;
+            return;
+        }
+        if (batch == 0) batch = 1;
+        io->deferred = 0;
     }
     for (int i = 0; i < batch; i++) {
         if (atomic_load(&s->conns) >= s->max_conns) {
