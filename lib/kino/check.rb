@@ -45,10 +45,9 @@ module Kino
     # object budget (there may be findings it never reached).
     def self.report(app)
       walk = Walk.new
-      all = walk.run(app)
-      findings = all.first(MAX_FINDINGS).freeze
+      findings = walk.run(app).first(MAX_FINDINGS).freeze
       shareable = Module === app ? findings.empty? : Ractor.shareable?(app)
-      { shareable: shareable, findings: findings, more: all.size - findings.size, cut: walk.cut? }
+      { shareable: shareable, findings: findings, more: walk.count - findings.size, cut: walk.cut? }
     end
 
     # Prints the report to +io+ (plain text) and returns the shareable flag.
@@ -70,11 +69,16 @@ module Kino
 
     # One depth-first walk from the app. Objects are tracked by identity
     # (each walked once, so cycles end); the walk stops at MAX_NODES
-    # objects or MAX_DEPTH levels.
+    # objects or MAX_DEPTH levels. Past MAX_FINDINGS findings it only
+    # counts them (#count), without describing them.
     class Walk
+      # Every finding, described or only counted.
+      attr_reader :count
+
       def initialize
         @seen = {}.compare_by_identity
         @findings = []
+        @count = 0
         @depth = 0
       end
 
@@ -121,10 +125,14 @@ module Kino
 
         @seen[obj] = true
         mark = @findings.size
+        counted = @count
         complete = walk_children(obj, path)
-        found = @findings.size > mark
+        found = @count > counted
         reason = reason(obj, found, complete)
         return found || complete unless reason || (edge && found) # else explained elsewhere, or cut off
+
+        @count += 1
+        return true if mark >= MAX_FINDINGS # counted, not described
 
         message = if edge
                     reason ? "#{edge} #{brief(obj)}, which #{reason}" : "#{edge} #{brief(obj)} (unshareable)"
@@ -248,8 +256,10 @@ module Kino
         yield value, path, edge unless Ractor.shareable?(value)
       end
 
+      # Records a finding (described while there is room).
       def add(path, message)
-        @findings << Finding.new(path: path, message: message)
+        @count += 1
+        @findings << Finding.new(path: path, message: message) if @findings.size < MAX_FINDINGS
       end
 
       # True once the walk must stop: MAX_NODES objects walked.
