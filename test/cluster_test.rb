@@ -30,6 +30,11 @@ class ClusterTest < Minitest::Test
     FileUtils.rm_rf(@dir)
   end
 
+  # with_server with a timeout generous for a loaded machine.
+  def with_server(cmd, timeout: 45, **options, &block)
+    super(cmd, timeout: timeout, **options, &block)
+  end
+
   def kino_cluster(*args)
     [RbConfig.ruby, KINO, "-p", "0", "-m", "cluster", *args]
   end

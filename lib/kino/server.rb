@@ -329,12 +329,16 @@ module Kino
     # INT/TERM: graceful shutdown, the second one exits at once (in
     # :cluster, after KILLing the workers); USR1: print the stats line;
     # TTIN/TTOU (:cluster): one worker process more or fewer. Handlers
-    # only start threads: a trap context may not take locks. Returns the
-    # previous handlers.
+    # only start threads: a trap context may not take locks. A :cluster
+    # worker runs them only in the moment between its fork and its own
+    # handlers (ClusterWorker): there they do nothing, or end it. Returns
+    # the previous handlers.
     def trap_signals
       signalled = false
+      master = Process.pid
       previous = %w[INT TERM].to_h do |signal|
         handler = Signal.trap(signal) do
+          exit!(0) unless Process.pid == master # a :cluster worker, forked a moment ago, not yet booted
           if signalled # the second signal: stop now
             @pool.kill if @mode == :cluster
             exit!(1)
@@ -345,11 +349,12 @@ module Kino
         end
         [signal, handler]
       end
-      previous["USR1"] = Signal.trap("USR1") { Thread.new { $stdout.puts(stats_line) || $stdout.flush } }
-      previous["USR2"] = Signal.trap("USR2") { Thread.new { restart } }
+      master_only = ->(&action) { proc { Thread.new(&action) if Process.pid == master } }
+      previous["USR1"] = Signal.trap("USR1", &master_only.call { $stdout.puts(stats_line) || $stdout.flush })
+      previous["USR2"] = Signal.trap("USR2", &master_only.call { restart })
       if @mode == :cluster
-        previous["TTIN"] = Signal.trap("TTIN") { Thread.new { @pool.grow } }
-        previous["TTOU"] = Signal.trap("TTOU") { Thread.new { @pool.shrink } }
+        previous["TTIN"] = Signal.trap("TTIN", &master_only.call { @pool.grow })
+        previous["TTOU"] = Signal.trap("TTOU", &master_only.call { @pool.shrink })
       end
       previous
     end
