@@ -99,8 +99,10 @@ module Kino
       private
 
       # Modules always pass Ractor.shareable?, but a worker reading their
-      # unshareable ivars, or any class variable, raises. Looks at nothing
-      # else: no constants, no methods, no recursion.
+      # unshareable ivars, or any class variable, raises, and so does a
+      # call to a method defined with define_method and a block (Roda's
+      # route block is one). Looks at nothing else: no constants, no
+      # recursion.
       def module_findings(mod)
         core(Kernel, :instance_variables, mod).each do |name|
           value = core(Kernel, :instance_variable_get, mod, name)
@@ -113,7 +115,41 @@ module Kino
           add("app.#{name}", "class variable — worker ractors may not access class variables at all " \
                              "(Ractor::IsolationError on the first request that does)")
         end
+        block_methods(mod).each do |label, owner|
+          add("app#{label}", "defined with define_method and a block (in #{owner}) — a worker ractor " \
+                             "calling it raises \"defined with an un-shareable Proc in a different Ractor\" " \
+                             "unless the block was made shareable")
+        end
         @findings
+      end
+
+      # [".name" or "#name", owner] for each method of +mod+ (its own
+      # singleton methods; for a class, its instances' methods) whose body
+      # is a block: define_method's. CRuby only (RubyVM::InstructionSequence);
+      # methods written in C have no instruction sequence.
+      def block_methods(mod)
+        return [] unless defined?(RubyVM::InstructionSequence)
+
+        found = []
+        singleton = core(Kernel, :singleton_class, mod)
+        core(Module, :instance_methods, singleton, false).each do |name|
+          found << [".#{name}", mod] if block_method?(core(Module, :instance_method, singleton, name))
+        end
+        if Class === mod
+          names = core(Module, :instance_methods, mod) + core(Module, :private_instance_methods, mod)
+          names.each do |name|
+            method = core(Module, :instance_method, mod, name)
+            found << ["##{name}", method.owner] if block_method?(method)
+          end
+        end
+        found
+      end
+
+      def block_method?(method)
+        iseq = RubyVM::InstructionSequence.of(method)
+        iseq ? iseq.label.start_with?("block ") : false
+      rescue StandardError
+        false
       end
 
       # Walks the unshareable +obj+ found at +path+. +edge+ says how its

@@ -60,9 +60,31 @@ module Kino
 
     def report(error, env)
       Reporter.report(error, env)
+      explain_isolation(error)
       @hook&.call(error, env)
     rescue StandardError => e
       $stderr.write("kino: on_error hook raised #{e.class}: #{e.message}\n")
+    end
+
+    # What Ruby raises when a worker ractor touches state only the main
+    # ractor may use: Ractor::IsolationError, or this RuntimeError for a
+    # method defined with define_method and an unshareable block.
+    ISOLATION = /un-shareable Proc in a different Ractor|non-shareable objects? .* by non-main Ractor/
+
+    private
+
+    # The first isolation error of each worker ractor gets one line saying
+    # what it means and where to look (the reports of the ones after it
+    # are enough). Ractor-local, as nothing else can be written from a
+    # worker ractor.
+    def explain_isolation(error)
+      return unless error.is_a?(Ractor::IsolationError) || (error.is_a?(RuntimeError) && ISOLATION.match?(error.message))
+      return if Ractor.current[:kino_isolation_explained]
+
+      Ractor.current[:kino_isolation_explained] = true
+      $stderr.write("kino: #{error.class} in a worker ractor: the app uses state that only the main ractor may " \
+                    "touch, so requests that reach it fail in mode :ractor. Run `kino --check` (Kino::Check) " \
+                    "to see what, or serve it in mode :threaded or :cluster.\n")
     end
   end
 end

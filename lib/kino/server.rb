@@ -242,9 +242,11 @@ module Kino
       app
     end
 
-    # :threaded as asked; :ractor as asked, if the app and the on_error
-    # hook are shareable (else UnshareableAppError); :auto picks :ractor
-    # when they are and otherwise warns once and picks :threaded.
+    # :threaded and :cluster as asked; :ractor as asked, if Kino::Check
+    # finds no blocker in the app and the hooks that run in workers are
+    # shareable (else UnshareableAppError); :auto picks :ractor when they
+    # are and otherwise warns once (a Rails app: one line of information)
+    # and picks :threaded.
     def resolve_mode
       return @options[:mode] if %i[threaded cluster].include?(@options[:mode])
 
@@ -258,16 +260,30 @@ module Kino
       end
       return :ractor unless blocker
 
-      warn "kino: #{blocker}; serving in mode :threaded (run `kino --check` or Kino::Check.report(app) to see why)"
+      if rails?
+        # Rails apps are never shareable: no warning, one line of information
+        warn "kino: serving this Rails app in mode :threaded (mode :auto; say mode :cluster to use every core)"
+      else
+        warn "kino: #{blocker}; serving in mode :threaded (run `kino --check` or Kino::Check.report(app) to see why)"
+      end
       :threaded
     end
 
+    # Whether this process loaded a Rails application (what `rails server`
+    # serves).
+    def rails?
+      defined?(::Rails) && ::Rails.respond_to?(:application) && !::Rails.application.nil?
+    end
+
     # Why the app cannot run in worker ractors, or nil.
+    # Kino::Check's verdict, not Ractor.shareable? alone: a class passes
+    # Ractor.shareable? whatever state it keeps (Sinatra, Roda).
     def ractor_blocker
-      unless Ractor.shareable?(@app)
-        finding = Check.first_blocker(@app)
-        return "the app is not Ractor-shareable#{" (#{finding})" if finding}"
-      end
+      return "the app is a Rails application" if rails?
+
+      check = Check.report(@app)
+      return "the app is not Ractor-shareable (#{check[:findings].first})" unless check[:shareable]
+
       %i[on_error on_worker_boot].each do |name| # the hooks that run inside workers
         hook = @options[name]
         return "the #{name} hook is not Ractor-shareable" if hook && !Ractor.shareable?(hook)
