@@ -1610,6 +1610,7 @@ static VALUE native_defaults(VALUE mod) {
     SET("max_body_size", ULL2NUM(o.max_body_size));
     SET("listen", o.nlisten ? INT2NUM(o.nlisten) : Qnil); /* none: bind and port */
     SET("tls", o.tls ? Qtrue : Qnil);                    /* none: plain HTTP */
+    SET("shared_listener", o.shared_listener ? Qtrue : Qfalse); /* mode :cluster sets it */
 #undef SET
     return h;
 }

@@ -21,6 +21,9 @@ class OptionsTest < Minitest::Test
     native = Kino::Options.native(Kino::Options::DEFAULTS).keys
     missing = native - Kino::Native.defaults.keys
     assert_empty missing, "options passed to the engine that kino_options_init does not set"
-    assert_empty native - Kino::Options::DEFAULTS.keys - [:listen] # listen: bind, resolved
+    # listen: bind, resolved; shared_listener: mode :cluster
+    assert_empty native - Kino::Options::DEFAULTS.keys - %i[listen shared_listener]
+    refute Kino::Native.defaults[:shared_listener]
+    assert Kino::Options.native(Kino::Options::DEFAULTS.merge(mode: :cluster))[:shared_listener]
   end
 end
