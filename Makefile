@@ -81,17 +81,17 @@ all: $(EXT)
 build:
 	mkdir -p build
 
-build/%.o: %.c kino.h kino_tls.h | build
+build/%.o: %.c kino.h kino_tls.h kino_log.h | build
 	$(CC) $(KINO_CFLAGS) $(TLS_CFLAGS) -c $< -o $@
 
-build/kino_ruby.o: kino_ruby.c kino.h | build
+build/kino_ruby.o: kino_ruby.c kino.h kino_log.h | build
 	$(CC) $(KINO_CFLAGS) $(SAN_NO_STACK) -isystem $(RB_HDR) -isystem $(RB_ARCH_HDR) -c $< -o $@
 
-$(EXT): build/kino.o build/kino_control.o build/kino_tls.o build/kino_ruby.o
+$(EXT): build/kino.o build/kino_control.o build/kino_tls.o build/kino_log.o build/kino_ruby.o
 	$(CC) $(SHARED) $(SAN_LDFLAGS) -pthread -o $@ $^ $(RB_LIBS) $(TLS_LIBS)
 
 # C tests: one binary, a unity build so it can test static helpers too.
-build/test_c: test/c/*.c test/c/*.h kino.c kino_control.c kino.h kino_tls.c kino_tls.h | build
+build/test_c: test/c/*.c test/c/*.h kino.c kino_control.c kino.h kino_tls.c kino_tls.h kino_log.c kino_log.h | build
 	$(CC) $(KINO_CFLAGS) $(TLS_CFLAGS) $(SAN_LDFLAGS) -I. -o $@ test/c/run.c -pthread $(TLS_LIBS)
 
 test-c: build/test_c check-kqueue
@@ -102,7 +102,7 @@ test-c: build/test_c check-kqueue
 VALGRIND = valgrind --error-exitcode=1 --leak-check=full --show-leak-kinds=definite,indirect,possible \
            --errors-for-leak-kinds=definite,indirect,possible -q
 
-build/test_c_vg: test/c/*.c test/c/*.h kino.c kino_control.c kino.h kino_tls.c kino_tls.h | build
+build/test_c_vg: test/c/*.c test/c/*.h kino.c kino_control.c kino.h kino_tls.c kino_tls.h kino_log.c kino_log.h | build
 	$(CC) -std=c11 $(WARN) $(TLS_CFLAGS) -pthread -O1 -g -I. -o $@ test/c/run.c -pthread $(TLS_LIBS)
 
 valgrind: build/test_c_vg
@@ -122,7 +122,7 @@ tsan: build/test_c_tsan
 # It checks that kqueue code compiles, not that it serves (see the note
 # at the poller backends in kino.c: libkqueue cannot run it on Linux).
 check-kqueue:
-	$(CC) -std=c11 $(WARN) -fsyntax-only -DKINO_USE_KQUEUE -Itest/compat kino.c
+	$(CC) -std=c11 $(WARN) -fsyntax-only -DKINO_USE_KQUEUE -Itest/compat kino.c kino_log.c
 
 # Test-only gems go into ./.gems, never into the system.
 gems: $(GEMS)/.installed
@@ -232,8 +232,8 @@ build/.fuzz-toolchain: | build
 	fuzz/toolchain $(FUZZ_CC)
 	touch $@
 
-build/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz.h kino.c kino.h build/.fuzz-toolchain | build
-	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_DEFS) -o $@ $< kino.c -pthread
+build/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz.h kino.c kino.h kino_log.c kino_log.h build/.fuzz-toolchain | build
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_DEFS) -o $@ $< kino.c kino_log.c -pthread
 
 # Every input that once crashed a harness (fuzz/crashes/<harness>-*),
 # replayed: they must all pass now.

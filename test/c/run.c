@@ -24,6 +24,7 @@ static int test_thread_create(pthread_t *t, const pthread_attr_t *a, void *(*f)(
 #include "../../kino.c"
 #include "../../kino_tls.c"
 #include "../../kino_control.c"
+#include "../../kino_log.c"
 #include "check.h"
 
 #include "test_parser.c"
@@ -33,6 +34,7 @@ static int test_thread_create(pthread_t *t, const pthread_attr_t *a, void *(*f)(
 #include "test_proxy.c"
 #include "test_tls.c"
 #include "test_hijack.c"
+#include "test_log.c"
 
 int main(void) {
     signal(SIGPIPE, SIG_IGN);
@@ -50,6 +52,7 @@ int main(void) {
     test_poller_failure();
     test_options_copied();
     test_worker_rows();
+    test_log();
     printf("%d passed, %d failed\n", checks_passed, checks_failed);
     return checks_failed ? 1 : 0;
 }
