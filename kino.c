@@ -16,12 +16,16 @@
  *   11. I/O thread    the event loop
  *   12. workers       request body, response writer, hand-back
  *   13. server        create, start, drain, abort, stop, stats
+ *   14. access log    one line per request, and notes on canned answers
+ *
+ * Logging itself (the ring, the flusher) is kino_log.c.
  */
 #if defined(__linux__) && !defined(_GNU_SOURCE)
 #define _GNU_SOURCE
 #endif
 #include "kino.h"
 #include "kino_tls.h"
+#include "kino_log.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -1094,6 +1098,7 @@ struct kino_conn {
     unsigned char maybe_more; /* owner: the socket may hold unread bytes */
     int64_t deadline;         /* ms, for the timer list the conn is on */
     int64_t queued_at;        /* ms: dispatched to the ready queue */
+    int64_t t_start;          /* us: head complete (only with an access log) */
 
     /* input: buf->data[off..len) is unconsumed; the current request's
      * head is [off, off + head_len); request-body bytes start at bpos */
@@ -1162,6 +1167,11 @@ struct kino_waiter {
     size_t pending;          /* bytes in segments not yet sent */
     char scratch[4096];      /* discarded request-body bytes */
     char *tls_buf;           /* HTTPS: segments gathered into one write */
+    /* access log: the request line and X-Request-Id copied at take (the
+     * head's spans die at the first body read); only with an access log */
+    char *lg;
+    size_t lg_method, lg_target, lg_rid;
+    int lg_minor, lg_has_rid;
 };
 
 struct kino_io {
@@ -1237,6 +1247,11 @@ struct kino_server {
 
 static void wake_io(kino_io *io);
 static void listeners_close(kino_server *s);
+/* section 14 */
+static int64_t now_us(void);
+static void log_capture(kino_waiter *w, kino_conn *c);
+static void log_taken(kino_conn *c, kino_waiter *w);
+static void log_canned(kino_server *s, int io_index, kino_conn *c, int status, size_t bytes);
 
 /* ================================================================== */
 /* 5. Transport                                                       */
@@ -1552,6 +1567,7 @@ kino_conn *kino_take(kino_server *s, kino_waiter *w, int block) {
         atomic_fetch_sub_explicit(&s->queued, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&s->in_flight, 1, memory_order_relaxed);
         waiter_begin(w, c);
+        if (s->o.log_sink) log_capture(w, c);
         if (freed_space) /* I/O threads may hold requests waiting for room */
             for (int i = 0; i < s->nio; i++)
                 if (atomic_load(&s->io[i].parked)) wake_io(&s->io[i]);
@@ -1597,6 +1613,7 @@ void kino_waiter_free(kino_waiter *w) {
     wakefd_close(w->wake);
     free(w->out);
     free(w->tls_buf);
+    free(w->lg);
     free(w);
 }
 
@@ -1765,6 +1782,7 @@ static void conn_reject(kino_io *io, kino_conn *c, int status) {
     size_t n = canned(msg, sizeof msg, status);
     ssize_t w = conn_send(c, msg, n);
     if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) w = 0;
+    log_canned(io->s, io->index, c, status, n);
     if (status == 503) atomic_fetch_add_explicit(&io->s->rejected, 1, memory_order_relaxed);
     else if (status == 504) atomic_fetch_add_explicit(&io->s->timeouts, 1, memory_order_relaxed);
     else atomic_fetch_add_explicit(&io->s->errors, 1, memory_order_relaxed);
@@ -1808,7 +1826,11 @@ static int conn_prepare(kino_server *s, kino_conn *c) {
     const char *p = c->buf->data + c->off;
     long n = kino_head_end(p, c->len - c->off, &c->scanned, &status);
     if (n == 0) return 0;
-    if (n < 0) return status;
+    if (n < 0) {
+        memset(&c->head, 0, sizeof c->head); /* nothing of it is known */
+        c->head.minor = -1;
+        return status;
+    }
     /* from here the answer is final; a caller that cannot act on it (a
      * worker) leaves it to the I/O thread, which must find the head again */
     c->scanned = 0;
@@ -1819,6 +1841,7 @@ static int conn_prepare(kino_server *s, kino_conn *c) {
         return 413;
     c->head_len = (size_t)n;
     conn_body_init(c);
+    if (s->o.log_sink) c->t_start = now_us();
     atomic_store_explicit(&c->answer, ANS_OPEN, memory_order_relaxed);
     c->r_done = 0;
     c->r_close = 0;
@@ -1905,6 +1928,8 @@ static void conn_read(kino_io *io, kino_conn *c, int hup) {
     for (;;) {
         size_t room = conn_room(c);
         if (room == 0) { /* a head larger than we allow */
+            memset(&c->head, 0, sizeof c->head);
+            c->head.minor = -1;
             conn_reject(io, c, 431);
             return;
         }
@@ -2020,6 +2045,9 @@ static void conn_preempt(kino_io *io, kino_conn *c, int status, int claim, int o
         ssize_t w = owned || !conn_tls(c) ? conn_send(c, msg, n) : 0;
         (void)w;
         if (status == 504) atomic_fetch_add_explicit(&io->s->timeouts, 1, memory_order_relaxed);
+        /* the worker still owns c and writes its access line; the note
+         * (why the client got this) is the I/O thread's */
+        if (c->next != NEXT_ABORT) log_canned(io->s, io->index, NULL, status, n);
     } else if (claim == ANS_TIMEOUT) {
         return; /* the response has begun: a stream is not cut */
     } else if (cur != ANS_APP || !atomic_compare_exchange_strong(&c->answer, &cur, claim)) {
@@ -2272,7 +2300,11 @@ static void io_sweep(kino_io *io) {
 #define EXPIRED(list) \
     (!klist_empty(list) && (c = KLIST_ENTRY((list)->next, kino_conn, tlink))->deadline <= io->now)
     while (EXPIRED(&io->t_header)) {
-        if (c->len > c->off && !c->proxy) conn_reject(io, c, 408);
+        if (c->len > c->off && !c->proxy) {
+            memset(&c->head, 0, sizeof c->head); /* the head never completed */
+            c->head.minor = -1;
+            conn_reject(io, c, 408);
+        }
         else conn_close(io, c); /* never sent a byte: nothing to answer */
     }
     while (EXPIRED(&io->t_idle)) conn_close(io, c);
@@ -3094,6 +3126,7 @@ static void release(kino_conn *c, int next) {
 kino_conn *kino_next(kino_conn *c, kino_waiter *w) {
     kino_server *s = c->io->s;
     int served = c->r_done && !c->broken;
+    if (s->o.log_sink) log_taken(c, w); /* every request a worker took, hijacked ones too */
     if (atomic_load_explicit(&c->answer, memory_order_relaxed) == ANS_HIJACK) {
         out_reset(w);
         waiter_end(w, 0);
@@ -3119,8 +3152,10 @@ kino_conn *kino_next(kino_conn *c, kino_waiter *w) {
     c->scanned = 0;
     c->head_len = 0;
     if (!c->out && !s->request_ms && c->len > c->off && !atomic_load(&s->draining) &&
-        conn_prepare(s, c) == 1)
+        conn_prepare(s, c) == 1) {
+        if (s->o.log_sink) log_capture(w, c);
         return c; /* pipelined: serve it now, in order */
+    }
     release(c, NEXT_KEEP);
     atomic_store_explicit(&w->in_flight, 0, memory_order_relaxed);
     return NULL;
@@ -3524,6 +3559,7 @@ kino_server *kino_server_new(const kino_options *o, char *err, size_t errlen) {
         for (size_t k = 0; k < sizeof lists / sizeof *lists; k++) klist_init(lists[k]);
     }
     date_refresh();
+    kino_log_start(); /* once per process: canned answers leave notes */
     return s;
 }
 
@@ -3625,6 +3661,7 @@ void kino_server_abort(kino_server *s) {
         klist_remove(&c->qlink);
         atomic_fetch_sub_explicit(&s->queued, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&s->in_flight, 1, memory_order_relaxed);
+        log_canned(s, -1, c, 500, 0); /* no worker saw it: its line is written here */
         release(c, NEXT_ABORT);
     }
     wake_all(s);
@@ -3737,4 +3774,171 @@ int kino_server_workers(kino_server *s, kino_worker_stats *out, int max) {
     }
     pthread_mutex_unlock(&s->mu);
     return n;
+}
+
+/* ================================================================== */
+/* 14. Access log                                                     */
+/* ================================================================== */
+
+/* Every request leaves exactly one access line (when the server has an
+ * access log): a worker writes it in kino_next for every request it
+ * took, whatever became of it; the I/O thread writes it where it answers
+ * a request no worker ever took (conn_reject, and kino_server_abort for
+ * queued ones). Independently of the access log, every canned answer the
+ * app never saw leaves a note on stderr saying why and what to change,
+ * at most one per kind per second (kino_log_note_due). */
+
+#define LG_METHOD 32
+#define LG_TARGET 2048
+#define LG_RID 256
+
+/* Microseconds on the precise monotonic clock (vDSO: no syscall). */
+static int64_t now_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* The X-Request-Id value of h, or a NULL span. */
+static kino_span request_id(const kino_head *h) {
+    kino_span none = {NULL, 0};
+    for (size_t i = 0; h->headers && i < h->nheaders; i++)
+        if (h->headers[i].name.n == 12 && span_is(h->headers[i].name, "x-request-id"))
+            return h->headers[i].value;
+    return none;
+}
+
+/* Copy what the line needs from c's head into the waiter, which owns the
+ * request until kino_next: the head's spans die at the first body read. */
+static void log_capture(kino_waiter *w, kino_conn *c) {
+    const kino_head *h = &c->head;
+    if (!w->lg && !(w->lg = malloc(LG_METHOD + LG_TARGET + LG_RID))) return;
+    kino_span rid = request_id(h);
+    w->lg_method = h->method.n < LG_METHOD ? h->method.n : LG_METHOD;
+    w->lg_target = h->target.n < LG_TARGET ? h->target.n : LG_TARGET;
+    w->lg_rid = rid.n < LG_RID ? rid.n : LG_RID;
+    w->lg_has_rid = rid.p != NULL;
+    w->lg_minor = h->minor;
+    if (w->lg_method) memcpy(w->lg, h->method.p, w->lg_method);
+    if (w->lg_target) memcpy(w->lg + LG_METHOD, h->target.p, w->lg_target);
+    if (w->lg_rid) memcpy(w->lg + LG_METHOD + LG_TARGET, rid.p, w->lg_rid);
+}
+
+/* The access line of a request a worker took: the status the client
+ * got (504 or 500 when a timeout or shutdown answered instead of the
+ * app, 500 when nobody answered, 499 when the client left first, 0 for
+ * a full hijack, whose response the app wrote itself). */
+static void log_taken(kino_conn *c, kino_waiter *w) {
+    kino_server *s = c->io->s;
+    int ans = atomic_load(&c->answer), status;
+    uint64_t bytes = c->sent + (c->out ? c->out_len - c->out_off : 0);
+    char msg[512];
+    if (!w->lg) return;
+    if (ans == ANS_TIMEOUT || ans == ANS_SHUTDOWN) {
+        status = ans == ANS_TIMEOUT ? 504 : 500;
+        bytes = canned(msg, sizeof msg, status);
+    } else if (ans == ANS_HIJACK && !c->final) {
+        status = 0; /* a full hijack: the app answered on the socket itself */
+    } else if (c->final) {
+        status = c->status;
+    } else if (c->broken) {
+        status = 499;
+    } else {
+        status = 500;
+        bytes = canned(msg, sizeof msg, status);
+    }
+    kino_log_request r = {
+        .peer = c->peer, .method = w->lg, .method_n = w->lg_method,
+        .target = w->lg + LG_METHOD, .target_n = w->lg_target, .minor = w->lg_minor,
+        .status = status, .bytes = bytes, .duration_us = now_us() - c->t_start,
+        .request_id = w->lg_has_rid ? w->lg + LG_METHOD + LG_TARGET : NULL,
+        .request_id_n = w->lg_rid,
+    };
+    kino_log_request_line(s->o.log_sink, s->o.log_format, &r);
+}
+
+/* Why a canned answer was sent, and the setting that changes it. */
+static void canned_why(kino_server *s, kino_conn *c, int status, char *buf, size_t cap) {
+    const kino_options *o = &s->o;
+    switch (status) {
+    case 400:
+        snprintf(buf, cap, "malformed request (request line, header fields or framing; RFC 9112); "
+                           "a client or proxy bug, no setting changes this");
+        break;
+    case 408:
+        snprintf(buf, cap, "the request head did not arrive within header_timeout (%gs); raise "
+                           "header_timeout for slow clients", o->header_timeout);
+        break;
+    case 413:
+        snprintf(buf, cap, "declared body of %lld bytes is over max_body_size (%llu bytes); raise "
+                           "max_body_size to accept it", c ? (long long)c->head.content_length : -1LL,
+                 (unsigned long long)o->max_body_size);
+        break;
+    case 414:
+        snprintf(buf, cap, "request line longer than %d bytes (the build-time limit "
+                           "KINO_MAX_REQUEST_LINE)", KINO_MAX_REQUEST_LINE);
+        break;
+    case 431:
+        snprintf(buf, cap, "request head over %d bytes or %d header fields (the build-time limits "
+                           "KINO_MAX_HEAD, KINO_MAX_HEADERS)", KINO_MAX_HEAD, KINO_MAX_HEADERS);
+        break;
+    case 501:
+        snprintf(buf, cap, "a transfer coding or method (CONNECT) Kino does not implement");
+        break;
+    case 505:
+        snprintf(buf, cap, "an HTTP version other than 1.x");
+        break;
+    case 503:
+        snprintf(buf, cap, "no worker was free within queue_timeout (%gs) with queue_depth (%d) "
+                           "requests queued; add workers or threads, or raise queue_depth or "
+                           "queue_timeout", o->queue_timeout, o->queue_depth);
+        break;
+    case 504:
+        snprintf(buf, cap, "the app took longer than request_timeout (%gs); raise request_timeout "
+                           "or make the endpoint faster", o->request_timeout);
+        break;
+    default:
+        snprintf(buf, cap, "unanswered when the shutdown_timeout ran out (a forced stop); raise "
+                           "shutdown_timeout to let long requests finish");
+    }
+}
+
+/* Note kinds for the rate limit: one per canned status. */
+static int note_kind(int status) {
+    static const int kinds[] = {400, 408, 413, 414, 431, 501, 505, 503, 504, 500};
+    for (int i = 0; i < (int)(sizeof kinds / sizeof *kinds); i++)
+        if (kinds[i] == status) return i;
+    return KINO_LOG_NOTE_KINDS - 1;
+}
+
+/* A canned answer the app never saw: its access line (when c is given
+ * and the server has an access log) and the rate-limited note. c's head
+ * is either this request's (maybe partly parsed) or zeroed. */
+static void log_canned(kino_server *s, int io_index, kino_conn *c, int status, size_t bytes) {
+    const kino_head *h = c ? &c->head : NULL;
+    if (c && s->o.log_sink) {
+        kino_span rid = request_id(h);
+        kino_log_request r = {
+            .peer = c->peer, .method = h->method.p, .method_n = h->method.n,
+            .target = h->target.p, .target_n = h->target.n < LG_TARGET ? h->target.n : LG_TARGET,
+            .minor = h->method.p ? h->minor : -1, .status = status, .bytes = bytes,
+            .duration_us = c->t_start && h->method.p ? now_us() - c->t_start : 0,
+            .request_id = rid.p, .request_id_n = rid.n < LG_RID ? rid.n : LG_RID,
+        };
+        kino_log_request_line(s->o.log_sink, s->o.log_format, &r);
+    }
+    uint64_t held = 0;
+    if (!kino_log_note_due(note_kind(status), &held)) return;
+    char why[320], source[16], more[80] = "";
+    if (io_index >= 0) snprintf(source, sizeof source, "io-%d", io_index);
+    else snprintf(source, sizeof source, "main");
+    if (held) snprintf(more, sizeof more, " (+%llu more since the last such note)", (unsigned long long)held);
+    canned_why(s, c, status, why, sizeof why);
+    if (h && h->method.p)
+        kino_log_messagef(KINO_LOG_WARN, source, "%d for %.*s %.*s from %s: %s%s", status,
+                          (int)h->method.n, h->method.p, (int)(h->target.n > 200 ? 200 : h->target.n),
+                          h->target.p ? h->target.p : "", c->peer, why, more);
+    else
+        kino_log_messagef(KINO_LOG_WARN, source, "%d%s%s: %s%s", status, c ? " from " : "",
+                          c ? c->peer : "", why, more);
 }

@@ -243,6 +243,8 @@ typedef struct kino_options {
                                   Kino's :cluster workers are): every process
                                   is woken for a connection and takes only
                                   what its idle workers can serve */
+    int log_sink;              /* access log: a kino_log.h sink, or 0 (off) */
+    int log_format;            /* KINO_LOG_TEXT, _TEXT_COLOR or _JSON */
 } kino_options;
 
 /* Fill *o with the engine's defaults: the values Kino::Options::DEFAULTS

@@ -13,6 +13,7 @@
  *   6. response     status, headers and body through the engine writer
  *   7. worker       the serve loop shared by threads and ractors
  *   8. Kino.sleep   and the rest of Kino::Native
+ *   9. log          the log sink (kino_log.c) for Kino::Log and Kino::Logger
  *
  * GVL rules (doc/architecture.md, section 5, says why): a worker takes a queued request, reads
  * buffered body bytes and writes to the socket with the GVL held (every
@@ -41,6 +42,7 @@
 #include <time.h>
 
 #include "kino.h"
+#include "kino_log.h"
 
 static VALUE mKino, mNative, cInput, cNullInput, cWorker, cStream, cEarlyHints, cHijack;
 static VALUE eError, eClientDisconnected, eInputError, eResponseError;
@@ -764,14 +766,17 @@ static void server_name_port(worker *wk, kino_conn *c, int tls, kino_span host, 
  * response_finished list and its early-hints handle. */
 static VALUE hijack_new(worker *wk);
 
-static VALUE env_template(worker *wk) {
+static VALUE env_template(worker *wk, int number) {
     VALUE t = rb_hash_new();
+    /* rack.errors: Kino::ErrorStream, lines "kino[pid] worker-N: ..." */
+    VALUE errors = rb_funcall(rb_const_get(mKino, rb_intern("ErrorStream")), rb_intern("for_worker"), 1,
+                              INT2NUM(number));
     VALUE pairs[] = {
         K_REQUEST_METHOD, method_strs[0], K_SCRIPT_NAME, S_EMPTY, K_PATH_INFO, Qnil,
         K_QUERY_STRING, S_EMPTY, K_SERVER_NAME, Qnil, K_SERVER_PORT, Qnil,
         K_SERVER_PROTOCOL, S_HTTP11, K_REMOTE_ADDR, Qnil, common_keys[0] /* HTTP_HOST */, Qnil,
         K_SERVER_SOFTWARE, S_SOFTWARE, K_RACK_URL_SCHEME, S_HTTP, K_RACK_INPUT, null_input,
-        K_RACK_ERRORS, rb_ractor_stderr(), K_RACK_MULTITHREAD, Qtrue,
+        K_RACK_ERRORS, errors, K_RACK_MULTITHREAD, Qtrue,
         K_RACK_MULTIPROCESS, Qfalse, K_RACK_RUN_ONCE, Qfalse, K_RACK_HIJACKP, Qtrue,
         K_RACK_HIJACK, hijack_new(wk),
         K_RACK_RESPONSE_FINISHED, Qnil, K_RACK_EARLY_HINTS, Qnil,
@@ -1381,7 +1386,7 @@ static VALUE native_serve(VALUE mod, VALUE id, VALUE app, VALUE handler, VALUE n
     wk->template = wk->t_peer = wk->t_host = wk->t_name = wk->t_port = Qnil;
     wk->thread = wk->hijack_io = Qnil;
     RB_OBJ_WRITE(obj, &wk->thread, rb_thread_current());
-    RB_OBJ_WRITE(obj, &wk->template, env_template(wk));
+    RB_OBJ_WRITE(obj, &wk->template, env_template(wk, n));
     RB_OBJ_WRITE(obj, &wk->app, app);
     RB_OBJ_WRITE(obj, &wk->handler, handler);
     pthread_mutex_lock(&servers_mu);
@@ -1555,6 +1560,8 @@ static VALUE native_server_new(VALUE mod, VALUE opts) {
         o.tls = &tls;
     }
     o.shared_listener = RTEST(rb_hash_lookup2(opts, ID2SYM(rb_intern("shared_listener")), Qfalse));
+    o.log_sink = (int)opt_long(opts, "log_sink", o.log_sink);
+    o.log_format = (int)opt_long(opts, "log_format", o.log_format);
 
     kino_server *s = kino_server_new(&o, err, sizeof err);
     RB_GC_GUARD(opts);
@@ -1844,6 +1851,106 @@ static VALUE native_server_stats(VALUE mod, VALUE id) {
     return h;
 }
 
+/* ================================================================== */
+/* 9. Log                                                             */
+/* ================================================================== */
+
+/* Kino::Native.log_open(path or nil) -> sink id (nil: stdout). */
+static VALUE native_log_open(VALUE mod, VALUE path) {
+    char err[256] = "";
+    (void)mod;
+    int id = kino_log_open(NIL_P(path) ? NULL : StringValueCStr(path), err, sizeof err);
+    if (id < 0) rb_raise(eError, "%s", err);
+    return INT2NUM(id);
+}
+
+/* Kino::Native.log_write(sink, string) -> true, or false when the line
+ * was dropped (ring full) or the sink is closed. No lock, no syscall. */
+static VALUE native_log_write(VALUE mod, VALUE sink, VALUE str) {
+    (void)mod;
+    StringValue(str);
+    int r = kino_log_write(NUM2INT(sink), RSTRING_PTR(str), (size_t)RSTRING_LEN(str));
+    RB_GC_GUARD(str);
+    return r == 0 ? Qtrue : Qfalse;
+}
+
+/* Kino::Native.log_message(level, source, message): Kino's own lines. */
+static VALUE native_log_message(VALUE mod, VALUE level, VALUE source, VALUE msg) {
+    (void)mod;
+    StringValue(msg);
+    int r = kino_log_message(NUM2INT(level), StringValueCStr(source), RSTRING_PTR(msg),
+                             (size_t)RSTRING_LEN(msg));
+    RB_GC_GUARD(msg);
+    return r == 0 ? Qtrue : Qfalse;
+}
+
+static VALUE native_log_close(VALUE mod, VALUE sink) {
+    (void)mod;
+    kino_log_close(NUM2INT(sink));
+    return Qnil;
+}
+
+static VALUE native_log_reopen(VALUE mod, VALUE sink) {
+    (void)mod;
+    if (kino_log_reopen(NUM2INT(sink)) < 0) rb_sys_fail("reopening a log");
+    return Qnil;
+}
+
+static VALUE native_log_reopen_all(VALUE mod) {
+    (void)mod;
+    return INT2NUM(kino_log_reopen_all());
+}
+
+struct flush_args {
+    double timeout;
+    int result;
+};
+
+static void *log_flush_nogvl(void *p) {
+    struct flush_args *a = p;
+    a->result = kino_log_flush(a->timeout);
+    return NULL;
+}
+
+/* Kino::Native.log_flush(timeout) -> true when everything queued before
+ * the call is written. Waits without the GVL. */
+static VALUE native_log_flush(VALUE mod, VALUE timeout) {
+    struct flush_args a = {NUM2DBL(timeout), -1};
+    (void)mod;
+    rb_thread_call_without_gvl(log_flush_nogvl, &a, RUBY_UBF_IO, NULL);
+    return a.result == 0 ? Qtrue : Qfalse;
+}
+
+static VALUE native_log_dropped(VALUE mod) {
+    (void)mod;
+    return ULL2NUM(kino_log_dropped());
+}
+
+static VALUE native_log_route(VALUE mod, VALUE out, VALUE err) {
+    (void)mod;
+    kino_log_route(NUM2INT(out), NUM2INT(err));
+    return Qnil;
+}
+
+static void init_log(void) {
+    kino_log_start();
+    rb_define_const(mNative, "LOG_STDOUT", INT2NUM(KINO_LOG_STDOUT));
+    rb_define_const(mNative, "LOG_STDERR", INT2NUM(KINO_LOG_STDERR));
+    rb_define_const(mNative, "LOG_TEXT", INT2NUM(KINO_LOG_TEXT));
+    rb_define_const(mNative, "LOG_TEXT_COLOR", INT2NUM(KINO_LOG_TEXT_COLOR));
+    rb_define_const(mNative, "LOG_JSON", INT2NUM(KINO_LOG_JSON));
+    rb_define_const(mNative, "LOG_MAX_RECORD", INT2NUM(KINO_LOG_MAX_RECORD));
+    rb_define_module_function(mNative, "log_open", native_log_open, 1);
+    rb_define_module_function(mNative, "log_write", native_log_write, 2);
+    rb_define_module_function(mNative, "log_message", native_log_message, 3);
+    rb_define_module_function(mNative, "log_close", native_log_close, 1);
+    rb_define_module_function(mNative, "log_reopen", native_log_reopen, 1);
+    rb_define_module_function(mNative, "log_reopen_all", native_log_reopen_all, 0);
+    rb_define_module_function(mNative, "log_flush", native_log_flush, 1);
+    rb_define_module_function(mNative, "log_dropped", native_log_dropped, 0);
+    rb_define_module_function(mNative, "log_route", native_log_route, 2);
+}
+
 void Init_kino(void) {
 #ifdef HAVE_RB_EXT_RACTOR_SAFE
     rb_ext_ractor_safe(true); /* before any method is defined */
@@ -1933,4 +2040,5 @@ void Init_kino(void) {
     rb_define_module_function(mNative, "control_free", native_control_free, 1);
     rb_define_module_function(mNative, "defaults", native_defaults, 0);
     rb_define_module_function(mNative, "sleep", native_sleep, 1);
+    init_log();
 }

@@ -198,7 +198,9 @@ class CLITest < Minitest::Test
     port: ["-p", 4000, 5000],
     workers: ["-w", 2, 3],
     threads: ["-t", 4, 5],
-    mode: ["-m", :ractor, :threaded]
+    mode: ["-m", :ractor, :threaded],
+    log_requests: ["--log-requests=", "a.log", "b.log"],
+    log_format: ["--log-format", :json, :text]
   }.freeze
 
   def test_every_option_flag_has_a_precedence_case
@@ -213,7 +215,8 @@ class CLITest < Minitest::Test
 
       write("kino.rb", "#{name} #{file_value.inspect}\n")
       assert_equal file_value, plan[:options][name], "#{name}: config file over the default"
-      assert_equal flag_value, plan(flag, flag_value.to_s)[:options][name], "#{name}: #{flag} over the config file"
+      args = flag.end_with?("=") ? ["#{flag}#{flag_value}"] : [flag, flag_value.to_s]
+      assert_equal flag_value, plan(*args)[:options][name], "#{name}: #{flag} over the config file"
     end
   end
 

@@ -66,7 +66,7 @@ class ClusterTest < Minitest::Test
   # ({worker:, pid:, served:}).
   def usr1_stats(pid, out)
     Process.kill("USR1", pid)
-    line = line_matching(out, /\Akino stats:/)
+    line = line_matching(out, /\Akino\[#{pid}\] main: stats:/)
     fields = line.scan(/(\w+)=(\S+)/).to_h
     rows = line.scan(/(\d+)\[pid (\d+)\]:(\d+|\w+)/).map do |worker, pid_, served|
       { worker: worker.to_i, pid: pid_.to_i, served: served.match?(/\A\d+\z/) ? served.to_i : served.to_sym }

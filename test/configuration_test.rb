@@ -43,6 +43,8 @@ class ConfigurationTest < Minitest::Test
     max_connections: ["100", 100, 200],
     tls: ['cert: "c.pem", key: "k.pem"', { cert: "c.pem", key: "k.pem" }, { cert: "d.pem", key: "e.pem", min_version: "1.3" }],
     pidfile: ['"a.pid"', "a.pid", "b.pid"],
+    log_requests: ['"access.log"', "access.log", true],
+    log_format: [":json", :json, :text],
     on_error: [FILE_HOOK, :from_file, KWARG_HOOK],
     after_boot: [FILE_HOOK, :from_file, KWARG_HOOK],
     on_worker_boot: [FILE_HOOK, :from_file, KWARG_HOOK],

@@ -91,8 +91,8 @@ class FrameworksTest < Minitest::Test
     Process.kill("TERM", pid)
     Process.wait(pid)
     refute_match(/shareable/i, banner)
-    assert_equal ["kino: serving this Rails app in mode :threaded (mode :auto; say mode :cluster to use every core)"],
-                 banner.lines.grep(/\Akino:/).map(&:chomp)
+    assert_equal ["kino[#{pid}] main: serving this Rails app in mode :threaded (mode :auto; say mode :cluster to use every core)"],
+                 banner.lines.grep(/\Akino\[\d+\] main: serving/).map(&:chomp)
   ensure
     out_r&.close
   end

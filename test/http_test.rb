@@ -138,8 +138,9 @@ class HTTPTest < Minitest::Test
     ensure
       $stderr = saved
     end
-    assert_match(%r{\A500 GET /broken · RuntimeError: kaput \(test/http_test\.rb:\d+\)}, log)
-    assert_match(/^    test\/http_test\.rb:\d+:in/, log)
+    prefix = /kino\[#{Process.pid}\] worker-0: /
+    assert_match(%r{\A#{prefix}500 GET /broken · RuntimeError: kaput \(test/http_test\.rb:\d+\)}, log)
+    assert_match(/^#{prefix}    test\/http_test\.rb:\d+:in/, log)
   end
 
   def test_array_and_multiline_header_values_become_separate_lines

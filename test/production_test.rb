@@ -180,7 +180,7 @@ class ProductionTest < Minitest::Test
       assert(stats[:per_worker].all? { |row| row[:in_flight].zero? && row[:busy_ms] >= 0 })
       assert_equal 10, stats[:queue_wait_ms].values.sum
       assert_equal Float::INFINITY, stats[:queue_wait_ms].keys.last
-      assert_match(/\Akino stats: mode=threaded .*served=10 .*queue_wait=/, server.stats_line)
+      assert_match(/\Astats: mode=threaded .*served=10 .*queue_wait=/, server.stats_line)
     end
   end
 
@@ -248,10 +248,10 @@ class ProductionTest < Minitest::Test
         line = Timeout.timeout(5) do
           loop do
             l = out.gets or break ""
-            break l if l.start_with?("kino stats:")
+            break l if l.include?(" main: stats:")
           end
         end
-        assert_match(/\Akino stats: mode=threaded workers=1 threads=2 .*served=1 /, line)
+        assert_match(/\Akino\[#{pid}\] main: stats: mode=threaded workers=1 threads=2 .*served=1 /, line)
         Process.kill("TERM", pid)
         _, status = Timeout.timeout(10) { Process.wait2(pid) }
         assert status.success?, status.inspect

@@ -36,7 +36,9 @@ class RackEnvTest < Minitest::Test
     assert_equal "t", env["HTTP_USER_AGENT"]
     assert_equal "example.com:#{server.port}", env["HTTP_HOST"]
     assert_equal "Kino/#{Kino::VERSION}", env["SERVER_SOFTWARE"]
-    assert_same $stderr, env["errors"].instance_variable_get(:@error) # inside Lint's wrapper
+    errors = env["errors"].instance_variable_get(:@error) # inside Lint's wrapper
+    assert_kind_of Kino::ErrorStream, errors
+    assert Ractor.shareable?(errors)
   end
 
   def test_query_string_is_empty_when_absent_and_port_defaults_to_80

@@ -47,6 +47,10 @@ module Kino
                help: "serve HTTPS with this certificate (PEM, chain allowed); needs --tls-key"),
       Flag.new(long: "--tls-key", argument: "FILE",
                help: "the certificate's private key (PEM)"),
+      Flag.new(long: "--log-requests", argument: "[=PATH]", option: :log_requests,
+               help: "access log: to stdout, or appended to PATH (default: off)"),
+      Flag.new(long: "--log-format", argument: "FORMAT", option: :log_format,
+               help: "access log lines: text or json (default: text)"),
       Flag.new(short: "-e", long: "--environment", argument: "ENV",
                help: "set RACK_ENV to ENV when it is unset"),
       Flag.new(long: "--init", argument: "[PATH]",
@@ -155,7 +159,10 @@ module Kino
         opts.banner = "#{USAGE}\n\nServe a Rack app (./config.ru by default) with Kino #{VERSION}.\n\nOptions:"
         opts.summary_width = 24
         FLAGS.each do |flag|
-          spec = [flag.short, [flag.long, flag.argument].compact.join(" "), flag.help].compact
+          # "[=PATH]": optional, and only when attached (--log-requests=a.log),
+          # so a rackup file after the flag stays the rackup file
+          long = flag.argument&.start_with?("[=") ? "#{flag.long}#{flag.argument}" : [flag.long, flag.argument].compact.join(" ")
+          spec = [flag.short, long, flag.help].compact
           opts.on(*spec) { |value| take(flag, value) }
         end
       end
@@ -183,6 +190,7 @@ module Kino
       when "--bind" then @flags[:bind] = [*@flags[:bind], value] # -b may be repeated
       when "--tls-cert" then (@flags[:tls] ||= {})[:cert] = value
       when "--tls-key" then (@flags[:tls] ||= {})[:key] = value
+      when "--log-requests" then @flags[:log_requests] = value || true
       else @flags[flag.option] = value
       end
     end

@@ -11,13 +11,14 @@ module Kino
   # Pure Ruby without the native extension, so `kino --help` stays instant.
   module Directives
     # +kind+ says how a String is read (CLI flags, -O options, ENV values):
-    # :integer, :seconds, :mode, :boolean, :string, :hook or :path.
+    # :integer, :seconds, :mode, :boolean, :string, :hook, :path, :log (a
+    # path, or "true"/"false") or :symbol.
     # +default+ is the default as people read it (nil: the inspected value
     # from Options::DEFAULTS). +example+ is a valid directive line.
     Doc = Struct.new(:name, :group, :kind, :summary, :default, :why, :example, keyword_init: true)
 
     # The sections of the sample config, in order.
-    GROUPS = ["Listening", "Concurrency", "Limits and timeouts", "Lifecycle", "Operations", "Application"].freeze
+    GROUPS = ["Listening", "Concurrency", "Limits and timeouts", "Lifecycle", "Operations", "Logging", "Application"].freeze
 
     # Not server options: the CLI reads them (the Rack handler ignores them).
     CLI_ONLY = %i[environment rackup].freeze
@@ -161,6 +162,16 @@ module Kino
               why: "Keep counters private when the control plane is reachable by others, e.g. " \
                    'control_token ENV["KINO_CONTROL_TOKEN"].',
               example: 'control_token ENV.fetch("KINO_CONTROL_TOKEN", nil)'),
+      Doc.new(name: :log_requests, group: "Logging", kind: :log, default: "off (nil)",
+              summary: "access log, one line per request: true writes to stdout, a path appends to that file",
+              why: "See who asked for what, and every 4xx/5xx Kino answered itself. Lines are " \
+                   "written by a C thread, never on the request path (man kino: LOGGING); " \
+                   "kill -HUP reopens the file after logrotate.",
+              example: 'log_requests "log/access.log"'),
+      Doc.new(name: :log_format, group: "Logging", kind: :symbol,
+              summary: ":text (one line like a common log, tinted by status on a terminal) or :json (one object per line)",
+              why: "Say :json when a log collector parses the lines (Loki, Elasticsearch, Datadog).",
+              example: "log_format :text"),
       Doc.new(name: :environment, group: "Application", kind: :string, default: "RACK_ENV as set (nil)",
               summary: "sets RACK_ENV, when it is unset, before the app is loaded",
               why: "Run in production without exporting RACK_ENV.",
@@ -203,8 +214,9 @@ module Kino
         value = value.split(":").last.to_s if name == :threads # Puma's MIN:MAX
         value.match?(/\A\s*\d+\s*\z/) ? Integer(value, 10) : value
       when :seconds then value.match?(/\A\s*\d+(\.\d+)?\s*\z/) ? Float(value) : value
-      when :mode then value.empty? ? value : value.delete_prefix(":").to_sym
+      when :mode, :symbol then value.empty? ? value : value.delete_prefix(":").to_sym
       when :boolean then { "true" => true, "1" => true, "false" => false, "0" => false }.fetch(value.strip.downcase, value)
+      when :log then { "true" => true, "false" => false }.fetch(value.strip.downcase, value)
       else value
       end
     end

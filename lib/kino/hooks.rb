@@ -7,7 +7,7 @@ module Kino
     def self.call(hook, name, *args)
       hook&.call(*args)
     rescue StandardError => e
-      $stderr.write("kino: #{name} hook raised #{e.class}: #{e.message}\n")
+      Log.error(Log.source, "#{name} hook raised #{e.class}: #{e.message}")
     end
   end
 end

@@ -31,6 +31,8 @@ module Kino
       max_connections: nil,   # nil: 80% of the open-file limit
       tls: nil,               # {cert:, key:, ...}: HTTPS (see TLS_KEYS, doc/tls.md)
       pidfile: nil,           # path of a pid file to claim at start
+      log_requests: nil,      # access log: nil/false off, true stdout, or a path to append to
+      log_format: :text,      # access log lines: :text or :json
       on_error: nil,          # callable(exception, env), after the error is logged
       after_boot: nil,        # callable(), once the workers are up (main thread)
       on_worker_boot: nil,    # callable(worker), in each worker before it serves
@@ -47,6 +49,7 @@ module Kino
     TLS_KEYS = %i[cert key ca verify min_version ciphers].freeze
     TLS_VERIFY = { none: 0, peer: 1 }.freeze
     TLS_VERSIONS = { "1.2" => 12, "1.3" => 13 }.freeze
+    LOG_FORMATS = %i[text json].freeze
 
     # The given options over the defaults, validated and frozen. Raises
     # ArgumentError naming the first unknown or invalid option.
@@ -57,6 +60,7 @@ module Kino
       options = DEFAULTS.merge(given)
       options.each { |name, value| check(name, value) }
       options[:mode] = options[:mode].to_sym
+      options[:log_format] = options[:log_format].to_sym
       options.freeze
     end
 
@@ -90,6 +94,12 @@ module Kino
         invalid(name, value, "true or false") unless [true, false].include?(value)
       when :pidfile
         invalid(name, value, "a path (String), or nil") unless value.nil? || (value.is_a?(String) && !value.empty?)
+      when :log_requests
+        invalid(name, value, "true (stdout), a path (String), or nil/false (off)") unless
+          [nil, true, false].include?(value) || (value.is_a?(String) && !value.empty?)
+      when :log_format
+        invalid(name, value, "one of #{LOG_FORMATS.map(&:inspect).join(', ')}") unless
+          value.respond_to?(:to_sym) && LOG_FORMATS.include?(value.to_sym)
       when :max_body_size
         invalid(name, value, "a number of bytes, or nil for no limit") unless value.nil? || (value.is_a?(Integer) && value >= 0)
       when :tls

@@ -57,7 +57,7 @@ module Kino
         next if @stopping || error.nil? || !keep?(slot)
 
         why = error.is_a?(WorkerCrash) ? error.message : "#{error.class}: #{error.message}"
-        warn "kino: #{describe(slot)} died #{booting ? 'while booting' : 'serving'} (#{why}); starting a new one"
+        Log.warn("main", "#{describe(slot)} died #{booting ? 'while booting' : 'serving'} (#{why}); starting a new one")
         @respawns += 1
         Native.server_note_respawn(@server_id) # for the control plane's metrics
         @backoff.wait(slot, booting) { @stopping }

@@ -18,7 +18,7 @@ module Kino
     LIBRARY_DIRS = [RbConfig::CONFIG["rubylibdir"], File.expand_path("..", __dir__)].compact.map(&:freeze).freeze
 
     def self.report(error, env, status = 500)
-      $stderr.write(format(error, env, status))
+      Log.error(Log.source, format(error, env, status))
     rescue StandardError
       nil # a report must never take the worker down
     end
@@ -63,7 +63,7 @@ module Kino
       explain_isolation(error)
       @hook&.call(error, env)
     rescue StandardError => e
-      $stderr.write("kino: on_error hook raised #{e.class}: #{e.message}\n")
+      Log.error(Log.source, "on_error hook raised #{e.class}: #{e.message}")
     end
 
     # What Ruby raises when a worker ractor touches state only the main

@@ -84,7 +84,8 @@ module Kino
         @pidfile = Pidfile.new(@options[:pidfile]).claim!(restarted: restarted) if @options[:pidfile]
         begin
           @listeners = Inherit.apply(listeners, proxy_protocol: @options[:proxy_protocol]) # hot restart, systemd
-          @id = Native.server_new(Options.native(@options, @listeners))
+          @access_log = AccessLog.open(@options) # opened before any fork: :cluster workers share it
+          @id = Native.server_new(Options.native(@options, @listeners).merge(@access_log.native))
           Native.server_start(@id) unless @mode == :cluster # each worker process starts its own engine
           @bound = Native.server_listeners(@id)
           @port = @bound.zip(@listeners).find { |b, _| b[:kind] == :tcp }&.first&.fetch(:port)
@@ -97,6 +98,7 @@ module Kino
             Native.server_stop(@id)
             Native.server_free(@id)
           end
+          @access_log&.close
           @pidfile&.release
           raise
         end
@@ -119,6 +121,8 @@ module Kino
         @state = :stopping
       end
       drain(timeout.nil? ? @options[:shutdown_timeout] : timeout)
+      @access_log.close # writes every queued line first
+      Log.flush
       @pidfile&.release
       @lock.synchronize do
         @state = :stopped
@@ -145,8 +149,7 @@ module Kino
       Restart.command # the command line a hot restart runs again, as it is now
       start
       previous = trap_signals # before the banner: whoever sees it may signal
-      $stdout.puts banner
-      $stdout.flush
+      Log.info("main", banner)
       Systemd.notify("READY=1\nSTATUS=serving #{urls.join(' ')}\nMAINPID=#{Process.pid}")
       Systemd.start_watchdog { running? }
       wait
@@ -166,7 +169,7 @@ module Kino
     # threads replaced). The top-level respawns counts replaced processes.
     def stats
       base = { mode: @mode, workers: workers, threads: threads, io_threads: @options[:io_threads],
-               respawns: @pool ? @pool.respawns : 0 }
+               respawns: @pool ? @pool.respawns : 0, log_dropped: Native.log_dropped }
       return base unless @id && %i[running stopping].include?(@state)
       return base.merge(@pool.stats) if @mode == :cluster
 
@@ -184,7 +187,7 @@ module Kino
         pid = w[:pid] ? "[pid #{w[:pid]}]" : ""
         w[:state] && w[:state] != :serving ? "#{w[:worker]}#{pid}:#{w[:state]}" : "#{w[:worker]}#{pid}:#{w[:served]}/#{w[:in_flight]}/#{w[:busy_ms]}ms"
       end
-      line = "kino stats: #{scalars.join(' ')}"
+      line = "stats: #{scalars.join(' ')}"
       line += " queue_wait=#{waits.join(',')}" unless waits.empty?
       line += " workers(served/in_flight/busy)=#{workers.join(',')}" unless workers.empty?
       line
@@ -262,9 +265,9 @@ module Kino
 
       if rails?
         # Rails apps are never shareable: no warning, one line of information
-        warn "kino: serving this Rails app in mode :threaded (mode :auto; say mode :cluster to use every core)"
+        Log.info("main", "serving this Rails app in mode :threaded (mode :auto; say mode :cluster to use every core)")
       else
-        warn "kino: #{blocker}; serving in mode :threaded (run `kino --check` or Kino::Check.report(app) to see why)"
+        Log.warn("main", "#{blocker}; serving in mode :threaded (run `kino --check` or Kino::Check.report(app) to see why)")
       end
       :threaded
     end
@@ -344,8 +347,10 @@ module Kino
 
     # INT/TERM: graceful shutdown, the second one exits at once (in
     # :cluster, after KILLing the workers); USR1: print the stats line;
-    # TTIN/TTOU (:cluster): one worker process more or fewer. Handlers
-    # only start threads: a trap context may not take locks. A :cluster
+    # TTIN/TTOU (:cluster): one worker process more or fewer; HUP: reopen
+    # every log file this process opened (the access log, Kino::Logger
+    # files), for logrotate. Handlers only start threads or queue lines: a
+    # trap context may not take locks. A :cluster
     # worker runs them only in the moment between its fork and its own
     # handlers (ClusterWorker): there they do nothing, or end it. Returns
     # the previous handlers.
@@ -360,18 +365,19 @@ module Kino
             exit!(1)
           end
           signalled = true
-          $stderr.puts "kino: #{signal} received, finishing requests (send it again to stop now)"
+          Log.warn("main", "#{signal} received, finishing requests (send it again to stop now)")
           Thread.new { shutdown }
         end
         [signal, handler]
       end
       master_only = ->(&action) { proc { Thread.new(&action) if Process.pid == master } }
-      previous["USR1"] = Signal.trap("USR1", &master_only.call { $stdout.puts(stats_line) || $stdout.flush })
+      previous["USR1"] = Signal.trap("USR1", &master_only.call { Log.info("main", stats_line) })
       previous["USR2"] = Signal.trap("USR2", &master_only.call { restart })
       if @mode == :cluster
         previous["TTIN"] = Signal.trap("TTIN", &master_only.call { @pool.grow })
         previous["TTOU"] = Signal.trap("TTOU", &master_only.call { @pool.shrink })
       end
+      previous["HUP"] = Signal.trap("HUP", &master_only.call { Log.info("main", "HUP: reopened #{Native.log_reopen_all} log file(s)") })
       previous
     end
 
@@ -388,14 +394,17 @@ module Kino
         @state = :stopping
         @restarting = true
       end
-      $stderr.puts "kino: USR2 received, restarting (finishing requests, new connections wait)"
+      Log.warn("main", "USR2 received, restarting (finishing requests, new connections wait)")
       Systemd.notify("RELOADING=1\nSTATUS=restarting")
       pairs = @listeners.zip(@bound).map { |l, b| [l, b[:fd]] }
       Native.server_keep_listeners(@id)
       drain(@options[:shutdown_timeout])
+      @access_log.close # exec ends the flusher thread: every queued line first
+      Log.flush
       Restart.exec(pairs)
     rescue SystemCallError => e
-      $stderr.puts "kino: cannot restart (#{e.message}); exiting"
+      Log.error("main", "cannot restart (#{e.message}); exiting")
+      Log.flush
       exit!(1)
     end
   end
