@@ -17,7 +17,8 @@
 #                        unstable chroot: tools/newer-ruby (root, minutes once)
 #   make fuzz            libFuzzer on the parser (fuzz/, doc/fuzzing.md)
 #   make serve           Kino.serve from this checkout, on :9292
-#   make bench           Kino against Puma (bench/README.md)
+#   make bench           Kino against Puma (bench/README.md), then what logging costs
+#   make bench-logging   only the logging part (bench/logging.rb, doc/logging.md)
 #   make bench-all       ... and against Puma single, Falcon, Agoo, Iodine, nginx
 #   make test-rails      examples/rails-hello under Kino, every feature over real sockets
 #   make bench-rails     the Rails example: Kino :cluster, :threaded, Puma cluster
@@ -188,6 +189,15 @@ serve: $(EXT)
 bench: $(EXT)
 	bench/need wrk
 	$(RUBY) bench/run
+	$(RUBY) bench/logging.rb
+
+# What logging costs: the access log on /plaintext in both modes, and
+# Kino::Logger against ::Logger on an endpoint logging a line per request
+# (bench/logging.rb, doc/logging.md); part of make bench. On a shared
+# machine BENCH_LOCK=/path/to/lockfile serializes it with other benchmarks.
+bench-logging: $(EXT)
+	bench/need wrk
+	$(if $(BENCH_LOCK),flock $(BENCH_LOCK)) $(RUBY) bench/logging.rb $(BENCH_LOGGING_ARGS)
 
 # Every server bench/run knows, on every endpoint each of them serves.
 BENCH_ALL = kino-threaded,kino-ractor,puma-cluster,puma-single,falcon,agoo,iodine,nginx
