@@ -726,7 +726,8 @@ size_t kino_log_format_request(char *buf, size_t cap, int format, const kino_log
         put_s(&o, ",\"protocol\":");
         put_json(&o, proto, strlen(proto), 16);
         put_s(&o, ",\"status\":");
-        put_u(&o, (uint64_t)r->status, 0);
+        if (r->status > 0) put_u(&o, (uint64_t)r->status, 0);
+        else put_s(&o, "null"); /* unknown: a full hijack */
         put_s(&o, ",\"bytes\":");
         put_u(&o, r->bytes, 0);
         put_s(&o, ",\"duration_ms\":");
@@ -763,7 +764,8 @@ size_t kino_log_format_request(char *buf, size_t cap, int format, const kino_log
         put_c(&o, ' ');
         put_s(&o, proto);
         put_s(&o, "\" ");
-        put_u(&o, (uint64_t)r->status, 0);
+        if (r->status > 0) put_u(&o, (uint64_t)r->status, 0);
+        else put_c(&o, '-');
         put_c(&o, ' ');
         put_u(&o, r->bytes, 0);
         put_c(&o, ' ');

@@ -115,7 +115,7 @@ typedef struct kino_log_request {
     const char *target;        /* request-target as sent; NULL: "-" */
     size_t target_n;
     int minor;                 /* HTTP/1.<minor>; -1 when unknown */
-    int status;
+    int status;                /* 0: unknown (a full hijack), "-" or null */
     uint64_t bytes;            /* response bytes sent */
     int64_t duration_us;       /* head complete to response done */
     const char *request_id;    /* X-Request-Id, or NULL */

@@ -38,7 +38,7 @@ class LogTest < Minitest::Test
     Kino::Native.log_close(sink) if sink
   end
 
-  TEXT_LINE = %r{\A(?<peer>\S+) \[\w{3}, \d{2} \w{3} \d{4} \d{2}:\d{2}:\d{2} GMT\] "(?<method>\S+) (?<target>\S+) (?<proto>\S+)" (?<status>\d{3}) (?<bytes>\d+) (?<ms>\d+\.\d)ms\z}
+  TEXT_LINE = %r{\A(?<peer>\S+) \[\w{3}, \d{2} \w{3} \d{4} \d{2}:\d{2}:\d{2} GMT\] "(?<method>\S+) (?<target>\S+) (?<proto>\S+)" (?<status>\d{3}|-) (?<bytes>\d+) (?<ms>\d+\.\d)ms\z}
 
   # A known mix -- keep-alive and pipelined requests, a 404, canned 400s,
   # a 413 and a 503 -- gives exactly one line each, right after shutdown.
@@ -90,6 +90,32 @@ class LogTest < Minitest::Test
     assert_match(/kino\[#{Process.pid}\] io-0: 413 for POST \/up from 127\.0\.0\.1: declared body of 60000000 bytes is over max_body_size \(1000 bytes\); raise max_body_size/, stderr)
     assert_match(/io-0: 503 for GET \/shed .*queue_timeout/, stderr)
     assert_equal 1, stderr.scan(/: 400 /).size, "three 400s in a second leave one note: #{stderr}"
+  end
+
+  # Hijacked requests leave their line too: a full hijack (status "-": the
+  # app wrote its own response), a partial one, a 101 with a callable body.
+  def test_hijacked_requests_are_logged
+    log = path("hijack.log")
+    app = lambda do |env|
+      case env["PATH_INFO"]
+      when "/full"
+        io = env["rack.hijack"].call
+        io.write("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi")
+        io.close
+        [-1, {}, []]
+      when "/partial" then [200, { "rack.hijack" => ->(io) { io.write("partial") && io.close } }, []]
+      else [101, { "upgrade" => "echo", "connection" => "Upgrade" }, ->(io) { io.write("upgraded") && io.close }]
+      end
+    end
+    serve(app, lint: false, log_requests: log) do |server|
+      assert_match(/\r\n\r\nhi\z/, raw(server.port, "GET /full HTTP/1.1\r\nHost: x\r\n\r\n"))
+      assert_match(/partial\z/, raw(server.port, "GET /partial HTTP/1.1\r\nHost: x\r\n\r\n"))
+      assert_match(/upgraded\z/, raw(server.port, "GET /up HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n"))
+    end
+    lines = File.read(log).lines(chomp: true)
+    assert_equal 3, lines.size, lines.join("\n")
+    assert_equal({ "/full" => "-", "/partial" => "200", "/up" => "101" },
+                 lines.to_h { |l| (m = l.match(TEXT_LINE)) ? [m[:target], m[:status]] : flunk(l) })
   end
 
   def test_json_lines_parse_with_every_field
