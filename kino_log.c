@@ -529,6 +529,19 @@ int kino_log_start(void) {
     return r;
 }
 
+void kino_log_stop(void) {
+    kino_log_flush(2.0);
+    pthread_mutex_lock(&mu);
+    int was = running;
+    stopping = 1;
+    pthread_cond_signal(&kick);
+    pthread_mutex_unlock(&mu);
+    if (was) pthread_join(flusher, NULL);
+    pthread_mutex_lock(&mu);
+    running = 0;
+    pthread_mutex_unlock(&mu);
+}
+
 int kino_log_pid(void) { return atomic_load_explicit(&log_pid, memory_order_relaxed); }
 
 /* ================================================================== */

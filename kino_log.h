@@ -47,6 +47,11 @@
  * could be started (lines are then queued until the ring is full). */
 int kino_log_start(void);
 
+/* Write what is queued, then end the flusher thread (kino_log_start
+ * starts it again). For programs that want every thread joined at exit
+ * (leak checkers); a process may just exit instead. */
+void kino_log_stop(void);
+
 /* Open (create, append to) the file at path, or stdout when path is NULL,
  * as a new sink. Returns its id (> 0), or -1 with a message in err. Every
  * call makes a new sink, even for the same path: each can be closed on

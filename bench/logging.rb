@@ -3,7 +3,7 @@
 
 # bench/logging.rb: what logging costs (doc/logging.md).
 #
-#   ruby bench/logging.rb [--duration S] [--repeat N] [--workers N]
+#   ruby bench/logging.rb [--duration S] [--repeat N] [--workers N] [--only access,loggers]
 #
 # 1. /plaintext with the access log to a file vs off, in :threaded and
 #    :ractor mode: req/s of each, and the ratio (target: at most 5% off).
@@ -52,12 +52,13 @@ module BenchLogging
   ].freeze
 
   def self.options(argv)
-    o = { duration: 10, repeat: 5, workers: Etc.nprocessors, connections: 64 }
+    o = { duration: 10, repeat: 5, workers: Etc.nprocessors, connections: 64, only: %w[access loggers] }
     OptionParser.new do |opts|
       opts.on("--duration S", Integer) { |v| o[:duration] = v }
       opts.on("--repeat N", Integer) { |v| o[:repeat] = v }
       opts.on("--workers N", Integer) { |v| o[:workers] = v }
       opts.on("--connections N", Integer) { |v| o[:connections] = v }
+      opts.on("--only LIST", Array, "access, loggers or both (default)") { |v| o[:only] = v }
     end.parse!(argv)
     o
   end
@@ -103,7 +104,9 @@ module BenchLogging
     puts "bench/logging.rb: #{o[:workers]} workers, wrk -t2 -c#{o[:connections]} -d#{o[:duration]}s, " \
          "#{o[:repeat]} repeats, medians (#{RUBY_DESCRIPTION})"
     Dir.mktmpdir do |dir|
-      [["access log cost on /plaintext", ACCESS], ["one log line per request on /log", LOGGERS]].each do |title, variants|
+      parts = { "access" => ["access log cost on /plaintext", ACCESS],
+                "loggers" => ["one log line per request on /log", LOGGERS] }
+      parts.values_at(*o[:only]).each do |title, variants|
         rps = Hash.new { |h, k| h[k] = [] }
         o[:repeat].times do |r|
           variants.each do |v|
