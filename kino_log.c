@@ -205,10 +205,12 @@ typedef struct sink {
     char *buf;            /* the flusher's batch */
     size_t len;
     int stalled;          /* a pipe that stayed full last time */
+    int listed;           /* in order[] for this pass */
     uint32_t gen;
 } sink;
 
 static sink sinks[KINO_LOG_SINKS];
+static int order[KINO_LOG_SINKS], norder; /* sinks with a batch, first come first (flusher) */
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t kick, done; /* wake the flusher; a pass ended */
 static pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -387,6 +389,10 @@ static size_t drain(void) {
         size_t total = 0;
         for (size_t i = 0; i < k; i++) total += ring[(deq + i) & MASK].len;
         if (s && s->len + total > KINO_LOG_BATCH) sink_flush(s);
+        if (s && !s->listed) {
+            s->listed = 1;
+            order[norder++] = (int)(s - sinks);
+        }
         for (size_t i = 0; i < k; i++) {
             lslot *sl = &ring[(deq + i) & MASK];
             if (s) {
@@ -401,11 +407,18 @@ static size_t drain(void) {
     return taken;
 }
 
-/* One pass: drain, write every batch, publish progress. Under mu. */
+/* One pass: drain, write every batch in the order its first line came
+ * (a warning on stderr queued before the banner on stdout is written
+ * before it), publish progress. Under mu. */
 static size_t pass(void) {
     size_t taken = drain();
-    for (int i = 1; i < KINO_LOG_SINKS; i++)
-        if (sinks[i].len && atomic_load(&sinks[i].id)) sink_flush(&sinks[i]);
+    for (int i = 0; i < norder; i++) {
+        sink *k = &sinks[order[i]];
+        if (k->len && atomic_load(&k->id)) sink_flush(k);
+        k->len = 0;
+        k->listed = 0;
+    }
+    norder = 0;
     atomic_store(&written, deq);
     pthread_cond_broadcast(&done);
     return taken;
@@ -494,7 +507,8 @@ static void fork_child(void) {
     for (size_t p = deq; p < end; p++) seq_store(p, p + KINO_LOG_SLOTS);
     deq = end;
     atomic_store(&written, end);
-    for (int i = 0; i < KINO_LOG_SINKS; i++) sinks[i].len = 0;
+    for (int i = 0; i < KINO_LOG_SINKS; i++) sinks[i].len = sinks[i].listed = 0;
+    norder = 0;
     atomic_store(&log_pid, (int)getpid());
     int was = running;
     running = 0;

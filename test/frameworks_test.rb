@@ -42,7 +42,7 @@ class FrameworksTest < Minitest::Test
       File.write(File.join(@dir, "config.ru"), source)
       output = with_server([RbConfig.ruby, KINO, "-p", "0", "-w", "2"], dir: @dir) do |port, banner|
         assert_match(/mode: threaded/, banner)
-        assert_match(/kino: the app is not Ractor-shareable \(app/, banner, "one line naming a blocker")
+        assert_match(/kino\[\d+\] main: the app is not Ractor-shareable \(app/, banner, "one line naming a blocker")
         3.times { assert_equal [200, body], http_get(port, "/") }
       end
       refute_match(/500 GET/, output)
@@ -70,7 +70,7 @@ class FrameworksTest < Minitest::Test
     output = with_server([RbConfig.ruby, KINO, "-p", "0", "-w", "1", "-m", "ractor"], dir: @dir) do |port|
       3.times { assert_equal 500, http_get(port, "/").first }
     end
-    assert_equal 3, output.scan(/^500 GET \/ · Ractor::IsolationError/).size
+    assert_equal 3, output.scan(/^kino\[\d+\] worker-0: 500 GET \/ · Ractor::IsolationError/).size
     assert_equal 1, output.scan(/Run `kino --check`/).size, output
   end
 

@@ -243,6 +243,7 @@ class LogTest < Minitest::Test
     end
     text = capture_kino_stderr do
       serve(app) { |server| get(server.port) }
+      Logger.new(Kino::ErrorStream.for_worker(7)).warn("through ::Logger") # Rack::Logger, Sinatra
       Kino.log.warn("main", "a warning")
       Kino.log.error("worker-3", "an error")
     end
@@ -251,6 +252,7 @@ class LogTest < Minitest::Test
     assert_includes text, "kino[#{pid}] worker-0: two\nkino[#{pid}] worker-0: lines\n"
     assert_includes text, "kino[#{pid}] main: a warning\n"
     assert_includes text, "kino[#{pid}] worker-3: an error\n"
+    assert_match(/^kino\[#{pid}\] worker-7: W, \[.*\]  WARN -- : through ::Logger$/, text)
   end
 
   # A plain fork: the child's lines arrive through the child's own flusher.

@@ -124,6 +124,11 @@ module Kino
       self
     end
 
+    # ::Logger.new(env["rack.errors"]) (Sinatra's logging, Rack::Logger)
+    # takes an object with write and close as an IO, anything else as a
+    # file name. Closing rack.errors means nothing.
+    def close; end
+
     def sync
       true
     end
