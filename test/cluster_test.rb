@@ -255,6 +255,32 @@ class ClusterTest < Minitest::Test
     end
   end
 
+  # Workers serve a unix:// listener the master bound; one that drains and
+  # exits (TTOU) leaves the socket file alone for the others.
+  def test_a_unix_listener_outlives_a_worker_that_leaves
+    path = File.join(@dir, "kino.sock")
+    cmd = kino_cluster("-w", "2", "-t", "1", "-b", "tcp://127.0.0.1:0", "-b", "unix://#{path}")
+    with_server(cmd, dir: @dir) do |_, banner, master|
+      assert_includes banner, path
+      assert wait_until { children_of(master).size == 2 }
+      assert_equal "200", unix_get(path)
+      Process.kill("TTOU", master)
+      assert wait_until { children_of(master).size == 1 }
+      sleep 0.2
+      assert File.socket?(path), "the socket file is still there"
+      3.times { assert_equal "200", unix_get(path) }
+    end
+    refute File.exist?(path), "the master removes it at exit"
+  end
+
+  def unix_get(path)
+    socket = UNIXSocket.new(path)
+    socket.write("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    Timeout.timeout(10) { socket.read }[%r{\AHTTP/1\.1 (\d+)}, 1]
+  ensure
+    socket&.close
+  end
+
   # Kino::Server in this process: #stats aggregates the workers' counters
   # with one row per process (pid included), and #shutdown drains them.
   def test_server_stats_aggregate_the_worker_processes
