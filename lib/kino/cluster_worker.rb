@@ -41,7 +41,8 @@ module Kino
       Server.drain_engine(@server_id, pool, @shutdown_timeout) { report(0, own_stats(pool)) }
       exit!(0)
     rescue Exception => e # rubocop:disable Lint/RescueException
-      $stderr.write("kino: worker process #{@worker} (pid #{Process.pid}) failed: #{e.class}: #{e.message}\n")
+      Log.error("worker-#{@worker}", "worker process #{@worker} (pid #{Process.pid}) failed: #{e.class}: #{e.message}")
+      Log.flush(1.0) # exit! does not wait for the flusher
       exit!(1)
     end
 

@@ -82,9 +82,9 @@ module Kino
       return if Ractor.current[:kino_isolation_explained]
 
       Ractor.current[:kino_isolation_explained] = true
-      $stderr.write("kino: #{error.class} in a worker ractor: the app uses state that only the main ractor may " \
-                    "touch, so requests that reach it fail in mode :ractor. Run `kino --check` (Kino::Check) " \
-                    "to see what, or serve it in mode :threaded or :cluster.\n")
+      Log.error(Log.source, "#{error.class} in a worker ractor: the app uses state that only the main ractor may " \
+                            "touch, so requests that reach it fail in mode :ractor. Run `kino --check` " \
+                            "(Kino::Check) to see what, or serve it in mode :threaded or :cluster.")
     end
   end
 end

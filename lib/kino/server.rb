@@ -240,8 +240,8 @@ module Kino
       lazy = @options[:mode] == :cluster && !@options[:preload]
       return lazy ? app : app.load if app.is_a?(Loader)
 
-      warn "kino: preload false has no effect here: the app was loaded before the server " \
-           "(`kino` with a rackup file loads it in each worker process)" if lazy
+      Log.warn("main", "preload false has no effect here: the app was loaded before the server " \
+                       "(`kino` with a rackup file loads it in each worker process)") if lazy
       app
     end
 
