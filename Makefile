@@ -112,8 +112,8 @@ valgrind: build/test_c_vg
 # The C tests under ThreadSanitizer: I/O threads, workers and the shutdown
 # calls on real sockets; any data race it sees fails the run. Nothing is
 # suppressed (the Date cache is race-free by construction, kino.c section 6).
-build/test_c_tsan: test/c/*.c test/c/*.h kino.c kino.h | build
-	$(CC) -std=c11 $(WARN) -pthread -O1 -g -fsanitize=thread -fno-omit-frame-pointer -I. -o $@ test/c/run.c
+build/test_c_tsan: test/c/*.c test/c/*.h kino.c kino.h kino_tls.c kino_tls.h | build
+	$(CC) -std=c11 $(WARN) $(TLS_CFLAGS) -pthread -O1 -g -fsanitize=thread -fno-omit-frame-pointer -I. -o $@ test/c/run.c $(TLS_LIBS)
 
 # die_after_fork=0: the logging tests fork a multi-threaded process whose
 # child starts its own flusher thread, which TSan refuses by default.
