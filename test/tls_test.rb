@@ -274,15 +274,18 @@ class TLSTest < Minitest::Test
     end
   end
 
-  def test_threaded_and_ractor_modes
-    app = Kino.shareable_app { ->(env) { [200, {}, ["#{env['rack.url_scheme']}\n"]] } }
-    %i[threaded ractor].each do |mode|
+  def test_threaded_ractor_and_cluster_modes
+    app = Kino.shareable_app { ->(env) { [200, {}, ["#{env['rack.url_scheme']} #{Process.pid}\n"]] } }
+    %i[threaded ractor cluster].each do |mode|
       serve(app, lint: false, mode: mode, workers: 2, threads: 1, on_error: nil, tls: tls) do |server|
-        3.times do
+        pids = Array.new(8) do
           out, status = curl(server.port)
-          assert status.success?, out
-          assert_equal "https\n", out
+          assert status.success?, "#{mode}: #{out}"
+          assert_match(/\Ahttps \d+\n\z/, out, mode)
+          out.split.last.to_i
         end
+        assert_equal [Process.pid], pids.uniq, mode unless mode == :cluster
+        refute_includes pids, Process.pid, "cluster: the worker processes answer" if mode == :cluster
       end
     end
   end
