@@ -57,9 +57,20 @@
 #define KINO_HANDOFF_MAX (1 << 20) /* unsent response bytes the I/O thread
                                      finishes for a worker */
 #endif
+#ifndef KINO_BODY_RATE
+#define KINO_BODY_RATE 240        /* bytes/s a streamed body must keep up, */
+#endif
+#define KINO_BODY_WINDOW_MS 5000  /* ... in every window of this much
+                                     waiting for it */
 #ifndef KINO_DRAIN_MAX
 #define KINO_DRAIN_MAX 65536      /* unread request body skipped to keep a
                                      connection alive */
+#endif
+#ifndef KINO_HANDOFF_BUDGET
+#define KINO_HANDOFF_BUDGET (64u << 20) /* unsent bytes the I/O threads hold
+                                          for workers in all; past it a
+                                          response over KINO_HANDOFF_MAX is
+                                          finished by its worker */
 #endif
 #define KINO_EVENTS 256           /* events taken per poller wait */
 #define KINO_ACCEPTS 64           /* accepts per listener event */
@@ -832,7 +843,8 @@ int kino_chunked_step(kino_chunked *d, const char *src, size_t srclen, size_t *u
         case CH_SIZE: {
             int v = hexval(c);
             if (v >= 0) {
-                if (d->left > (UINT64_MAX >> 4) || ++d->line > KINO_MAX_CHUNK_EXT) goto bad;
+                /* a chunk of 2^63 bytes or more is no body anyone sends: 400 */
+                if (d->left > ((uint64_t)INT64_MAX >> 4) || ++d->line > KINO_MAX_CHUNK_EXT) goto bad;
                 d->left = d->left * 16 + (uint64_t)v;
                 i++;
             } else if (d->line == 0) {
@@ -873,7 +885,7 @@ int kino_chunked_step(kino_chunked *d, const char *src, size_t srclen, size_t *u
             }
             if (n > dstcap - o) n = dstcap - o;
             if (n > d->left) n = (size_t)d->left;
-            memmove(dst + o, src + i, n);
+            if (dst) memmove(dst + o, src + i, n);
             o += n;
             i += n;
             d->left -= n;
@@ -1064,6 +1076,7 @@ typedef struct kino_buf {
 enum {
     C_IDLE,      /* I/O thread; t_idle: keep-alive, no request begun, no buffer */
     C_READING,   /* I/O thread; t_header: a head is arriving (from accept or its first byte) */
+    C_BODY,      /* I/O thread; t_body: head parsed, gathering its body (body_buffered) */
     C_OVERFLOW,  /* I/O thread; t_queue: a complete request waiting for queue room (503 at the deadline) */
     C_AWAY,      /* a worker (queued or taken); t_away with request_timeout, else t_held */
     C_FLUSH,     /* I/O thread; t_flush: finishing a response a worker handed off */
@@ -1111,6 +1124,13 @@ struct kino_conn {
     uint64_t body_left;      /* B_LENGTH: bytes not yet delivered */
     uint64_t body_total;     /* bytes delivered so far */
     kino_chunked chunk;
+    kino_chunked ahead;      /* C_BODY, chunked: the I/O thread's look-ahead */
+    size_t ahead_pos;        /* ... raw bytes it has looked at, from off */
+    uint64_t ahead_total;    /* ... body bytes they hold */
+    unsigned body_full : 1;  /* C_BODY: the buffer is full, stream the rest */
+    int64_t body_waited;     /* ms a worker waited for body bytes, */
+    int64_t win_at;          /* ... when the current rate window began, */
+    uint64_t win_bytes;      /* ... and body_total then */
     int reject;              /* status owed for a body we refused (400, 408,
                                 413): whatever the app answers, the client
                                 gets this instead */
@@ -1185,7 +1205,7 @@ struct kino_io {
     _Atomic int wake_pending;     /* a wake was sent and not yet seen */
     /* Timer lists. t_held has no deadline: requests away with a worker
      * when request_timeout is off, or already answered by a timeout. */
-    klist t_header, t_idle, t_queue, t_away, t_held, t_flush, t_linger;
+    klist t_header, t_body, t_idle, t_queue, t_away, t_held, t_flush, t_linger;
     _Atomic int parked;           /* t_queue is not empty */
     _Atomic int pending_away;     /* away conns whose io_pending is set */
     kino_buf *pool;
@@ -1242,6 +1262,7 @@ struct kino_server {
         timeouts, errors, hijacked;
     _Atomic uint64_t queue_wait[KINO_WAIT_BUCKETS];
     _Atomic uint64_t queue_wait_sum_ms, respawns;
+    _Atomic uint64_t handed;      /* bytes in c->out of every connection */
     klist waiters;                /* every live waiter (mutex) */
 };
 
@@ -1406,8 +1427,21 @@ static void buf_put(kino_io *io, kino_buf *b) {
     }
 }
 
+/* How large the input buffer may grow, counted from c->off: what the
+ * largest allowed head needs, or, while the I/O thread gathers a request
+ * body (C_BODY), the head plus the whole Content-Length body, or plus
+ * o.body_buffer raw bytes of a chunked one. */
+static size_t conn_want(const kino_conn *c) {
+    size_t head = KINO_MAX_HEAD + 1024;
+    if (c->state != C_BODY) return head;
+    size_t body = c->body == B_LENGTH ? (size_t)c->body_left : (size_t)c->io->s->o.body_buffer;
+    size_t want = c->bpos - c->off + body;
+    return want > head ? want : head;
+}
+
 /* Make room for more input: slide unconsumed bytes to the front, then
- * grow, up to what the largest allowed head needs. Returns free bytes. */
+ * grow by doubling, up to conn_want(). Returns free bytes. Growing moves
+ * the buffer: the head's spans are stale until it is parsed again. */
 static size_t conn_room(kino_conn *c) {
     kino_buf *b = c->buf;
     if (c->len < b->cap) return b->cap - c->len;
@@ -1418,8 +1452,9 @@ static size_t conn_room(kino_conn *c) {
         c->off = 0;
         return b->cap - c->len;
     }
-    if (b->cap < KINO_MAX_HEAD + 1024) {
-        size_t cap = b->cap * 2 > KINO_MAX_HEAD + 1024 ? KINO_MAX_HEAD + 1024 : b->cap * 2;
+    size_t want = conn_want(c);
+    if (b->cap < want) {
+        size_t cap = b->cap * 2 > want ? want : b->cap * 2;
         kino_buf *nb = realloc(b, sizeof *b + cap);
         if (nb) {
             nb->cap = cap;
@@ -1654,6 +1689,7 @@ static int64_t after(kino_io *io, int64_t ms) {
 /* ================================================================== */
 
 static void conn_flush(kino_io *io, kino_conn *c);
+static int send_continue(kino_conn *c);
 
 /* io_pending is set only while a worker holds the connection, and
  * counted in io->pending_away so that a worker handing a connection back
@@ -1733,6 +1769,14 @@ static int conn_proxy(kino_conn *c) {
     return 1;
 }
 
+/* Release the unsent bytes a connection held for its I/O thread. */
+static void out_free(kino_server *s, kino_conn *c) {
+    if (c->out) atomic_fetch_sub_explicit(&s->handed, c->out_len, memory_order_relaxed);
+    free(c->out);
+    c->out = NULL;
+    c->out_len = c->out_off = 0;
+}
+
 /* Free a connection; io is NULL once the I/O threads are gone. The fd
  * of a hijacked connection is the app's: it stays open. */
 static void conn_destroy(kino_server *s, kino_io *io, kino_conn *c) {
@@ -1741,7 +1785,7 @@ static void conn_destroy(kino_server *s, kino_io *io, kino_conn *c) {
     conn_tls_free(c);
     if (c->next != NEXT_HIJACKED) close(c->fd);
     buf_put(io, c->buf);
-    free(c->out);
+    out_free(s, c);
     free(c);
     uint64_t left = atomic_fetch_sub(&s->conns, 1) - 1;
     if (atomic_load(&s->paused) && left < s->max_conns)
@@ -1789,6 +1833,7 @@ static void conn_reject(kino_io *io, kino_conn *c, int status) {
     if (w >= 0 && (size_t)w < n && (c->out = malloc(n - (size_t)w))) {
         memcpy(c->out, msg + w, n - (size_t)w);
         c->out_len = n - (size_t)w;
+        atomic_fetch_add_explicit(&io->s->handed, c->out_len, memory_order_relaxed);
         c->out_off = 0;
         c->next = NEXT_CLOSE;
         c->state = C_FLUSH;
@@ -1806,6 +1851,8 @@ static void conn_reject(kino_io *io, kino_conn *c, int status) {
 static void conn_body_init(kino_conn *c) {
     c->bpos = c->off + c->head_len;
     c->body_total = 0;
+    c->body_waited = c->win_at = 0;
+    c->win_bytes = 0;
     c->continue_sent = 0;
     memset(&c->chunk, 0, sizeof c->chunk);
     if (c->head.chunked) {
@@ -1889,15 +1936,68 @@ static void io_admit(kino_io *io) {
     atomic_store(&io->parked, 0);
 }
 
-/* Act on buffered input: dispatch a complete head, reject a bad one, or
- * wait for more bytes under the header deadline. Returns 1 when c still
+/* Is the body of the request just prepared all in the buffer? The I/O
+ * thread gathers bodies up to o.body_buffer bytes before a worker sees the
+ * request, so a client that sends its body slowly holds a connection,
+ * never a worker. Returns 1 to dispatch now (no body, all of it here, or
+ * too large to gather: a worker streams it), 0 to keep reading, or the
+ * status to answer with: 400 for bad chunked framing, 413 once a chunked
+ * body -- with the chunk just announced -- passes max_body_size. Chunked
+ * bodies are looked at once, incrementally, without copying (fresh: a new
+ * request, start over). */
+static int body_buffered(kino_server *s, kino_conn *c, int fresh) {
+    uint64_t limit = s->o.body_buffer;
+    if (c->body == B_NONE || c->body_full) return 1;
+    if (c->body == B_LENGTH) return c->len - c->bpos >= c->body_left || c->body_left > limit;
+    if (!limit) return 1;
+    if (fresh) {
+        memset(&c->ahead, 0, sizeof c->ahead);
+        c->ahead_pos = c->bpos - c->off;
+        c->ahead_total = 0;
+    }
+    uint64_t max = s->o.max_body_size;
+    size_t pos = c->off + c->ahead_pos;
+    while (pos < c->len) {
+        /* stop one byte past the limit, so the verdict does not depend on
+         * how the bytes were cut into reads */
+        size_t used = 0, out = 0, cap = max ? (size_t)(max - c->ahead_total + 1) : (size_t)-1;
+        int r = kino_chunked_step(&c->ahead, c->buf->data + pos, c->len - pos, &used, NULL, cap,
+                                  &out);
+        pos += used;
+        c->ahead_total += out;
+        if (r == KINO_ERROR) return 400;
+        if (max && c->ahead_total > max) return 413;
+        if (r == KINO_CHUNK_DONE) return 1;
+    }
+    c->ahead_pos = pos - c->off;
+    if (max && c->ahead.state == CH_DATA && c->ahead_total + c->ahead.left > max) return 413;
+    return pos - c->bpos >= limit;
+}
+
+/* Act on buffered input: dispatch a complete request, reject a bad one,
+ * or wait for more bytes -- of the head under the header deadline, of the
+ * body under the body deadline (each pause). Returns 1 when c still
  * waits for input; 0 when it was dispatched, rejected or closed (then c
  * must not be touched: a worker may own it, or it is freed). more says
- * the socket may hold bytes not yet read. */
+ * the socket may hold bytes not yet read. The head is parsed again on
+ * every call: growing the buffer for a body moves it. */
 static int conn_advance(kino_io *io, kino_conn *c, int more) {
+    int fresh = c->state != C_BODY, continued = !fresh && c->continue_sent, gathering = 0;
     int r = conn_prepare(io->s, c);
     if (r == 1) {
+        c->continue_sent = (unsigned)continued;
+        r = body_buffered(io->s, c, fresh);
+        gathering = r == 0;
+    }
+    /* a client that asked to be invited gets "100 Continue" now, as it
+     * would from nginx or Puma; if that cannot go out, the worker asks */
+    if (gathering && c->head.expect_continue && !c->continue_sent && send_continue(c) != KINO_OK) {
+        gathering = 0;
+        r = 1;
+    }
+    if (r == 1) {
         c->maybe_more = (unsigned char)more;
+        c->body_full = 0;
         conn_dispatch(io, c);
         return 0;
     }
@@ -1905,7 +2005,10 @@ static int conn_advance(kino_io *io, kino_conn *c, int more) {
         conn_reject(io, c, r);
         return 0;
     }
-    if (c->state != C_READING) {
+    if (gathering) { /* progress on the body: the pause clock restarts */
+        c->state = C_BODY;
+        timer_set(c, &io->t_body, after(io, io->s->body_ms));
+    } else if (c->state != C_READING) {
         c->state = C_READING; /* the first byte starts the clock */
         timer_set(c, &io->t_header, after(io, io->s->header_ms));
     }
@@ -1927,6 +2030,11 @@ static void conn_read(kino_io *io, kino_conn *c, int hup) {
     }
     for (;;) {
         size_t room = conn_room(c);
+        if (room == 0 && c->state == C_BODY) { /* as much body as we gather */
+            c->body_full = 1;
+            conn_advance(io, c, 1);
+            return;
+        }
         if (room == 0) { /* a head larger than we allow */
             memset(&c->head, 0, sizeof c->head);
             c->head.minor = -1;
@@ -2004,9 +2112,7 @@ static void conn_flush(kino_io *io, kino_conn *c) {
         }
         c->out_off += (size_t)n;
     }
-    free(c->out);
-    c->out = NULL;
-    c->out_len = c->out_off = 0;
+    out_free(io->s, c);
     if (c->next == NEXT_KEEP) conn_keep(io, c);
     else conn_linger(io, c);
 }
@@ -2179,9 +2285,28 @@ static int idle_workers(kino_server *s) {
     return n < 0 ? 0 : n > KINO_ACCEPTS ? KINO_ACCEPTS : (int)n;
 }
 
+/* The connection that costs least to lose when a new client needs room:
+ * this thread's oldest idle keep-alive connection, else its oldest one
+ * that has not sent a byte since it was accepted (among the first
+ * KINO_EVICT_SCAN of those), else NULL. Without evicting them, clients
+ * that merely hold connections open would keep every new client out
+ * until their timeouts. */
+#define KINO_EVICT_SCAN 64
+static kino_conn *conn_victim(kino_io *io) {
+    klist *h = &io->t_header, *n = h->next;
+    if (!klist_empty(&io->t_idle)) return KLIST_ENTRY(io->t_idle.next, kino_conn, tlink);
+    for (int i = 0; n != h && i < KINO_EVICT_SCAN; n = n->next, i++) {
+        kino_conn *c = KLIST_ENTRY(n, kino_conn, tlink);
+        if (!c->buf || c->len == c->off) return c;
+    }
+    return NULL;
+}
+
 /* Accept a batch of connections from one listener. At the connection
- * cap accepting pauses (the listeners are unwatched) until one closes;
- * on EMFILE it backs off for 100 ms instead of spinning. Listeners shared
+ * cap a new client takes the place of conn_victim(); out of file
+ * descriptors too. With no victim, accepting pauses (the listeners are
+ * unwatched) until a connection closes or becomes a victim, or, on
+ * EMFILE, backs off for 100 ms instead of spinning. Listeners shared
  * with other processes are a balance: take one connection per idle
  * worker, and with none idle stop watching them for KINO_SHARED_PAUSE_MS,
  * leaving the connection to a process that has one. A connection still
@@ -2203,7 +2328,8 @@ static void io_accept(kino_io *io, kino_lsock *l) {
         io->deferred = 0;
     }
     for (int i = 0; i < batch; i++) {
-        if (atomic_load(&s->conns) >= s->max_conns) {
+        int full = atomic_load(&s->conns) >= s->max_conns;
+        if (full && !conn_victim(io)) {
             if (io->listening) {
                 io_listen_all(io, 0);
                 io->listening = 0;
@@ -2216,6 +2342,11 @@ static void io_accept(kino_io *io, kino_lsock *l) {
         int fd = accept_nb(l->fd, &ss);
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED) continue;
+            kino_conn *victim = errno == EMFILE || errno == ENFILE ? conn_victim(io) : NULL;
+            if (victim) {
+                conn_close(io, victim);
+                continue;
+            }
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
                 io_listen_all(io, 0);
                 io->listening = 0;
@@ -2229,6 +2360,8 @@ static void io_accept(kino_io *io, kino_lsock *l) {
             close(fd);
             continue;
         }
+        kino_conn *victim = full ? conn_victim(io) : NULL;
+        if (victim) conn_close(io, victim); /* c takes its place */
         atomic_fetch_add_explicit(&s->accepted, 1, memory_order_relaxed);
         atomic_fetch_add(&s->conns, 1);
         /* header_timeout runs from accept (over TLS: the handshake too) */
@@ -2237,11 +2370,12 @@ static void io_accept(kino_io *io, kino_lsock *l) {
     }
 }
 
-/* Resume accepting once below the cap and past any back-off. */
+/* Resume accepting once below the cap -- or at it, with a connection
+ * to make way (conn_victim) -- and past any back-off. */
 static void io_resume_accept(kino_io *io) {
     kino_server *s = io->s;
     if (io->listening || io->drained || io->now < io->resume_at ||
-        atomic_load(&s->conns) >= s->max_conns)
+        (atomic_load(&s->conns) >= s->max_conns && !conn_victim(io)))
         return;
     if (io_listen_all(io, 1) == 0) {
         if (io->paused) atomic_fetch_sub(&s->paused, 1);
@@ -2260,6 +2394,7 @@ static void on_event(kino_io *io, kino_conn *c, int mask) {
     switch (c->state) {
     case C_IDLE:
     case C_READING: /* (a TLS read may wait to write: a key update) */
+    case C_BODY:
         if ((mask & EV_IN) || ((mask & EV_OUT) && (conn_wants(c, 0) & KINO_WAIT_WRITE)))
             conn_read(io, c, mask & EV_HUP);
         break;
@@ -2307,6 +2442,7 @@ static void io_sweep(kino_io *io) {
         }
         else conn_close(io, c); /* never sent a byte: nothing to answer */
     }
+    while (EXPIRED(&io->t_body)) conn_reject(io, c, 408);
     while (EXPIRED(&io->t_idle)) conn_close(io, c);
     while (EXPIRED(&io->t_queue)) {
         atomic_fetch_sub_explicit(&io->s->queued, 1, memory_order_relaxed);
@@ -2325,7 +2461,7 @@ static void io_sweep(kino_io *io) {
 
 /* Milliseconds until the earliest deadline or the next Date second. */
 static int io_timeout(kino_io *io) {
-    klist *lists[] = {&io->t_header, &io->t_idle, &io->t_queue,
+    klist *lists[] = {&io->t_header, &io->t_body, &io->t_idle, &io->t_queue,
                       &io->t_away, &io->t_flush, &io->t_linger};
     struct timespec ts; /* t_held has no deadline */
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -2389,6 +2525,7 @@ static void io_shutdown_steps(kino_io *io) {
                 conn_preempt(io, KLIST_ENTRY(n, kino_conn, tlink), 500, ANS_SHUTDOWN, 0);
         atomic_store(&io->parked, 0);
         close_list(io, &io->t_header);
+        close_list(io, &io->t_body);
         close_list(io, &io->t_flush);
         close_list(io, &io->t_linger);
     }
@@ -2489,6 +2626,20 @@ static int body_fail(kino_conn *c, int status, const char *why) {
     return KINO_ERROR;
 }
 
+/* How much longer a worker may wait for body bytes. A body it streams
+ * (one too large for the I/O thread to gather) must bring at least
+ * KINO_BODY_RATE bytes/s in every window of KINO_BODY_WINDOW_MS spent
+ * waiting for it -- time the app spends elsewhere does not count, and
+ * bytes sent early buy no credit for a stall later -- so a client that
+ * trickles a large body cannot hold a worker for long. */
+static int64_t body_patience(kino_conn *c) {
+    if (c->body_total - c->win_bytes >= (uint64_t)KINO_BODY_RATE * KINO_BODY_WINDOW_MS / 1000) {
+        c->win_at = c->body_waited; /* this window did its share: a new one */
+        c->win_bytes = c->body_total;
+    }
+    return c->win_at + KINO_BODY_WINDOW_MS - c->body_waited;
+}
+
 int kino_wait(kino_conn *c, kino_waiter *w, int events) {
     events = conn_wants(c, events);
     struct pollfd p[2] = {
@@ -2496,16 +2647,21 @@ int kino_wait(kino_conn *c, kino_waiter *w, int events) {
                                         (events & KINO_WAIT_WRITE ? POLLOUT : 0))},
         {.fd = w->wake[0], .events = POLLIN},
     };
-    int64_t ms = c->io->s->body_ms;
+    int body = events == KINO_WAIT_READ;
     for (;;) {
+        int64_t ms = c->io->s->body_ms, patience = body ? body_patience(c) : INT64_MAX;
         if (atomic_load(&w->interrupted)) {
             c->error = "interrupted";
             return KINO_ERROR;
         }
+        if (patience <= 0) return body_fail(c, 408, "request body arriving too slowly");
+        if (patience < ms || ms <= 0) ms = patience == INT64_MAX ? ms : patience;
+        int64_t start = body ? mono_ms() : 0;
         int n = poll(p, 2, ms > 0 ? (int)(ms > INT_MAX ? INT_MAX : ms) : -1);
+        if (body) c->body_waited += mono_ms() - start;
         if (n < 0 && errno == EINTR) continue;
         if (n == 0) {
-            if (events == KINO_WAIT_READ) return body_fail(c, 408, "request body timed out");
+            if (body) return body_fail(c, 408, "request body timed out");
             return conn_fail(c, "timed out writing to the client");
         }
         if (n < 0) return conn_fail(c, strerror(errno));
@@ -2589,7 +2745,10 @@ long kino_body_read(kino_conn *c, kino_waiter *w, char *buf, size_t n) {
         }
         if (r == KINO_ERROR) return body_fail(c, 400, "malformed chunked request body");
         c->body_total += out;
-        if (c->io->s->o.max_body_size && c->body_total > c->io->s->o.max_body_size)
+        /* a chunk announced in full counts too: no waiting for 64 MiB that
+         * could never be accepted */
+        uint64_t max = c->io->s->o.max_body_size;
+        if (max && c->chunk.state == CH_DATA && c->body_total + c->chunk.left > max)
             return body_fail(c, 413, "request body larger than max_body_size");
         if (r == KINO_CHUNK_DONE) c->body = B_DONE;
         if (out || r == KINO_CHUNK_DONE) return (long)out;
@@ -2605,6 +2764,13 @@ static int body_skip(kino_conn *c, kino_waiter *w) {
     size_t skipped = 0;
     if (c->body == B_NONE || c->body == B_DONE) return 1;
     if (c->broken || c->reject || (c->head.expect_continue && !c->continue_sent)) return 0;
+    if (c->body == B_LENGTH && c->len - c->bpos >= c->body_left) {
+        c->bpos += (size_t)c->body_left;
+        c->body_total += c->body_left;
+        c->body_left = 0;
+        c->body = B_DONE;
+        return 1;
+    }
     while (skipped <= KINO_DRAIN_MAX) {
         long n = kino_body_read(c, w, w->scratch, sizeof w->scratch);
         if (n == 0) return 1;
@@ -2621,8 +2787,8 @@ static int body_skip(kino_conn *c, kino_waiter *w) {
 static int body_skippable(kino_conn *c, kino_waiter *w) {
     if (c->body == B_NONE || c->body == B_DONE) return 1;
     if (c->broken || c->reject || (c->head.expect_continue && !c->continue_sent)) return 0;
-    if (c->body == B_LENGTH)
-        return c->len - c->bpos >= c->body_left && c->body_left <= KINO_DRAIN_MAX;
+    if (c->body == B_LENGTH) /* gathered bodies are skipped in place, whatever their size */
+        return c->len - c->bpos >= c->body_left;
     kino_chunked d = c->chunk; /* a copy: decode ahead without consuming */
     size_t pos = c->bpos, total = 0;
     while (pos < c->len && total <= KINO_DRAIN_MAX) {
@@ -2771,8 +2937,19 @@ static int handoff(kino_conn *c, kino_waiter *w) {
     c->out = o;
     c->out_len = at;
     c->out_off = 0;
+    atomic_fetch_add_explicit(&c->io->s->handed, at, memory_order_relaxed);
     out_reset(w);
     return KINO_OK;
+}
+
+/* May the I/O thread take n more unsent bytes off a worker? Always up
+ * to KINO_HANDOFF_MAX; more while all the bytes handed off stay within
+ * KINO_HANDOFF_BUDGET (checked, then added: a few responses may pass it
+ * at once). So a response whose bytes are all known -- an Array body --
+ * never holds a worker for a client that reads slowly or not at all. */
+static int handoff_fits(kino_server *s, size_t n) {
+    return n <= KINO_HANDOFF_MAX ||
+           atomic_load_explicit(&s->handed, memory_order_relaxed) + n <= KINO_HANDOFF_BUDGET;
 }
 
 int kino_resp_begin(kino_conn *c, kino_waiter *w, int status) {
@@ -2986,7 +3163,7 @@ int kino_resp_end(kino_conn *c, kino_waiter *w) {
         c->r_done = 1;
     }
     int r = kino_resp_flush(c, w);
-    if (r == KINO_AGAIN && w->pending <= KINO_HANDOFF_MAX) return handoff(c, w);
+    if (r == KINO_AGAIN && handoff_fits(c->io->s, w->pending)) return handoff(c, w);
     return r;
 }
 
@@ -3152,9 +3329,10 @@ kino_conn *kino_next(kino_conn *c, kino_waiter *w) {
     c->scanned = 0;
     c->head_len = 0;
     if (!c->out && !s->request_ms && c->len > c->off && !atomic_load(&s->draining) &&
-        conn_prepare(s, c) == 1) {
+        conn_prepare(s, c) == 1 &&
+        (c->body == B_NONE || (c->body == B_LENGTH && c->len - c->bpos >= c->body_left))) {
         if (s->o.log_sink) log_capture(w, c);
-        return c; /* pipelined: serve it now, in order */
+        return c; /* pipelined, body and all: serve it now, in order */
     }
     release(c, NEXT_KEEP);
     atomic_store_explicit(&w->in_flight, 0, memory_order_relaxed);
@@ -3249,6 +3427,7 @@ void kino_options_init(kino_options *o) {
     o->keepalive_timeout = 65.0;
     o->body_timeout = 30.0;
     o->max_body_size = 50u << 20;
+    o->body_buffer = 1u << 20;
 }
 
 static int64_t to_ms(double s) { return s > 0 ? (int64_t)(s * 1000.0 + 0.5) : 0; }
@@ -3554,7 +3733,7 @@ kino_server *kino_server_new(const kino_options *o, char *err, size_t errlen) {
         io->s = s;
         io->index = i;
         io->p.fd = -1;
-        klist *lists[] = {&io->t_header, &io->t_idle, &io->t_queue, &io->t_away,
+        klist *lists[] = {&io->t_header, &io->t_body, &io->t_idle, &io->t_queue, &io->t_away,
                           &io->t_held, &io->t_flush, &io->t_linger};
         for (size_t k = 0; k < sizeof lists / sizeof *lists; k++) klist_init(lists[k]);
     }
@@ -3687,7 +3866,8 @@ void kino_server_stop(kino_server *s) {
     for (int i = 0; i < s->nio; i++) {
         kino_io *io = &s->io[i];
         io_returns(io);
-        klist *lists[] = {&io->t_header, &io->t_idle, &io->t_queue, &io->t_flush, &io->t_linger};
+        klist *lists[] = {&io->t_header, &io->t_body, &io->t_idle, &io->t_queue, &io->t_flush,
+                          &io->t_linger};
         for (size_t k = 0; k < sizeof lists / sizeof *lists; k++) close_list(io, lists[k]);
     }
     pthread_mutex_lock(&s->mu);

@@ -137,7 +137,9 @@ typedef struct kino_chunked {
 
 /*
  * Decode raw bytes src[0..srclen) into dst[0..dstcap). Sets *used to the
- * raw bytes consumed and *out to the body bytes produced. Returns one of
+ * raw bytes consumed and *out to the body bytes produced; with dst NULL
+ * the body bytes are only counted (to look ahead without copying). A
+ * chunk size of 2^63 or more is bad framing. Returns one of
  * KINO_CHUNK_MORE, KINO_CHUNK_FULL, KINO_CHUNK_DONE (*used stops right
  * after the body, so what follows is the next request), or KINO_ERROR
  * for bad framing (size syntax, overflow, terminators, overlong lines).
@@ -245,6 +247,8 @@ typedef struct kino_options {
                                   what its idle workers can serve */
     int log_sink;              /* access log: a kino_log.h sink, or 0 (off) */
     int log_format;            /* KINO_LOG_TEXT, _TEXT_COLOR or _JSON */
+    uint64_t body_buffer;      /* request-body bytes gathered before a worker
+                                  sees the request; 0 = stream every body */
 } kino_options;
 
 /* Fill *o with the engine's defaults: the values Kino::Options::DEFAULTS

@@ -1562,6 +1562,7 @@ static VALUE native_server_new(VALUE mod, VALUE opts) {
     o.shared_listener = RTEST(rb_hash_lookup2(opts, ID2SYM(rb_intern("shared_listener")), Qfalse));
     o.log_sink = (int)opt_long(opts, "log_sink", o.log_sink);
     o.log_format = (int)opt_long(opts, "log_format", o.log_format);
+    o.body_buffer = (uint64_t)opt_long(opts, "body_buffer", (long)o.body_buffer);
 
     kino_server *s = kino_server_new(&o, err, sizeof err);
     RB_GC_GUARD(opts);

@@ -42,6 +42,7 @@ class ConfigurationTest < Minitest::Test
     body_timeout: ["11", 11, 12],
     max_connections: ["100", 100, 200],
     tls: ['cert: "c.pem", key: "k.pem"', { cert: "c.pem", key: "k.pem" }, { cert: "d.pem", key: "e.pem", min_version: "1.3" }],
+    body_buffer: ["65_536", 65_536, 0],
     pidfile: ['"a.pid"', "a.pid", "b.pid"],
     log_requests: ['"access.log"', "access.log", true],
     log_format: [":json", :json, :text],

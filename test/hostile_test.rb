@@ -590,6 +590,8 @@ class HostileTest < Minitest::Test
   # Expect: 100-continue, interactively
   # ------------------------------------------------------------------
 
+  # The I/O thread invites the body it gathers (as nginx and Puma do);
+  # a body too large to gather is invited by the app's first read.
   def test_100_continue_arrives_before_the_body_is_sent
     serve(Recorder.new) do |server|
       socket = connect(server.port)
@@ -679,16 +681,32 @@ class HostileTest < Minitest::Test
     end
   end
 
+  # A body the I/O thread gathers (up to 1 MiB) never reaches the app
+  # when the client leaves halfway; a larger one is streamed by the worker,
+  # whose read then raises.
   def test_client_closes_mid_content_length_body
     log = Queue.new
     serve(disconnect_app(log), workers: 1, threads: 1) do |server|
       socket = connect(server.port)
       socket.write("POST /cut HTTP/1.1\r\n#{HOST}Content-Length: 100\r\n\r\n0123456789")
+      sleep 0.2
+      socket.close
+      assert_server_recovers(server, "closed mid-body")
+      assert_equal [[:called, "/after"]], drain(log), "the cut request never reaches the app"
+
+      socket = connect(server.port)
+      socket.write("POST /cut HTTP/1.1\r\n#{HOST}Content-Length: #{4 << 20}\r\n\r\n0123456789")
       assert_equal [:called, "/cut"], log.pop
       socket.close
       assert_equal :raised, log.pop.first, "reading the cut body raises"
-      assert_server_recovers(server, "closed mid-body")
+      assert_server_recovers(server, "closed mid-streamed-body")
     end
+  end
+
+  def drain(queue)
+    list = []
+    list << queue.pop until queue.empty?
+    list
   end
 
   def test_client_closes_mid_chunked_body
@@ -696,10 +714,19 @@ class HostileTest < Minitest::Test
     serve(disconnect_app(log), workers: 1, threads: 1) do |server|
       socket = connect(server.port)
       socket.write("POST /cut HTTP/1.1\r\n#{HOST}Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n10\r\nabc")
+      sleep 0.2
+      socket.close
+      assert_server_recovers(server, "closed mid-chunked-body")
+      assert_equal [[:called, "/after"]], drain(log), "the cut request never reaches the app"
+
+      socket = connect(server.port)
+      chunk = "x" * 65_536
+      socket.write("POST /cut HTTP/1.1\r\n#{HOST}Transfer-Encoding: chunked\r\n\r\n")
+      20.times { socket.write("10000\r\n#{chunk}\r\n") } # past what the I/O thread gathers
       assert_equal [:called, "/cut"], log.pop
       socket.close
       assert_equal :raised, log.pop.first, "reading the cut body raises"
-      assert_server_recovers(server, "closed mid-chunked-body")
+      assert_server_recovers(server, "closed mid-streamed-chunked-body")
     end
   end
 
@@ -770,7 +797,7 @@ class HostileTest < Minitest::Test
         socket.readpartial(65_536) # the response has begun
         sleep 0.05
         socket.write("GET /small HTTP/1.1\r\n#{HOST}Connection: close\r\n\r\n")
-        data = read_all(socket, timeout: 3)
+        data = read_all(socket, timeout: 8)
         socket.close
         parse_responses(data).map { |r| r.body.bytesize }
       end

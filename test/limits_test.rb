@@ -58,22 +58,37 @@ class LimitsTest < Minitest::Test
 
   # At max_connections accepting pauses (the kernel backlog holds the
   # rest), and resumes when a connection closes.
+  # Busy connections (requests in flight) cannot make way: at the cap the
+  # next client waits in the backlog until one closes. (Idle ones can:
+  # starvation_test.rb.)
   def test_max_connections_pauses_and_resumes_accepting
-    serve(->(env) { [200, {}, [env["PATH_INFO"]]] }, max_connections: 3) do |server|
+    gate = Queue.new
+    app = lambda do |env|
+      gate.pop if env["PATH_INFO"].start_with?("/held")
+      [200, {}, [env["PATH_INFO"]]]
+    end
+    serve(app, max_connections: 3, threads: 3) do |server|
       held = Array.new(3) do |i|
         socket = connect(server.port)
-        socket.write("GET /held#{i} HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert_equal "/held#{i}", read_response(socket).body
+        socket.write("GET /held#{i} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         socket
       end
+      assert wait_for { server.stats[:in_flight] == 3 }, "three requests in flight"
       waiting = connect(server.port) # completes in the backlog, not accepted
       waiting.write("GET /waiting HTTP/1.1\r\nHost: x\r\n\r\n")
       refute waiting.wait_readable(0.5), "a fourth connection must wait for a free slot"
       assert_equal 3, server.stats[:connections]
-      held.shift.close
+      gate << :go
       assert_equal "/waiting", read_response(waiting, timeout: 5).body
+      2.times { gate << :go }
       [*held, waiting].each(&:close)
     end
+  end
+
+  def wait_for(timeout: 5)
+    deadline = monotonic + timeout
+    sleep 0.02 until (ok = yield) || monotonic > deadline
+    ok
   end
 
   # Out of file descriptors, the server backs off instead of spinning on

@@ -135,7 +135,7 @@ class Rack3Test < Minitest::Test
       end
       [200, {}, body]
     end
-    serve(echo) do |server|
+    serve(echo, body_buffer: 0) do |server| # bodies stream to the app as they arrive
       socket = connect(server.port)
       socket.write("POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
       head = +""

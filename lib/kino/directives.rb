@@ -97,6 +97,12 @@ module Kino
               summary: "bytes of request body; a larger declared body gets 413 before the app runs (nil: no limit)",
               why: "Raise it for uploads; lower it for APIs that take small JSON bodies.",
               example: "max_body_size 50 * 1024 * 1024"),
+      Doc.new(name: :body_buffer, group: "Limits and timeouts", kind: :integer, default: "1048576 (1 MiB)",
+              summary: "request-body bytes the I/O thread gathers before the app runs; larger bodies " \
+                       "are streamed to it (0: stream every body)",
+              why: "Gathering keeps clients that send bodies slowly from holding workers. Set 0 only " \
+                   "for apps that answer while the body still arrives (full-duplex streaming).",
+              example: "body_buffer 1024 * 1024"),
       Doc.new(name: :header_timeout, group: "Limits and timeouts", kind: :seconds,
               summary: "seconds for the whole request head to arrive (else 408)",
               why: "Lower it to shed slow-header (slowloris) clients sooner.",

@@ -25,6 +25,7 @@ module Kino
       request_timeout: nil,   # nil: off
       shutdown_timeout: 30.0,
       max_body_size: 50 * MiB, # nil or 0: unlimited
+      body_buffer: 1 * MiB,   # request-body bytes gathered before the app runs; 0: stream
       header_timeout: 15.0,
       keepalive_timeout: 65.0,
       body_timeout: 30.0,
@@ -100,6 +101,8 @@ module Kino
       when :log_format
         invalid(name, value, "one of #{LOG_FORMATS.map(&:inspect).join(', ')}") unless
           value.respond_to?(:to_sym) && LOG_FORMATS.include?(value.to_sym)
+      when :body_buffer
+        invalid(name, value, "a number of bytes, 0 or more") unless value.is_a?(Integer) && value >= 0
       when :max_body_size
         invalid(name, value, "a number of bytes, or nil for no limit") unless value.nil? || (value.is_a?(Integer) && value >= 0)
       when :tls
@@ -169,6 +172,7 @@ module Kino
         body_timeout: options[:body_timeout],
         max_body_size: options[:max_body_size] || 0,
         max_connections: options[:max_connections] || 0,
+        body_buffer: options[:body_buffer],
         tls: native_tls(options[:tls]),
         shared_listener: options[:mode] == :cluster # forked workers accept on it (ProcessPool)
       }

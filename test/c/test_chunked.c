@@ -112,4 +112,18 @@ static void test_chunked(void) {
     CHECK(kino_chunked_step(&d, inplace, strlen(inplace), &u, inplace, sizeof inplace, &o) ==
               KINO_CHUNK_DONE &&
           o == 5 && memcmp(inplace, "abcde", 5) == 0);
+
+    /* chunk sizes stop at 2^63 - 1: past that the framing is bad, not a
+     * size to wait for */
+    CHECK(decode("7fffffffffffffff\r\nab", 20, 20, sizeof out, out, &outlen, &used) ==
+              KINO_CHUNK_MORE && outlen == 2);
+    CHECK(decode("8000000000000000\r\n", 18, 18, sizeof out, out, &outlen, &used) == KINO_ERROR);
+    CHECK(decode("fffffffffffffff0\r\n", 18, 1, 1, out, &outlen, &used) == KINO_ERROR);
+
+    /* with no output buffer the body is counted, not copied */
+    memset(&d, 0, sizeof d);
+    u = o = 0;
+    const char *two = "3\r\nabc\r\n2\r\nde\r\n0\r\n\r\nNEXT";
+    CHECK(kino_chunked_step(&d, two, strlen(two), &u, NULL, (size_t)-1, &o) == KINO_CHUNK_DONE &&
+          o == 5 && u == strlen(two) - 4);
 }
