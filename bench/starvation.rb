@@ -48,7 +48,7 @@ def now = Process.clock_gettime(Process::CLOCK_MONOTONIC)
 
 def start_server(mode, cap = nil)
   port = TCPServer.open("127.0.0.1", 0) { |s| s.addr[1] }
-  pid = Process.spawn(RbConfig.ruby, "-I#{ROOT}/lib", "-e", SERVER, mode, port.to_s, *cap,
+  pid = Process.spawn(RbConfig.ruby, "-I#{ROOT}/lib", "-e", SERVER, mode, port.to_s, *cap&.to_s,
                       out: File::NULL, err: File::NULL)
   Timeout.timeout(20) do
     TCPSocket.new("127.0.0.1", port).close
