@@ -1616,6 +1616,7 @@ static VALUE native_defaults(VALUE mod) {
     SET("keepalive_timeout", DBL2NUM(o.keepalive_timeout));
     SET("body_timeout", DBL2NUM(o.body_timeout));
     SET("max_body_size", ULL2NUM(o.max_body_size));
+    SET("body_buffer", ULL2NUM(o.body_buffer));
     SET("listen", o.nlisten ? INT2NUM(o.nlisten) : Qnil); /* none: bind and port */
     SET("tls", o.tls ? Qtrue : Qnil);                    /* none: plain HTTP */
     SET("shared_listener", o.shared_listener ? Qtrue : Qfalse); /* mode :cluster sets it */
