@@ -78,6 +78,8 @@ class HijackTest < Minitest::Test
         [101, { "upgrade" => "websocket", "connection" => "Upgrade",
                 "sec-websocket-accept" => accept(env["HTTP_SEC_WEBSOCKET_KEY"]) },
          ->(io) { serve(io) }]
+      when "/partial"
+        [200, { "rack.hijack" => ->(io) { io.write("partial in #{Ractor.current.name}"); io.close } }, []]
       else
         [200, {}, ["plain #{env['rack.hijack?']}"]]
       end
@@ -464,14 +466,15 @@ class HijackTest < Minitest::Test
     app&.stop
   end
 
-  def test_websocket_echo_in_ractor_mode_full_hijack_and_101
+  def test_ractor_mode_full_and_partial_hijack_and_101
     serve(MiniEcho, lint: false, mode: :ractor, workers: 2, threads: 2, on_error: nil) do |server|
       assert_equal :ractor, server.mode
       echo_round_trip(server.port, "/full")
       echo_round_trip(server.port, "/stream")
       assert_equal "plain true", get(server.port).body
+      assert_match(/\r\n\r\npartial in kino-worker-\d\z/, raw(server.port, "GET /partial HTTP/1.1\r\nHost: x\r\n\r\n"))
       wait_for { server.stats[:connections].zero? }
-      assert_equal 2, server.stats[:hijacked]
+      assert_equal 3, server.stats[:hijacked]
     end
   end
 end
