@@ -1,6 +1,7 @@
 # frozen_string_literal: true
 
 require_relative "helper"
+require_relative "process_helper"
 require "digest/sha1"
 require "websocket/driver"
 require "nio"
@@ -16,6 +17,7 @@ Warning[:experimental] = false
 # ActionCable uses), talked to by websocket-driver's client and curl.
 class HijackTest < Minitest::Test
   include KinoTest
+  include KinoProcess
 
   KEY = "dGhlIHNhbXBsZSBub25jZQ==" # RFC 6455's example key
   ACCEPT = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
@@ -464,6 +466,47 @@ class HijackTest < Minitest::Test
     end
   ensure
     app&.stop
+  end
+
+  # websocket-driver's echo in every worker process of `kino -m cluster`.
+  CLUSTER_APP = <<~RUBY
+    require "websocket/driver"
+    run lambda { |env|
+      next [200, {}, [Process.pid.to_s]] unless WebSocket::Driver.websocket?(env)
+
+      io = env["rack.hijack"].call
+      socket = Struct.new(:env, :url, :io) { def write(data) = io.write(data) }.new(env, "ws://x/", io)
+      driver = WebSocket::Driver.rack(socket)
+      driver.on(:message) { |e| driver.text("\#{Process.pid}: \#{e.data}") }
+      driver.on(:close) { io.close unless io.closed? }
+      driver.start
+      Thread.new do
+        loop { driver.parse(io.readpartial(4096)) }
+      rescue EOFError, IOError, SystemCallError
+        io.close unless io.closed?
+      end
+      [-1, {}, []]
+    }
+  RUBY
+
+  def test_websocket_driver_echo_in_cluster_mode
+    Dir.mktmpdir("kino-hijack") do |dir|
+      File.write(File.join(dir, "config.ru"), CLUSTER_APP)
+      cmd = [RbConfig.ruby, KINO, "-p", "0", "-m", "cluster", "-w", "2", "-t", "2"]
+      with_server(cmd, dir: dir, timeout: 45) do |port|
+        pids = Array.new(6) { get(port).body }.uniq
+        client = Client.new(port, "/cluster")
+        assert_equal :open, client.next_event(15)
+        client.text("hello")
+        pid, text = client.next_event(15).split(": ", 2)
+        assert_equal "hello", text
+        assert_includes pids, pid if pids.size == 2 # served by a worker process, not the master
+        client.close
+        assert_equal [:close, 1000], client.next_event(15)
+      ensure
+        client&.shutdown
+      end
+    end
   end
 
   def test_ractor_mode_full_and_partial_hijack_and_101
