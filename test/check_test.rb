@@ -184,7 +184,9 @@ class CheckTest < Minitest::Test
     app = Array.new(10_000) { |i| +"s#{i}" }
     started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
     result = report(app)
-    assert_operator Process.clock_gettime(Process::CLOCK_MONOTONIC) - started, :<, 1
+    # the walk is bounded (MAX_NODES): it ends, even on a loaded machine;
+    # how fast is bench material, not a test's
+    assert_operator Process.clock_gettime(Process::CLOCK_MONOTONIC) - started, :<, 30
     assert_equal Kino::Check::MAX_FINDINGS, result[:findings].size
     assert_match(/\A\["s0", "s1", .*\.\.\. \(Array\) is not frozen\z/, result[:findings].first.message)
     assert_equal ["app[0]", '"s0" (String) is not frozen'], [result[:findings][1].path, result[:findings][1].message]
