@@ -235,6 +235,34 @@ class LogTest < Minitest::Test
     assert_match(/main: TERM received/, output)
   end
 
+  # In :cluster every worker process has its own sink: HUP to the master
+  # reaches them too, and once each has reopened, every line goes to the
+  # new file.
+  def test_hup_reopens_the_files_of_cluster_workers
+    log = path("access.log")
+    File.write(path("config.ru"), "run ->(env) { [200, {}, ['hi']] }\n")
+    cmd = [RbConfig.ruby, "-I", File.expand_path("../lib", __dir__), File.expand_path("../bin/kino", __dir__),
+           "-p", "0", "-m", "cluster", "-w", "2", "-t", "1", "--log-requests=#{log}"]
+    output = with_server(cmd, dir: @dir) do |port, _banner, pid|
+      4.times { assert_equal 200, get(port, "/before").status }
+      sleep 0.3 until File.size?(log)
+      File.rename(log, "#{log}.1")
+      Process.kill("HUP", pid)
+      Timeout.timeout(10) { sleep 0.05 until File.exist?(log) }
+      # until both workers reopened, a line may still land in the old file
+      Timeout.timeout(20) do
+        loop do
+          before = File.read("#{log}.1").lines.size
+          10.times { assert_equal 200, get(port, "/after").status }
+          sleep 0.5 # the flushers write within milliseconds
+          break if File.read("#{log}.1").lines.size == before
+        end
+      end
+    end
+    assert_equal 2, output.scan(/worker-\d+: HUP: reopened 1 log file/).size, output
+    assert_operator File.read(log).lines.count { |l| l.include?('"GET /after') }, :>=, 10
+  end
+
   def test_rack_errors_and_kino_log_lines_carry_the_prefix
     app = lambda do |env|
       env["rack.errors"].puts("from the app")

@@ -111,6 +111,11 @@ module Kino
       self
     end
 
+    # HUP to every child: each reopens its own log files (logrotate).
+    def reopen_logs
+      @lock.synchronize { @children.each_value { |child| signal(child, "HUP") } }
+    end
+
     # KILL every child at once (a second INT or TERM). Safe in a trap
     # handler: it takes no lock.
     def kill

@@ -16,8 +16,9 @@ module Kino
   # final stats report (question number 0) and exits 0.
   class ClusterWorker
     # Signals the master uses, or that would stop or kill a child by
-    # default when sent to the whole process group.
-    IGNORED = %w[TTIN TTOU USR1 USR2 HUP].freeze
+    # default when sent to the whole process group. (HUP, which the master
+    # forwards, reopens this process's log files.)
+    IGNORED = %w[TTIN TTOU USR1 USR2].freeze
 
     def initialize(server_id:, app:, worker:, threads:, handler:, boot_hook:, control:, shutdown_timeout:)
       @server_id = server_id
@@ -51,6 +52,7 @@ module Kino
     def trap_signals
       %w[TERM INT].each { |signal| Signal.trap(signal) { stop } }
       IGNORED.each { |signal| Signal.trap(signal, "IGNORE") if Signal.list.key?(signal) }
+      Signal.trap("HUP") { Thread.new { Log.info("worker-#{@worker}", "HUP: reopened #{Native.log_reopen_all} log file(s)") } }
     end
 
     # Wake the main thread (a pipe write is safe in a trap handler).

@@ -377,8 +377,15 @@ module Kino
         previous["TTIN"] = Signal.trap("TTIN", &master_only.call { @pool.grow })
         previous["TTOU"] = Signal.trap("TTOU", &master_only.call { @pool.shrink })
       end
-      previous["HUP"] = Signal.trap("HUP", &master_only.call { Log.info("main", "HUP: reopened #{Native.log_reopen_all} log file(s)") })
+      previous["HUP"] = Signal.trap("HUP", &master_only.call { reopen_logs })
       previous
+    end
+
+    # HUP: reopen this process's log files, and in :cluster have every
+    # worker process reopen its own (each has its own sink since the fork).
+    def reopen_logs
+      Log.info("main", "HUP: reopened #{Native.log_reopen_all} log file(s)")
+      @pool.reopen_logs if @mode == :cluster
     end
 
     # Hot restart (SIGUSR2): keep the listening sockets open, drain like a
