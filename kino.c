@@ -2190,6 +2190,7 @@ static void conn_returned(kino_io *io, kino_conn *c) {
  * peeked, so not a byte of the TLS stream is taken with it, then
  * consumed exactly. Returns as conn_proxy does. More bytes come with a
  * new edge-triggered event, peeked bytes or not. */
+#ifdef KINO_TLS
 static int conn_proxy_peeked(kino_conn *c) {
     char head[KINO_PROXY_MAX];
     kino_proxy px;
@@ -2202,6 +2203,7 @@ static int conn_proxy_peeked(kino_conn *c) {
     conn_proxy_apply(c, &px);
     return 1;
 }
+#endif
 
 /* A new HTTPS connection with bytes to read. The first one says what the
  * client speaks (peeked, not consumed): plain HTTP gets a plain 400 and a
