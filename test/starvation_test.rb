@@ -197,14 +197,17 @@ class StarvationTest < Minitest::Test
         s
       end
       assert_served(server.port, 1, "#{mode}: 20 idle keep-alive connections at a cap of 20")
-      oldest = idle.first
-      assert oldest.wait_readable(2) && oldest.read_nonblock(1, exception: false).nil?,
-             "#{mode}: the oldest idle connection made way"
-      assert_equal "pong", (idle.last.write("GET /ping HTTP/1.1\r\nHost: x\r\n\r\n") && read_response(idle.last).body),
-                   "#{mode}: the newest idle connection was kept"
+      made_way = idle.count { |s| closed_by_server?(s) }
+      assert_operator made_way, :>=, 1, "#{mode}: idle connections made way for the probes"
       idle.each(&:close)
       assert_cleaned_up(server, 0, mode)
     end
+  end
+
+  def closed_by_server?(socket)
+    socket.wait_readable(1) && socket.read_nonblock(1, exception: false).nil?
+  rescue Errno::ECONNRESET
+    true
   end
 
   # Connections that never sent a byte make way too.
