@@ -1454,7 +1454,8 @@ static size_t conn_room(kino_conn *c) {
     }
     size_t want = conn_want(c);
     if (b->cap < want) {
-        size_t cap = b->cap * 2 > want ? want : b->cap * 2;
+        /* a Content-Length body's size is known: one step to it */
+        size_t cap = b->cap * 2 > want || (c->state == C_BODY && c->body == B_LENGTH) ? want : b->cap * 2;
         kino_buf *nb = realloc(b, sizeof *b + cap);
         if (nb) {
             nb->cap = cap;
