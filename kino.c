@@ -4049,13 +4049,21 @@ static void canned_why(kino_server *s, kino_conn *c, int status, char *buf, size
                            "a client or proxy bug, no setting changes this");
         break;
     case 408:
-        snprintf(buf, cap, "the request head did not arrive within header_timeout (%gs); raise "
-                           "header_timeout for slow clients", o->header_timeout);
+        if (c && c->state == C_BODY)
+            snprintf(buf, cap, "the request body paused longer than body_timeout (%gs); raise "
+                               "body_timeout for slow clients", o->body_timeout);
+        else
+            snprintf(buf, cap, "the request head did not arrive within header_timeout (%gs); raise "
+                               "header_timeout for slow clients", o->header_timeout);
         break;
     case 413:
-        snprintf(buf, cap, "declared body of %lld bytes is over max_body_size (%llu bytes); raise "
-                           "max_body_size to accept it", c ? (long long)c->head.content_length : -1LL,
-                 (unsigned long long)o->max_body_size);
+        if (c && c->head.content_length < 0)
+            snprintf(buf, cap, "chunked body announced or sent more than max_body_size (%llu bytes); "
+                               "raise max_body_size to accept it", (unsigned long long)o->max_body_size);
+        else
+            snprintf(buf, cap, "declared body of %lld bytes is over max_body_size (%llu bytes); raise "
+                               "max_body_size to accept it", c ? (long long)c->head.content_length : -1LL,
+                     (unsigned long long)o->max_body_size);
         break;
     case 414:
         snprintf(buf, cap, "request line longer than %d bytes (the build-time limit "
