@@ -192,6 +192,7 @@ bench: $(EXT)
 	bench/need wrk
 	$(RUBY) bench/run
 	$(RUBY) bench/logging.rb
+	$(if $(filter 1,$(TLS)),$(MAKE) bench-tls)
 
 # What logging costs: the access log on /plaintext in both modes, and
 # Kino::Logger against ::Logger on an endpoint logging a line per request

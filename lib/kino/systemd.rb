@@ -22,7 +22,7 @@ module Kino
       socket.send(state, 0, Socket.sockaddr_un(address))
       true
     rescue SystemCallError, ArgumentError => e
-      warn "kino: cannot notify systemd at #{path}: #{e.message}" unless @warned
+      Log.warn("main", "cannot notify systemd at #{path}: #{e.message}") unless @warned
       @warned = true
       false
     ensure
