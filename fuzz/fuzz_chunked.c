@@ -315,7 +315,7 @@ static int size_line(ref *r, uint64_t *size) {
     r->digits = 0;
     r->in_size_line = 1;
     while ((h = hexval(peek(r))) >= 0) {
-        if (v > (UINT64_MAX - (uint64_t)h) / 16) return R_BAD; /* does not fit */
+        if (v > ((uint64_t)INT64_MAX - (uint64_t)h) / 16) return R_BAD; /* 2^63 or more */
         v = v * 16 + (uint64_t)h;
         r->digits++;
         if (take(r) != R_OK) return R_BAD;
