@@ -575,7 +575,25 @@ typedef struct kino_control_options {
     const char *token;         /* NULL or "": no token needed */
     const char *mode;          /* for /stats and /metrics: "threaded"... */
     int workers, threads, io_threads;
+    int published;             /* 1: the numbers come from
+                                  kino_control_publish, not the server */
 } kino_control_options;
+
+/* One worker's row in a published snapshot (the :cluster master adds a
+ * row per worker process). served, busy_ms, accepted and respawns are
+ * counters: the host keeps them from going down when it replaces the
+ * worker of a row. */
+#define KINO_ROW_SERVING 0
+#define KINO_ROW_BOOTING 1
+#define KINO_ROW_UNRESPONSIVE 2     /* counters are its last answer's */
+typedef struct kino_control_row {
+    int worker;                /* the worker number */
+    int pid;                   /* its process */
+    int state;                 /* KINO_ROW_* */
+    int in_flight;             /* requests it serves now */
+    uint64_t served, busy_ms, accepted, connections, respawns;
+} kino_control_row;
+#define KINO_CONTROL_ROWS 1024      /* most rows a snapshot may have */
 
 /* Bind and listen; start nothing. NULL with a message in err on failure. */
 kino_control *kino_control_new(kino_server *s, const kino_control_options *o,
@@ -584,6 +602,20 @@ int kino_control_start(kino_control *c, char *err, size_t errlen);
 int kino_control_port(const kino_control *c);  /* TCP port, or 0 */
 /* One of KINO_STATE_*: what /ready and the stats say. Any thread. */
 void kino_control_set_state(kino_control *c, int state);
+/*
+ * A control plane made with `published` shows the numbers its host
+ * publishes: totals, the number of workers kept, and nrows rows (at most
+ * KINO_CONTROL_ROWS). Copied; any thread. /stats and /metrics ask for a
+ * fresh snapshot: the control thread writes one byte per question to
+ * kino_control_question_fd, and answers once a snapshot with `answered`
+ * >= that question's number arrives (the host counts the bytes it read:
+ * that count is the question it answers), or after KINO_CONTROL_WAIT_MS
+ * with the last snapshot and its age. KINO_ERROR when nrows is too many.
+ */
+int kino_control_publish(kino_control *c, const kino_stats *total, int workers,
+                         const kino_control_row *rows, int nrows, uint64_t answered);
+/* Readable when an answer waits for a snapshot; -1 unless `published`. */
+int kino_control_question_fd(const kino_control *c);
 /* Stop the thread, close the listener (removing a unix socket file it
  * made) and free. Call it before the server is freed. */
 void kino_control_free(kino_control *c);

@@ -4,16 +4,24 @@
  *
  * The thread never touches Ruby and shares no lock with the workers: it
  * reads the engine's atomic counters (kino_server_stats), so it answers
- * while every worker is stuck in the application, holding the GVL. It is
- * also a small attack surface, so it is bounded everywhere: at most
- * KINO_CONTROL_CONNS connections at once (the rest wait in the backlog), a
- * request head of at most KINO_CONTROL_HEAD bytes, and KINO_CONTROL_MS for
- * the whole exchange; every answer closes the connection.
+ * while every worker is stuck in the application, holding the GVL. In a
+ * host that gathers the numbers itself (the :cluster master, whose
+ * workers are other processes) it shows the snapshots the host publishes
+ * instead, asking for a fresh one per answer and waiting a bounded time
+ * for it: a host whose workers are all stuck still gets an answer, the
+ * last snapshot with its age. It is also a small attack surface, so it is
+ * bounded everywhere: at most KINO_CONTROL_CONNS connections at once (the
+ * rest wait in the backlog), a request head of at most KINO_CONTROL_HEAD
+ * bytes, and KINO_CONTROL_MS for the whole exchange; every answer closes
+ * the connection. A forked child closes every descriptor of it (section
+ * 5): a worker process never holds the master's control socket.
  *
  *    1. platform    clocks, the listener, the wake pipe
  *    2. answers     /live, /ready, /stats (JSON), /metrics (Prometheus 0.0.4)
  *    3. requests    reading, limits, routing, the bearer token
- *    4. thread      the poll loop; new, start, free
+ *    4. snapshots   what a host publishes; questions for a fresh one
+ *    5. fork        the child closes what it inherited
+ *    6. thread      the poll loop; new, start, free
  */
 #if defined(__linux__) && !defined(_GNU_SOURCE)
 #define _GNU_SOURCE
@@ -48,7 +56,16 @@
 #ifndef KINO_CONTROL_MS
 #define KINO_CONTROL_MS 5000      /* longest exchange, read to last byte */
 #endif
-#define CONTROL_ROWS 1024         /* per-thread rows read for per_worker */
+#ifndef KINO_CONTROL_WAIT_MS
+#define KINO_CONTROL_WAIT_MS 1500 /* longest wait for a fresh snapshot */
+#endif
+#define CONTROL_ROWS KINO_CONTROL_ROWS /* rows read for per_worker */
+
+/* How the thread is started: pthread_create, unless a test build puts
+ * one in front of it that can fail on demand (test/c/run.c). */
+#ifndef KINO_THREAD_CREATE
+#define KINO_THREAD_CREATE pthread_create
+#endif
 
 #ifndef MSG_NOSIGNAL
 #define MSG_NOSIGNAL 0
@@ -57,6 +74,9 @@
 typedef struct cconn {
     int fd;
     int64_t deadline;
+    int64_t wait_until;           /* > 0: waiting for a snapshot */
+    uint64_t want;                /* ... that answers this question */
+    int metrics, head_only;       /* ... for this answer */
     size_t len;
     char in[KINO_CONTROL_HEAD];
     char *out;                    /* the whole answer, once known */
@@ -80,7 +100,23 @@ struct kino_control {
     _Atomic int stopping;
     cconn conns[KINO_CONTROL_CONNS];
     int nconns;
-    kino_worker_stats *rows;      /* CONTROL_ROWS, for per-worker answers */
+    kino_worker_stats *rows;      /* CONTROL_ROWS, read from the engine */
+    kino_control_row *shown;      /* CONTROL_ROWS, what an answer shows */
+    /* published snapshots (section 4) */
+    int published;
+    int question[2];              /* pipe: one byte per question */
+    uint64_t asked;               /* questions written (control thread) */
+    pthread_mutex_t snap_lock;    /* guards the snap_* fields */
+    kino_stats snap;
+    kino_control_row *snap_rows;  /* CONTROL_ROWS */
+    int snap_n, snap_workers;
+    uint64_t snap_answered;       /* the last question it answers */
+    int64_t snap_at;              /* when published; 0: never */
+    /* fork (section 5) */
+    pthread_mutex_t conns_lock;   /* held while conns/nconns change, and
+                                     across fork(2) */
+    pid_t owner;                  /* the process that made it */
+    kino_control *next;           /* in ctl_all */
 };
 
 /* ================================================================== */
@@ -242,6 +278,7 @@ static const char *ctl_state_name(int state) {
  * Kino::Server#stats calls per_worker). Returns the row count. */
 static int ctl_worker_rows(kino_server *s, kino_worker_stats *rows, int max) {
     int n = kino_server_workers(s, rows, max), m = 0;
+    if (n > max) n = max;
     for (int i = 0; i < n; i++) { /* insertion sort by worker, merging */
         int j = 0;
         while (j < m && rows[j].worker < rows[i].worker) j++;
@@ -259,18 +296,54 @@ static int ctl_worker_rows(kino_server *s, kino_worker_stats *rows, int max) {
     return m;
 }
 
-/* GET /stats: the vocabulary of Kino::Server#stats, plus state and
- * version. queue_wait_ms maps each bucket's upper bound to its count. */
-static void ctl_answer_stats(kino_control *c, ctl_text *t) {
-    kino_worker_stats *rows = c->rows;
+/* The numbers one answer shows: the engine's, or the last published
+ * snapshot's (with its age in ms; -1 when it is the engine's, or when
+ * nothing was published yet). */
+typedef struct ctl_numbers {
     kino_stats st;
-    kino_server_stats(c->s, &st);
+    int n, workers;
+    int64_t age_ms;
+} ctl_numbers;
+
+static void ctl_snapshot_read(kino_control *c, ctl_numbers *out);
+
+static void ctl_numbers_read(kino_control *c, ctl_numbers *out) {
+    if (c->published) {
+        ctl_snapshot_read(c, out);
+        return;
+    }
+    kino_server_stats(c->s, &out->st);
+    out->n = ctl_worker_rows(c->s, c->rows, CONTROL_ROWS);
+    out->workers = c->workers;
+    out->age_ms = -1;
+    for (int i = 0; i < out->n; i++)
+        c->shown[i] = (kino_control_row){.worker = c->rows[i].worker, .in_flight = c->rows[i].in_flight,
+                                         .served = c->rows[i].served, .busy_ms = c->rows[i].busy_ms};
+}
+
+static const char *ctl_row_state(int state) {
+    switch (state) {
+    case KINO_ROW_BOOTING: return "booting";
+    case KINO_ROW_UNRESPONSIVE: return "unresponsive";
+    default: return "serving";
+    }
+}
+
+/* GET /stats: the vocabulary of Kino::Server#stats, plus state and
+ * version (and stats_age_ms for a published snapshot). queue_wait_ms
+ * maps each bucket's upper bound to its count. */
+static void ctl_answer_stats(kino_control *c, ctl_text *t) {
+    ctl_numbers nb;
+    ctl_numbers_read(c, &nb);
+    kino_stats st = nb.st;
     ctl_put(t, "{\"state\":\"%s\",\"version\":\"%s\",\"mode\":\"%s\",\"workers\":%d,\"threads\":%d,"
-           "\"io_threads\":%d,\"respawns\":%llu,\"accepted\":%llu,\"connections\":%llu,"
+           "\"io_threads\":%d,", ctl_state_name(atomic_load(&c->state)), KINO_VERSION, c->mode, nb.workers,
+           c->threads, c->io_threads);
+    if (c->published) ctl_put(t, "\"stats_age_ms\":%lld,", (long long)nb.age_ms);
+    ctl_put(t, "\"respawns\":%llu,\"accepted\":%llu,\"connections\":%llu,"
            "\"served\":%llu,\"queued\":%llu,\"in_flight\":%llu,\"rejected\":%llu,"
            "\"timeouts\":%llu,\"errors\":%llu,\"hijacked\":%llu,\"queue_wait_ms\":{",
-        ctl_state_name(atomic_load(&c->state)), KINO_VERSION, c->mode, c->workers, c->threads,
-        c->io_threads, (unsigned long long)st.respawns, (unsigned long long)st.accepted,
+        (unsigned long long)st.respawns, (unsigned long long)st.accepted,
         (unsigned long long)st.connections, (unsigned long long)st.served,
         (unsigned long long)st.queued, (unsigned long long)st.in_flight,
         (unsigned long long)st.rejected, (unsigned long long)st.timeouts,
@@ -281,11 +354,18 @@ static void ctl_answer_stats(kino_control *c, ctl_text *t) {
         else ctl_put(t, "%s\"%lld\":%llu", i ? "," : "", (long long)b, (unsigned long long)st.queue_wait[i]);
     }
     ctl_put(t, "},\"per_worker\":[");
-    int n = ctl_worker_rows(c->s, rows, CONTROL_ROWS);
-    for (int i = 0; i < n; i++)
-        ctl_put(t, "%s{\"worker\":%d,\"served\":%llu,\"in_flight\":%d,\"busy_ms\":%llu}", i ? "," : "",
-            rows[i].worker, (unsigned long long)rows[i].served, rows[i].in_flight,
-            (unsigned long long)rows[i].busy_ms);
+    for (int i = 0; i < nb.n; i++) {
+        const kino_control_row *r = &c->shown[i];
+        ctl_put(t, "%s{\"worker\":%d,", i ? "," : "", r->worker);
+        if (c->published) ctl_put(t, "\"pid\":%d,\"state\":\"%s\",", r->pid, ctl_row_state(r->state));
+        ctl_put(t, "\"served\":%llu,\"in_flight\":%d,\"busy_ms\":%llu", (unsigned long long)r->served,
+            r->in_flight, (unsigned long long)r->busy_ms);
+        if (c->published)
+            ctl_put(t, ",\"accepted\":%llu,\"connections\":%llu,\"respawns\":%llu",
+                (unsigned long long)r->accepted, (unsigned long long)r->connections,
+                (unsigned long long)r->respawns);
+        ctl_put(t, "}");
+    }
     ctl_put(t, "]}\n");
 }
 
@@ -297,18 +377,23 @@ static void ctl_metric(ctl_text *t, const char *name, const char *type, const ch
  * times are in seconds, and every family has HELP and TYPE, so that
  * `promtool check metrics` finds nothing to say. */
 static void ctl_answer_metrics(kino_control *c, ctl_text *t) {
-    kino_worker_stats *rows = c->rows;
-    kino_stats st;
-    kino_server_stats(c->s, &st);
-    int state = atomic_load(&c->state);
+    ctl_numbers nb;
+    ctl_numbers_read(c, &nb);
+    kino_stats st = nb.st;
+    const kino_control_row *rows = c->shown;
+    int state = atomic_load(&c->state), n = nb.n;
     ctl_metric(t, "kino_info", "gauge", "Kino version and concurrency mode (always 1).");
     ctl_put(t, "kino_info{version=\"%s\",mode=\"%s\"} 1\n", KINO_VERSION, c->mode);
     ctl_metric(t, "kino_ready", "gauge", "1 while serving, 0 while booting or draining.");
     ctl_put(t, "kino_ready %d\n", state == KINO_STATE_RUNNING);
     ctl_metric(t, "kino_workers", "gauge", "Configured workers.");
-    ctl_put(t, "kino_workers %d\n", c->workers);
+    ctl_put(t, "kino_workers %d\n", nb.workers);
     ctl_metric(t, "kino_worker_threads", "gauge", "Configured threads per worker.");
     ctl_put(t, "kino_worker_threads %d\n", c->threads);
+    if (c->published && nb.age_ms >= 0) {
+        ctl_metric(t, "kino_stats_age_seconds", "gauge", "Age of the worker statistics shown.");
+        ctl_put(t, "kino_stats_age_seconds %.3f\n", (double)nb.age_ms / 1000.0);
+    }
 #define COUNTER(name, help, v) \
     ctl_metric(t, name, "counter", help); \
     ctl_put(t, name " %llu\n", (unsigned long long)(v))
@@ -337,7 +422,6 @@ static void ctl_answer_metrics(kino_control *c, ctl_text *t) {
     }
     ctl_put(t, "kino_queue_wait_seconds_sum %.3f\n", (double)st.queue_wait_sum_ms / 1000.0);
     ctl_put(t, "kino_queue_wait_seconds_count %llu\n", (unsigned long long)cum);
-    int n = ctl_worker_rows(c->s, rows, CONTROL_ROWS);
     ctl_metric(t, "kino_worker_requests_served_total", "counter", "Responses completed, per worker.");
     for (int i = 0; i < n; i++)
         ctl_put(t, "kino_worker_requests_served_total{worker=\"%d\"} %llu\n", rows[i].worker,
@@ -349,6 +433,11 @@ static void ctl_answer_metrics(kino_control *c, ctl_text *t) {
     ctl_metric(t, "kino_worker_requests_in_flight", "gauge", "Requests being served, per worker.");
     for (int i = 0; i < n; i++)
         ctl_put(t, "kino_worker_requests_in_flight{worker=\"%d\"} %d\n", rows[i].worker, rows[i].in_flight);
+    if (c->published) {
+        ctl_metric(t, "kino_worker_serving", "gauge", "1 while the worker process serves, 0 while it boots or does not answer.");
+        for (int i = 0; i < n; i++)
+            ctl_put(t, "kino_worker_serving{worker=\"%d\"} %d\n", rows[i].worker, rows[i].state == KINO_ROW_SERVING);
+    }
 }
 
 /* The whole answer for one status and body into conn->out. */
@@ -434,6 +523,19 @@ static int ctl_authorized(kino_control *c, const kino_head *h) {
     return 0;
 }
 
+/* The /stats or /metrics answer k asked for, from the numbers now. */
+static void ctl_answer_numbers(kino_control *c, cconn *k) {
+    ctl_text t = {0};
+    if (k->metrics) ctl_answer_metrics(c, &t);
+    else ctl_answer_stats(c, &t);
+    if (t.failed) ctl_respond_text(k, 500, "out of memory\n", NULL, k->head_only);
+    else ctl_respond(k, 200, k->metrics ? "text/plain; version=0.0.4; charset=utf-8" : "application/json", NULL,
+                 t.p, t.len, k->head_only);
+    free(t.p);
+}
+
+static void ctl_ask(kino_control *c, cconn *k);
+
 /* Route a complete request head to its answer. */
 static void ctl_route(kino_control *c, cconn *k, const kino_head *h) {
     int head_only = h->is_head;
@@ -453,14 +555,10 @@ static void ctl_route(kino_control *c, cconn *k, const kino_head *h) {
             ctl_respond_text(k, 401, "a bearer token is required\n", "WWW-Authenticate: Bearer\r\n", head_only);
             return;
         }
-        ctl_text t = {0};
-        int json = ctl_span_is(h->path, "/stats");
-        if (json) ctl_answer_stats(c, &t);
-        else ctl_answer_metrics(c, &t);
-        if (t.failed) ctl_respond_text(k, 500, "out of memory\n", NULL, head_only);
-        else ctl_respond(k, 200, json ? "application/json" : "text/plain; version=0.0.4; charset=utf-8", NULL,
-                     t.p, t.len, head_only);
-        free(t.p);
+        k->metrics = ctl_span_is(h->path, "/metrics");
+        k->head_only = head_only;
+        if (c->published) ctl_ask(c, k); /* answered once a snapshot comes */
+        else ctl_answer_numbers(c, k);
     } else {
         ctl_respond_text(k, 404, "not found: try /live, /ready, /stats or /metrics\n", NULL, head_only);
     }
@@ -503,15 +601,153 @@ static int ctl_write(cconn *k) {
 
 static void ctl_close(kino_control *c, int i) {
     cconn *k = &c->conns[i];
-    close(k->fd);
     free(k->out);
+    pthread_mutex_lock(&c->conns_lock);
+    if (k->fd >= 0) close(k->fd);
     c->conns[i] = c->conns[--c->nconns];
+    pthread_mutex_unlock(&c->conns_lock);
 }
 
 /* ================================================================== */
-/* 4. Thread                                                          */
+/* 4. Snapshots                                                       */
 /* ================================================================== */
 
+/* Copy the last published snapshot into out and c->shown. */
+static void ctl_snapshot_read(kino_control *c, ctl_numbers *out) {
+    pthread_mutex_lock(&c->snap_lock);
+    out->st = c->snap;
+    out->n = c->snap_n;
+    out->workers = c->snap_at ? c->snap_workers : c->workers;
+    out->age_ms = c->snap_at ? ctl_now_ms() - c->snap_at : -1;
+    memcpy(c->shown, c->snap_rows, (size_t)c->snap_n * sizeof *c->shown);
+    pthread_mutex_unlock(&c->snap_lock);
+}
+
+static uint64_t ctl_snapshot_answered(kino_control *c) {
+    pthread_mutex_lock(&c->snap_lock);
+    uint64_t answered = c->snap_answered;
+    pthread_mutex_unlock(&c->snap_lock);
+    return answered;
+}
+
+/* Ask the host for a fresh snapshot for k: one byte on the question pipe
+ * (question number ++asked), and k waits for a snapshot that answers it,
+ * for at most KINO_CONTROL_WAIT_MS. When the pipe is full, questions are
+ * already waiting to be read: k waits for the last one written. */
+static void ctl_ask(kino_control *c, cconn *k) {
+    char b = '?';
+    if (write(c->question[1], &b, 1) == 1) c->asked++;
+    k->want = c->asked;
+    k->wait_until = ctl_now_ms() + KINO_CONTROL_WAIT_MS;
+    if (k->wait_until > k->deadline) k->wait_until = k->deadline;
+}
+
+/* Answer every waiting connection whose snapshot came, or whose wait is
+ * over (with the last snapshot, whatever its age). */
+static void ctl_answer_waiting(kino_control *c, int64_t now) {
+    uint64_t answered = 0;
+    int read = 0;
+    for (int i = 0; i < c->nconns; i++) {
+        cconn *k = &c->conns[i];
+        if (!k->wait_until) continue;
+        if (!read) answered = ctl_snapshot_answered(c), read = 1;
+        if (answered < k->want && now < k->wait_until) continue;
+        k->wait_until = 0;
+        ctl_answer_numbers(c, k);
+    }
+}
+
+int kino_control_publish(kino_control *c, const kino_stats *total, int workers, const kino_control_row *rows,
+                         int nrows, uint64_t answered) {
+    if (!c->published || nrows < 0 || nrows > CONTROL_ROWS) return KINO_ERROR;
+    pthread_mutex_lock(&c->snap_lock);
+    c->snap = *total;
+    c->snap_workers = workers;
+    memcpy(c->snap_rows, rows, (size_t)nrows * sizeof *rows);
+    c->snap_n = nrows;
+    if (answered > c->snap_answered) c->snap_answered = answered;
+    c->snap_at = ctl_now_ms();
+    pthread_mutex_unlock(&c->snap_lock);
+    ctl_wake(c);
+    return KINO_OK;
+}
+
+int kino_control_question_fd(const kino_control *c) { return c->published ? c->question[0] : -1; }
+
+/* ================================================================== */
+/* 5. Fork                                                            */
+/* ================================================================== */
+
+/* Every control plane of this process, for the fork handler. */
+static pthread_mutex_t ctl_all_lock = PTHREAD_MUTEX_INITIALIZER;
+static kino_control *ctl_all;
+static pthread_once_t ctl_fork_once = PTHREAD_ONCE_INIT;
+
+/* Around fork(2) the list and every control plane's connection table
+ * are locked, so the child sees each table between two changes. */
+static void ctl_fork_prepare(void) {
+    pthread_mutex_lock(&ctl_all_lock);
+    for (kino_control *c = ctl_all; c; c = c->next) pthread_mutex_lock(&c->conns_lock);
+}
+
+static void ctl_fork_parent(void) {
+    for (kino_control *c = ctl_all; c; c = c->next) pthread_mutex_unlock(&c->conns_lock);
+    pthread_mutex_unlock(&ctl_all_lock);
+}
+
+static void ctl_close_fd(int *fd) {
+    if (*fd >= 0) close(*fd);
+    *fd = -1;
+}
+
+/* In a forked child (a :cluster worker process) the control planes are
+ * the parent's: the child closes their listener, pipes and connections,
+ * so that it never holds the master's control socket open (a master
+ * that died would leave its port accepting into a backlog nobody reads)
+ * nor answers on it. Their thread does not exist here; kino_control_free
+ * in the child only frees memory. */
+static void ctl_fork_child(void) {
+    for (kino_control *c = ctl_all; c; c = c->next) {
+        ctl_close_fd(&c->lfd);
+        for (int i = 0; i < 2; i++) {
+            ctl_close_fd(&c->wake[i]);
+            ctl_close_fd(&c->question[i]);
+        }
+        for (int i = 0; i < c->nconns; i++) ctl_close_fd(&c->conns[i].fd);
+        c->nconns = 0;
+        pthread_mutex_unlock(&c->conns_lock);
+    }
+    pthread_mutex_unlock(&ctl_all_lock);
+}
+
+static void ctl_fork_init(void) { pthread_atfork(ctl_fork_prepare, ctl_fork_parent, ctl_fork_child); }
+
+static void ctl_list_add(kino_control *c) {
+    pthread_once(&ctl_fork_once, ctl_fork_init);
+    pthread_mutex_lock(&ctl_all_lock);
+    c->next = ctl_all;
+    ctl_all = c;
+    pthread_mutex_unlock(&ctl_all_lock);
+}
+
+static void ctl_list_remove(kino_control *c) {
+    pthread_mutex_lock(&ctl_all_lock);
+    for (kino_control **p = &ctl_all; *p; p = &(*p)->next)
+        if (*p == c) {
+            *p = c->next;
+            break;
+        }
+    pthread_mutex_unlock(&ctl_all_lock);
+}
+
+/* ================================================================== */
+/* 6. Thread                                                          */
+/* ================================================================== */
+
+/* The loop: poll the wake pipe, the listener (below the connection cap)
+ * and every connection (a waiting one only for hang-ups), until the
+ * earliest deadline or wait; then serve the connections, answer those
+ * whose snapshot came or whose wait ended, and accept newcomers. */
 static void *ctl_main(void *arg) {
     kino_control *c = arg;
     struct pollfd p[KINO_CONTROL_CONNS + 2];
@@ -526,8 +762,9 @@ static void *ctl_main(void *arg) {
         p[np++] = (struct pollfd){.fd = c->nconns < KINO_CONTROL_CONNS ? c->lfd : -1, .events = POLLIN};
         for (int i = 0; i < c->nconns; i++) {
             cconn *k = &c->conns[i];
-            p[np++] = (struct pollfd){.fd = k->fd, .events = k->out ? POLLOUT : POLLIN};
-            int64_t left = k->deadline - now;
+            short events = k->wait_until ? 0 : k->out ? POLLOUT : POLLIN;
+            p[np++] = (struct pollfd){.fd = k->fd, .events = events};
+            int64_t left = (k->wait_until ? k->wait_until : k->deadline) - now;
             if (timeout < 0 || left < timeout) timeout = left < 0 ? 0 : left;
         }
         int n = poll(p, (nfds_t)np, (int)timeout);
@@ -544,21 +781,29 @@ static void *ctl_main(void *arg) {
             short rev = p[2 + i].revents;
             int done = 0;
             if (now >= k->deadline) done = 1;
+            else if (k->wait_until) done = (rev & (POLLHUP | POLLERR)) != 0; /* gone while waiting */
             else if (rev && !k->out && ctl_read(c, k) < 0) done = 1;
-            if (!done && k->out && (rev || !k->out_off)) done = ctl_write(k);
             if (done) ctl_close(c, i);
+        }
+        ctl_answer_waiting(c, now);
+        for (int i = c->nconns - 1; i >= 0; i--) { /* send what is ready, first bytes at once */
+            cconn *k = &c->conns[i];
+            if (k->out && !k->wait_until && (p[2 + i].revents || !k->out_off) && ctl_write(k)) ctl_close(c, i);
         }
         if (p[1].revents & POLLIN) {
             while (c->nconns < KINO_CONTROL_CONNS) {
                 int fd = accept(c->lfd, NULL, NULL);
                 if (fd < 0) break;
                 ctl_nonblock(fd);
-                cconn *k = &c->conns[c->nconns++];
+                pthread_mutex_lock(&c->conns_lock);
+                cconn *k = &c->conns[c->nconns];
                 memset(k, 0, offsetof(cconn, in));
                 k->fd = fd;
                 k->out = NULL;
                 k->out_len = k->out_off = 0;
                 k->deadline = now + KINO_CONTROL_MS;
+                c->nconns++;
+                pthread_mutex_unlock(&c->conns_lock);
             }
         }
     }
@@ -572,10 +817,15 @@ kino_control *kino_control_new(kino_server *s, const kino_control_options *o, ch
         return NULL;
     }
     c->s = s;
-    c->wake[0] = c->wake[1] = -1;
+    c->wake[0] = c->wake[1] = c->question[0] = c->question[1] = -1;
     c->lfd = -1;
+    c->owner = getpid();
+    pthread_mutex_init(&c->snap_lock, NULL);
+    pthread_mutex_init(&c->conns_lock, NULL);
     c->rows = calloc(CONTROL_ROWS, sizeof *c->rows);
-    if (!c->rows) {
+    c->shown = calloc(CONTROL_ROWS, sizeof *c->shown);
+    c->snap_rows = calloc(CONTROL_ROWS, sizeof *c->snap_rows);
+    if (!c->rows || !c->shown || !c->snap_rows) {
         snprintf(err, errlen, "out of memory");
         kino_control_free(c);
         return NULL;
@@ -584,26 +834,37 @@ kino_control *kino_control_new(kino_server *s, const kino_control_options *o, ch
     c->workers = o->workers;
     c->threads = o->threads;
     c->io_threads = o->io_threads;
+    c->published = o->published != 0;
     atomic_store(&c->state, KINO_STATE_BOOTING);
     if (o->token && *o->token) {
         c->token = strdup(o->token);
         c->token_len = strlen(o->token);
     }
     c->lfd = o->path ? ctl_listen_unix(c, o->path, err, errlen) : ctl_listen_tcp(c, o->host, o->port, err, errlen);
-    if (c->lfd < 0 || pipe(c->wake) < 0) {
-        if (c->lfd >= 0) snprintf(err, errlen, "control plane: %s", strerror(errno));
+    if (c->lfd < 0) {
         kino_control_free(c);
         return NULL;
     }
-    ctl_nonblock(c->wake[0]);
-    ctl_nonblock(c->wake[1]);
+    if (pipe(c->wake) < 0 || (c->published && pipe(c->question) < 0)) {
+        snprintf(err, errlen, "control plane: %s", strerror(errno));
+        kino_control_free(c);
+        return NULL;
+    }
+    for (int i = 0; i < 2; i++) {
+        ctl_nonblock(c->wake[i]);
+        if (c->question[i] >= 0) ctl_nonblock(c->question[i]);
+    }
+    ctl_list_add(c);
     return c;
 }
 
+/* pthread_create returns its error (errno is not set): the message says
+ * that one. */
 int kino_control_start(kino_control *c, char *err, size_t errlen) {
     if (c->running) return KINO_OK;
-    if (pthread_create(&c->thread, NULL, ctl_main, c) != 0) {
-        snprintf(err, errlen, "cannot start the control thread: %s", strerror(errno));
+    int e = KINO_THREAD_CREATE(&c->thread, NULL, ctl_main, c);
+    if (e != 0) {
+        snprintf(err, errlen, "cannot start the control thread: %s", strerror(e));
         return KINO_ERROR;
     }
     c->running = 1;
@@ -616,21 +877,33 @@ void kino_control_set_state(kino_control *c, int state) {
     atomic_store(&c->state, state);
 }
 
+/* In the process that made it: stop the thread, close everything,
+ * remove the unix socket file it made. In a forked child (whose copy
+ * section 5 already closed, and whose thread does not exist): free the
+ * memory only -- the socket file is the parent's. */
 void kino_control_free(kino_control *c) {
     if (!c) return;
-    if (c->running) {
+    ctl_list_remove(c);
+    int own = c->owner == getpid();
+    if (own && c->running) {
         atomic_store(&c->stopping, 1);
         ctl_wake(c);
         pthread_join(c->thread, NULL);
     }
     while (c->nconns > 0) ctl_close(c, c->nconns - 1);
-    if (c->lfd >= 0) close(c->lfd);
+    ctl_close_fd(&c->lfd);
     struct stat st;
-    if (c->path && stat(c->path, &st) == 0 && st.st_dev == c->dev && st.st_ino == c->ino) unlink(c->path);
-    for (int i = 0; i < 2; i++)
-        if (c->wake[i] >= 0) close(c->wake[i]);
+    if (own && c->path && stat(c->path, &st) == 0 && st.st_dev == c->dev && st.st_ino == c->ino) unlink(c->path);
+    for (int i = 0; i < 2; i++) {
+        ctl_close_fd(&c->wake[i]);
+        ctl_close_fd(&c->question[i]);
+    }
+    pthread_mutex_destroy(&c->snap_lock);
+    pthread_mutex_destroy(&c->conns_lock);
     free(c->path);
     free(c->token);
     free(c->rows);
+    free(c->shown);
+    free(c->snap_rows);
     free(c);
 }

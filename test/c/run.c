@@ -20,6 +20,7 @@ static int test_thread_create(pthread_t *t, const pthread_attr_t *a, void *(*f)(
     return pthread_create(t, a, f, arg);
 }
 #define KINO_THREAD_CREATE test_thread_create
+#define KINO_CONTROL_WAIT_MS 200 /* test_control waits out one */
 
 #include "../../kino.c"
 #include "../../kino_tls.c"
@@ -35,6 +36,7 @@ static int test_thread_create(pthread_t *t, const pthread_attr_t *a, void *(*f)(
 #include "test_tls.c"
 #include "test_hijack.c"
 #include "test_log.c"
+#include "test_control.c"
 
 int main(void) {
     signal(SIGPIPE, SIG_IGN);
@@ -53,6 +55,7 @@ int main(void) {
     test_options_copied();
     test_worker_rows();
     test_log();
+    test_control();
     printf("%d passed, %d failed\n", checks_passed, checks_failed);
     return checks_failed ? 1 : 0;
 }
