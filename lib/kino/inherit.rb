@@ -11,13 +11,17 @@ module Kino
   # - by systemd socket activation: LISTEN_PID is this process and
   #   LISTEN_FDS sockets start at fd 3 (named by LISTEN_FDNAMES). They
   #   are then the listeners; a bind entry with the same address lends
-  #   its settings (ssl://, ?proxy_protocol=) to the socket.
+  #   its settings (ssl://, ?proxy_protocol=) to the socket, and a TCP
+  #   socket named "tls" (FileDescriptorName=tls) serves TLS whatever
+  #   bind says.
   #
   # The variables are removed once read, so that processes this one
   # starts do not take the sockets for theirs.
   module Inherit
     RESTART_VAR = "KINO_LISTEN_FDS"
     SYSTEMD_START = 3 # SD_LISTEN_FDS_START
+    # The LISTEN_FDNAMES name of systemd sockets that serve TLS.
+    TLS_NAME = "tls"
 
     # +listeners+ (from bind) with the inherited sockets applied: fd set
     # where one is adopted. +proxy_protocol+ is the server's setting, for
@@ -68,7 +72,8 @@ module Kino
     end
 
     # Every systemd socket becomes a listener, taking the settings of the
-    # bind entry with the same address, else the server's.
+    # bind entry with the same address, else the server's; one named
+    # TLS_NAME serves TLS (with the server's tls settings).
     def self.from_systemd(listeners, fds, proxy_default)
       fds.map do |fd, name|
         address = local_address(fd)
@@ -76,12 +81,19 @@ module Kino
 
         match = listeners.find { |l| same_address?(l, address) }
         proxy = match ? match.proxy_protocol : proxy_default
+        tls = name == TLS_NAME || (match ? match.tls : false)
         if address.unix?
+          raise Error, "systemd socket #{fd} is named #{TLS_NAME}, but TLS is served on TCP sockets only" if tls
+
           Listeners::Listener.new(kind: :unix, path: unix_path(address), tls: false,
                                   proxy_protocol: proxy, fd: fd, systemd: true)
         else
+          if tls && !Listeners.tls_available?
+            raise Error, "systemd socket #{fd} is named #{TLS_NAME}, but this build of Kino has no TLS"
+          end
+
           Listeners::Listener.new(kind: :tcp, host: address.ip_address, port: address.ip_port,
-                                  tls: match ? match.tls : false, proxy_protocol: proxy, fd: fd, systemd: true)
+                                  tls: tls, proxy_protocol: proxy, fd: fd, systemd: true)
         end
       end
     end

@@ -116,6 +116,65 @@ class SystemdTest < Minitest::Test
     end
   end
 
+  # A socket named "tls" (FileDescriptorName=tls) serves TLS with the tls
+  # settings, the other one plain HTTP, before and after a hot restart;
+  # curl is the client. A unix socket named tls is refused.
+  def test_a_socket_named_tls_serves_tls
+    skip "this build has no TLS" unless Kino::Listeners.tls_available?
+    _, err, status = run_command(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                                  "-nodes", "-keyout", "key.pem", "-out", "cert.pem", "-days", "2",
+                                  "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1"],
+                                 dir: @dir, env: NO_PRELOAD)
+    assert status.success?, err
+    File.write(File.join(@dir, "kino.rb"), "tls cert: \"cert.pem\", key: \"key.pem\"\n")
+    tls_port = free_port
+    plain_port = free_port
+    notify_socket do |notify, next_message|
+      kino = [RbConfig.ruby, KINO, "-m", "threaded", "-w", "1", "-C", "kino.rb"]
+      cmd = ["systemd-socket-activate", "-l", "127.0.0.1:#{tls_port}", "-l", "127.0.0.1:#{plain_port}",
+             "--fdname=tls:web", "-E", "NOTIFY_SOCKET=#{notify}",
+             "-E", "LD_PRELOAD=#{ENV.fetch('LD_PRELOAD', '')}", "-E", "GEM_PATH=#{ENV.fetch('GEM_PATH', '')}", *kino]
+      pid = Process.spawn(NO_PRELOAD, *cmd, chdir: @dir, out: File::NULL, err: File.join(@dir, "err.log"))
+      curl = lambda do |url|
+        out, err, status = run_command(["curl", "-sS", "--max-time", "30", "--cacert", "cert.pem", url],
+                                       dir: @dir, env: NO_PRELOAD)
+        assert status.success?, "curl #{url}: #{err}\n#{File.read(File.join(@dir, 'err.log'))}"
+        out
+      end
+      listening = format(":%04X 00000000:0000 0A", plain_port) # /proc/net/tcp: systemd-socket-activate listens
+      Timeout.timeout(20) { sleep 0.05 until File.read("/proc/net/tcp").include?(listening) }
+      assert_equal "ok 127.0.0.1", curl.call("https://127.0.0.1:#{tls_port}/") # starts Kino
+      assert_match(/^READY=1$/, next_message.call)
+      assert_equal "ok 127.0.0.1", curl.call("http://127.0.0.1:#{plain_port}/")
+      Process.kill("USR2", pid)
+      message = next_message.call until message&.include?("READY=1")
+      assert_equal "ok 127.0.0.1", curl.call("https://127.0.0.1:#{tls_port}/")
+      assert_equal "ok 127.0.0.1", curl.call("http://127.0.0.1:#{plain_port}/")
+      Process.kill("TERM", pid)
+      _, status = Timeout.timeout(20) { Process.wait2(pid) }
+      pid = nil
+      assert status.success?, File.read(File.join(@dir, "err.log"))
+    ensure
+      if pid
+        Process.kill("KILL", pid)
+        Process.wait(pid)
+      end
+    end
+  end
+
+  def test_a_unix_socket_named_tls_is_refused
+    server = UNIXServer.new(File.join(@dir, "s.sock"))
+    fd = server.fileno
+    env = { "LISTEN_PID" => Process.pid.to_s, "LISTEN_FDS" => "1", "LISTEN_FDNAMES" => "tls" }
+    listeners = Kino::Listeners.parse("tcp://127.0.0.1:0")
+    Kino::Inherit.stub(:systemd_fds, [[fd, "tls"]]) do
+      error = assert_raises(Kino::Error) { Kino::Inherit.apply(listeners, env) }
+      assert_match(/named tls, but TLS is served on TCP sockets only/, error.message)
+    end
+  ensure
+    server&.close
+  end
+
   def test_listen_pid_of_another_process_is_ignored
     listeners = Kino::Listeners.parse("tcp://127.0.0.1:0")
     env = { "LISTEN_PID" => (Process.pid + 1).to_s, "LISTEN_FDS" => "1" }
