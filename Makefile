@@ -82,17 +82,17 @@ all: $(EXT)
 build:
 	mkdir -p build
 
-build/%.o: %.c kino.h kino_tls.h kino_log.h | build
+build/%.o: %.c kino.h kino_tls.h kino_log.h kino_hpack.h | build
 	$(CC) $(KINO_CFLAGS) $(TLS_CFLAGS) -c $< -o $@
 
 build/kino_ruby.o: kino_ruby.c kino.h kino_log.h | build
 	$(CC) $(KINO_CFLAGS) $(SAN_NO_STACK) -isystem $(RB_HDR) -isystem $(RB_ARCH_HDR) -c $< -o $@
 
-$(EXT): build/kino.o build/kino_control.o build/kino_tls.o build/kino_log.o build/kino_ruby.o
+$(EXT): build/kino.o build/kino_control.o build/kino_tls.o build/kino_log.o build/kino_hpack.o build/kino_ruby.o
 	$(CC) $(SHARED) $(SAN_LDFLAGS) -pthread -o $@ $^ $(RB_LIBS) $(TLS_LIBS)
 
 # C tests: one binary, a unity build so it can test static helpers too.
-build/test_c: test/c/*.c test/c/*.h kino.c kino_control.c kino.h kino_tls.c kino_tls.h kino_log.c kino_log.h | build
+build/test_c: test/c/*.c test/c/*.h kino.c kino_control.c kino.h kino_tls.c kino_tls.h kino_log.c kino_log.h kino_hpack.c kino_hpack.h | build
 	$(CC) $(KINO_CFLAGS) $(TLS_CFLAGS) $(SAN_LDFLAGS) -I. -o $@ test/c/run.c -pthread $(TLS_LIBS)
 
 test-c: build/test_c check-kqueue
@@ -103,7 +103,7 @@ test-c: build/test_c check-kqueue
 VALGRIND = valgrind --error-exitcode=1 --leak-check=full --show-leak-kinds=definite,indirect,possible \
            --errors-for-leak-kinds=definite,indirect,possible -q
 
-build/test_c_vg: test/c/*.c test/c/*.h kino.c kino_control.c kino.h kino_tls.c kino_tls.h kino_log.c kino_log.h | build
+build/test_c_vg: test/c/*.c test/c/*.h kino.c kino_control.c kino.h kino_tls.c kino_tls.h kino_log.c kino_log.h kino_hpack.c kino_hpack.h | build
 	$(CC) -std=c11 $(WARN) $(TLS_CFLAGS) -pthread -O1 -g -I. -o $@ test/c/run.c -pthread $(TLS_LIBS)
 
 valgrind: build/test_c_vg
@@ -112,7 +112,7 @@ valgrind: build/test_c_vg
 # The C tests under ThreadSanitizer: I/O threads, workers and the shutdown
 # calls on real sockets; any data race it sees fails the run. Nothing is
 # suppressed (the Date cache is race-free by construction, kino.c section 6).
-build/test_c_tsan: test/c/*.c test/c/*.h kino.c kino.h kino_tls.c kino_tls.h | build
+build/test_c_tsan: test/c/*.c test/c/*.h kino.c kino.h kino_tls.c kino_tls.h kino_hpack.c kino_hpack.h | build
 	$(CC) -std=c11 $(WARN) $(TLS_CFLAGS) -pthread -O1 -g -fsanitize=thread -fno-omit-frame-pointer -I. -o $@ test/c/run.c $(TLS_LIBS)
 
 # die_after_fork=0: the logging tests fork a multi-threaded process whose

@@ -26,6 +26,7 @@ static int test_thread_create(pthread_t *t, const pthread_attr_t *a, void *(*f)(
 #include "../../kino_tls.c"
 #include "../../kino_control.c"
 #include "../../kino_log.c"
+#include "../../kino_hpack.c"
 #include "check.h"
 
 #include "test_parser.c"
@@ -37,6 +38,7 @@ static int test_thread_create(pthread_t *t, const pthread_attr_t *a, void *(*f)(
 #include "test_hijack.c"
 #include "test_log.c"
 #include "test_control.c"
+#include "test_hpack.c"
 
 int main(void) {
     signal(SIGPIPE, SIG_IGN);
@@ -56,6 +58,7 @@ int main(void) {
     test_worker_rows();
     test_log();
     test_control();
+    test_hpack();
     printf("%d passed, %d failed\n", checks_passed, checks_failed);
     return checks_failed ? 1 : 0;
 }
