@@ -159,12 +159,12 @@ static const struct hp_huff_code { uint32_t code; uint8_t len; } hp_huff_codes[2
 };
 
 
-/* Canonical decoding, derived from huff_codes (test_hpack.c derives
+/* Canonical decoding, derived from hp_huff_codes (test_hpack.c derives
  * them again and compares): the symbols in code order (by length, then
  * code); per length L, the first code, the position of its symbol in
- * huff_sorted, and huff_limit[L], the end of the codes of length L as a
+ * hp_huff_sorted, and hp_huff_limit[L], the end of the codes of length L as a
  * 32-bit left-aligned value. A left-aligned 32-bit window w starts with
- * a code of length L for the smallest L with w < huff_limit[L]. */
+ * a code of length L for the smallest L with w < hp_huff_limit[L]. */
 static const uint16_t hp_huff_sorted[257] = {
     48, 49, 50, 97, 99, 101, 105, 111, 115, 116, 32, 37, 45, 46, 47, 51,
     52, 53, 54, 55, 56, 57, 61, 65, 95, 98, 100, 102, 103, 104, 108, 109,
@@ -198,6 +198,34 @@ static const uint64_t hp_huff_limit[31] = {
     0xfffe0000, 0xfffe6000, 0xfffee000, 0xffff4800, 0xffffb000, 0xffffea00,
     0xfffff600, 0xfffff800, 0xfffffbc0, 0xfffffe20, 0xfffffff0, 0xfffffff0,
     0x100000000,
+};
+
+/* The first byte of a window, for the codes of 8 bits or less (the 74
+ * most frequent symbols): symbol << 4 | length, or 0 when the window
+ * starts with a longer code (derived too, and checked by the tests). */
+static const uint16_t hp_huff_fast[256] = {
+    0x305, 0x305, 0x305, 0x305, 0x305, 0x305, 0x305, 0x305, 0x315, 0x315, 0x315, 0x315,
+    0x315, 0x315, 0x315, 0x315, 0x325, 0x325, 0x325, 0x325, 0x325, 0x325, 0x325, 0x325,
+    0x615, 0x615, 0x615, 0x615, 0x615, 0x615, 0x615, 0x615, 0x635, 0x635, 0x635, 0x635,
+    0x635, 0x635, 0x635, 0x635, 0x655, 0x655, 0x655, 0x655, 0x655, 0x655, 0x655, 0x655,
+    0x695, 0x695, 0x695, 0x695, 0x695, 0x695, 0x695, 0x695, 0x6f5, 0x6f5, 0x6f5, 0x6f5,
+    0x6f5, 0x6f5, 0x6f5, 0x6f5, 0x735, 0x735, 0x735, 0x735, 0x735, 0x735, 0x735, 0x735,
+    0x745, 0x745, 0x745, 0x745, 0x745, 0x745, 0x745, 0x745, 0x206, 0x206, 0x206, 0x206,
+    0x256, 0x256, 0x256, 0x256, 0x2d6, 0x2d6, 0x2d6, 0x2d6, 0x2e6, 0x2e6, 0x2e6, 0x2e6,
+    0x2f6, 0x2f6, 0x2f6, 0x2f6, 0x336, 0x336, 0x336, 0x336, 0x346, 0x346, 0x346, 0x346,
+    0x356, 0x356, 0x356, 0x356, 0x366, 0x366, 0x366, 0x366, 0x376, 0x376, 0x376, 0x376,
+    0x386, 0x386, 0x386, 0x386, 0x396, 0x396, 0x396, 0x396, 0x3d6, 0x3d6, 0x3d6, 0x3d6,
+    0x416, 0x416, 0x416, 0x416, 0x5f6, 0x5f6, 0x5f6, 0x5f6, 0x626, 0x626, 0x626, 0x626,
+    0x646, 0x646, 0x646, 0x646, 0x666, 0x666, 0x666, 0x666, 0x676, 0x676, 0x676, 0x676,
+    0x686, 0x686, 0x686, 0x686, 0x6c6, 0x6c6, 0x6c6, 0x6c6, 0x6d6, 0x6d6, 0x6d6, 0x6d6,
+    0x6e6, 0x6e6, 0x6e6, 0x6e6, 0x706, 0x706, 0x706, 0x706, 0x726, 0x726, 0x726, 0x726,
+    0x756, 0x756, 0x756, 0x756, 0x3a7, 0x3a7, 0x427, 0x427, 0x437, 0x437, 0x447, 0x447,
+    0x457, 0x457, 0x467, 0x467, 0x477, 0x477, 0x487, 0x487, 0x497, 0x497, 0x4a7, 0x4a7,
+    0x4b7, 0x4b7, 0x4c7, 0x4c7, 0x4d7, 0x4d7, 0x4e7, 0x4e7, 0x4f7, 0x4f7, 0x507, 0x507,
+    0x517, 0x517, 0x527, 0x527, 0x537, 0x537, 0x547, 0x547, 0x557, 0x557, 0x567, 0x567,
+    0x577, 0x577, 0x597, 0x597, 0x6a7, 0x6a7, 0x6b7, 0x6b7, 0x717, 0x717, 0x767, 0x767,
+    0x777, 0x777, 0x787, 0x787, 0x797, 0x797, 0x7a7, 0x7a7, 0x268, 0x2a8, 0x2c8, 0x3b8,
+    0x588, 0x5a8, 0x0, 0x0,
 };
 
 /* ================================================================== */
@@ -277,10 +305,10 @@ size_t kino_hpack_huffman_len(const char *s, size_t len, int lower) {
     return (size_t)((bits + 7) / 8);
 }
 
-/* Codes are shifted into a 64-bit accumulator that never holds more
- * than 7 + 30 bits; whole bytes leave it as soon as they are complete.
- * The last byte is padded with the high bits of EOS (ones), as §5.2
- * requires. Writes exactly kino_hpack_huffman_len bytes. */
+/* Codes are shifted into a 64-bit accumulator that holds at most 31 + 30
+ * bits; 32 bits leave it at a time once they are complete. The last byte
+ * is padded with the high bits of EOS (ones), as §5.2 requires. Writes
+ * exactly kino_hpack_huffman_len bytes. */
 size_t kino_hpack_huffman_encode(uint8_t *out, const char *s, size_t len, int lower) {
     const uint8_t *p = (const uint8_t *)s;
     uint64_t acc = 0;
@@ -290,19 +318,29 @@ size_t kino_hpack_huffman_encode(uint8_t *out, const char *s, size_t len, int lo
         const struct hp_huff_code *h = &hp_huff_codes[lower ? hp_lower(p[i]) : p[i]];
         acc = (acc << h->len) | h->code;
         nbits += h->len;
-        while (nbits >= 8) {
-            nbits -= 8;
-            out[n++] = (uint8_t)(acc >> nbits);
+        if (nbits >= 32) {
+            nbits -= 32;
+            uint32_t w = (uint32_t)(acc >> nbits);
+            out[n] = (uint8_t)(w >> 24);
+            out[n + 1] = (uint8_t)(w >> 16);
+            out[n + 2] = (uint8_t)(w >> 8);
+            out[n + 3] = (uint8_t)w;
+            n += 4;
         }
+    }
+    while (nbits >= 8) {
+        nbits -= 8;
+        out[n++] = (uint8_t)(acc >> nbits);
     }
     if (nbits > 0) out[n++] = (uint8_t)((acc << (8 - nbits)) | (0xffu >> nbits));
     return n;
 }
 
-/* Canonical decoding over a 64-bit left-aligned bit buffer, refilled a
- * byte at a time while it has room: the next code's length is the
- * first L (from 5, the shortest) whose limit the 32-bit window is
- * below, and its symbol is found by its offset from that length's first
+/* Canonical decoding over a 64-bit left-aligned bit buffer, refilled
+ * (4 bytes at a time, then the last ones) when it holds less than the
+ * longest code: a code of 8 bits or less is looked
+ * up by the window's first byte; otherwise its length is the first L
+ * whose limit the 32-bit window is below, and its symbol is found by its offset from that length's first
  * code. When fewer bits are left than the next code needs, they are the
  * padding: at most 7 bits (§5.2: "padding strictly longer than 7 bits
  * MUST be treated as a decoding error"), all ones (the EOS prefix).
@@ -313,29 +351,45 @@ long kino_hpack_huffman_decode(uint8_t *out, size_t room, const uint8_t *in, siz
     int nbits = 0;
     size_t i = 0, n = 0;
     for (;;) {
-        while (nbits <= 56 && i < len) {
-            acc |= (uint64_t)in[i++] << (56 - nbits);
-            nbits += 8;
+        if (nbits < 32) { /* a code is at most 30 bits: refill below 32 */
+            if (len - i >= 4) {
+                uint32_t v = (uint32_t)in[i] << 24 | (uint32_t)in[i + 1] << 16 | (uint32_t)in[i + 2] << 8 | in[i + 3];
+                acc |= (uint64_t)v << (32 - nbits);
+                nbits += 32;
+                i += 4;
+            } else {
+                while (nbits <= 56 && i < len) {
+                    acc |= (uint64_t)in[i++] << (56 - nbits);
+                    nbits += 8;
+                }
+            }
         }
         if (nbits == 0) break;
         uint64_t w = acc >> 32;
-        int l = 5;
-        while (w >= hp_huff_limit[l]) l++; /* huff_limit[30] is 2^32: stops there */
-        if (l > nbits) {
-            if (nbits > 7) {
-                if (why) *why = "Huffman padding longer than 7 bits";
+        unsigned fast = hp_huff_fast[w >> 24], sym;
+        int l;
+        if (fast && (int)(fast & 15) <= nbits) { /* a short code, whole */
+            l = (int)(fast & 15);
+            sym = fast >> 4;
+        } else {
+            l = 5;
+            while (w >= hp_huff_limit[l]) l++; /* hp_huff_limit[30] is 2^32: stops there */
+            if (l > nbits) {
+                if (nbits > 7) {
+                    if (why) *why = "Huffman padding longer than 7 bits";
+                    return -1;
+                }
+                if ((acc >> (64 - nbits)) != (1u << nbits) - 1) {
+                    if (why) *why = "Huffman padding not all ones";
+                    return -1;
+                }
+                break;
+            }
+            sym = hp_huff_sorted[hp_huff_base[l] + (uint32_t)(w >> (32 - l)) - hp_huff_first[l]];
+            if (sym == 256) {
+                if (why) *why = "EOS in a Huffman string";
                 return -1;
             }
-            if ((acc >> (64 - nbits)) != (1u << nbits) - 1) {
-                if (why) *why = "Huffman padding not all ones";
-                return -1;
-            }
-            break;
-        }
-        unsigned sym = hp_huff_sorted[hp_huff_base[l] + (uint32_t)(w >> (32 - l)) - hp_huff_first[l]];
-        if (sym == 256) {
-            if (why) *why = "EOS in a Huffman string";
-            return -1;
         }
         if (out) {
             if (n >= room) return -2;

@@ -300,6 +300,14 @@ static void test_hpack_huffman_tables(void) {
         code = (code + (uint32_t)count[l]) << 1;
     }
     CHECKF(ok, "the Huffman decoding tables follow from the code table");
+    for (int b = 0; b < 256; b++) {
+        unsigned want = 0;
+        for (int s = 0; s < 257 && !want; s++) {
+            int l = hp_huff_codes[s].len;
+            if (l <= 8 && (uint32_t)(b >> (8 - l)) == hp_huff_codes[s].code) want = (unsigned)(s << 4 | l);
+        }
+        if (hp_huff_fast[b] != want) CHECKF(0, "hp_huff_fast[%d] is %#x, want %#x", b, hp_huff_fast[b], want);
+    }
     CHECKF(code == (1u << 31), "the code is complete (Kraft sum 1)");
     CHECKF(hp_huff_codes[256].len == 30 && hp_huff_codes[256].code == 0x3fffffff, "EOS is 30 ones");
 }
