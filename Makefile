@@ -23,6 +23,7 @@
 #   make test-rails      examples/rails-hello under Kino, every feature over real sockets
 #   make bench-rails     the Rails example: Kino :cluster, :threaded, Puma cluster
 #   make bench-tls       HTTPS: Kino against nginx and Puma (bench/tls.rb)
+#   make bench-hpack     HPACK ns per header, against nghttp2's (bench/hpack.c)
 #   make clean
 
 RUBY ?= ruby
@@ -214,13 +215,34 @@ bench-tls: $(EXT)
 	bench/need wrk nginx openssl
 	$(RUBY) bench/tls.rb
 
+# HPACK throughput, ns per header field (bench/hpack.c, doc/http2.md):
+# kino_hpack.c against nghttp2's HPACK in the same run, when libnghttp2's
+# headers are there (Debian: libnghttp2-dev, installed when missing and
+# root); Kino alone otherwise. BENCH_LOCK=/path serializes it on a shared
+# machine; BENCH_HPACK_ARGS="ITER REPEAT" (default 200000 5).
+NGHTTP2_CFLAGS = $(shell pkg-config --exists libnghttp2 2>/dev/null && echo -DWITH_NGHTTP2 $$(pkg-config --cflags libnghttp2))
+NGHTTP2_LIBS = $(shell pkg-config --libs libnghttp2 2>/dev/null)
+.PHONY: bench-hpack nghttp2-dev
+nghttp2-dev:
+	@pkg-config --exists libnghttp2 2>/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  { DEBIAN_FRONTEND=noninteractive apt-get install -y -q libnghttp2-dev >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q libnghttp2-dev >/dev/null; }; }; } || \
+	  echo "make: libnghttp2's headers are missing (Debian: libnghttp2-dev): bench-hpack measures Kino alone" >&2
+
+build/bench_hpack: bench/hpack.c kino_hpack.c kino_hpack.h | build
+	$(CC) -std=c11 $(WARN) -O2 -g -I. $(NGHTTP2_CFLAGS) -o $@ bench/hpack.c kino_hpack.c $(NGHTTP2_LIBS)
+
+bench-hpack: nghttp2-dev
+	$(MAKE) -B build/bench_hpack
+	$(if $(BENCH_LOCK),flock $(BENCH_LOCK)) ./build/bench_hpack $(BENCH_HPACK_ARGS)
+
 clean:
 	rm -rf build lib/kino/*.so lib/kino/*.bundle
 
 # ------------------------------------------------------------------
 # Fuzzing: libFuzzer harnesses for the parser (doc/fuzzing.md)
 #
-#   make fuzz-build      build/fuzz_head, build/fuzz_chunked, build/fuzz_pipeline
+#   make fuzz-build      build/fuzz_head, _chunked, _pipeline, _proxy, _hpack
 #   make fuzz            each harness for FUZZ_SECONDS (600), one after the
 #                        other, single process, on a fresh copy of its seeds
 #   make fuzz-smoke      each harness for 20 s (CI)
@@ -233,7 +255,7 @@ FUZZ_CFLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=u
 FUZZ_DEFS ?=
 FUZZ_SECONDS ?= 600
 FUZZ_MAX_LEN ?= 16384
-FUZZ_NAMES = head chunked pipeline proxy
+FUZZ_NAMES = head chunked pipeline proxy hpack
 
 .PHONY: fuzz fuzz-build fuzz-smoke fuzz-toolchain fuzz-regress fuzz-coverage
 
@@ -247,6 +269,10 @@ build/.fuzz-toolchain: | build
 
 build/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz.h kino.c kino.h kino_log.c kino_log.h build/.fuzz-toolchain | build
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_DEFS) -o $@ $< kino.c kino_log.c -pthread
+
+# HPACK stands alone: the harness includes kino_hpack.c (for its tables).
+build/fuzz_hpack: fuzz/fuzz_hpack.c fuzz/fuzz.h kino_hpack.c kino_hpack.h build/.fuzz-toolchain | build
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_DEFS) -o $@ $<
 
 # Every input that once crashed a harness (fuzz/crashes/<harness>-*),
 # replayed: they must all pass now.
@@ -267,7 +293,7 @@ define fuzz_run
 	  cp fuzz/corpus/$$n/* build/fuzz-corpus/$$n/; \
 	  echo "fuzz_$$n: $(1) s"; \
 	  if ./build/fuzz_$$n -max_total_time=$(1) -max_len=$(FUZZ_MAX_LEN) \
-	      -dict=fuzz/dict/http.dict -print_final_stats=1 \
+	      -dict=$$(f=fuzz/dict/$$n.dict; [ -f $$f ] || f=fuzz/dict/http.dict; echo $$f) -print_final_stats=1 \
 	      -artifact_prefix=build/fuzz-crashes/$$n- build/fuzz-corpus/$$n \
 	      > build/fuzz-$$n.log 2>&1; then \
 	    grep -E '^#[0-9]+[[:space:]]+DONE' build/fuzz-$$n.log | tail -n 1; \
