@@ -13,9 +13,10 @@
  *   Per connection:
  *     kino_hpack_decoder dec;
  *     kino_hpack_decoder_init(&dec, 4096, 65536, NULL, 0)
- *         4096:  the SETTINGS_HEADER_TABLE_SIZE we advertise (or leave at
- *                the default, KINO_HPACK_TABLE_SIZE); size updates above
- *                it are a COMPRESSION_ERROR
+ *         4096:  the SETTINGS_HEADER_TABLE_SIZE we advertise; size
+ *                updates above it are a COMPRESSION_ERROR. Keep the
+ *                default, KINO_HPACK_TABLE_SIZE: a peer may send blocks
+ *                against 4096 before it has seen a smaller setting
  *         65536: the SETTINGS_MAX_HEADER_LIST_SIZE we advertise: the cap
  *                on a decoded list, name + value + 32 per field
  *         NULL, 0: the decoder allocates its own scratch buffer; or pass
@@ -27,7 +28,8 @@
  *
  *   A request: gather HEADERS + CONTINUATION fragments into one buffer,
  *   then  rc = kino_hpack_decode(&dec, block, len, on_field, stream)
- *   on the thread that owns the connection, in the order the blocks
+ *   on the thread that owns the connection (a decoder is used by one
+ *   thread at a time; it takes no lock), in the order the blocks
  *   arrived (every block, also for a stream that was reset or refused:
  *   the table must stay in step with the peer's). on_field sees each
  *   field in order; copy what you keep, the pointers die when it
@@ -55,8 +57,10 @@
  *   no state, so any thread may encode a block's fields; only _begin must
  *   run where header blocks are put on the wire in order (the first block
  *   sent after our SETTINGS ACK carries the update). Each returns the
- *   bytes written, or 0 when `cap` is too small (nothing written then);
- *   kino_hpack_field_bound says how much room a field can take.
+ *   bytes written, or 0 when `cap` is too small (what it wrote then
+ *   means nothing); kino_hpack_field_bound says how much room a field
+ *   can take. Field bytes go out as given: refusing CR, LF or NUL in
+ *   response fields is the caller's job.
  */
 #ifndef KINO_HPACK_H
 #define KINO_HPACK_H
