@@ -421,7 +421,7 @@ size_t kino_hpack_encode_string(uint8_t *out, size_t cap, const char *s, size_t 
         kino_hpack_huffman_encode(out + n, s, len, lower);
     } else if (lower) {
         for (size_t i = 0; i < len; i++) out[n + i] = hp_lower((uint8_t)s[i]);
-    } else {
+    } else if (len) {
         memcpy(out + n, s, len);
     }
     return n + body;
@@ -618,9 +618,10 @@ static int hp_read_string(hp_block *b, const char **s, uint32_t *len) {
         out = NULL;
     }
     if (r < 0) return hp_fail(b, why);
+    if (r > (long)UINT32_MAX) return hp_fail(b, "string over 2^32 - 1 bytes"); /* a block over 2.6 GB */
     b->p += n;
     *s = (const char *)out;
-    *len = (uint32_t)r; /* at most 8/5 of n: fits */
+    *len = (uint32_t)r;
     if (out) b->used += (size_t)r;
     return 0;
 }

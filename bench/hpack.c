@@ -246,9 +246,9 @@ int main(int argc, char **argv) {
     setup();
     printf("HPACK, ns per header field, median of %d runs of %ld passes\n", repeat, iter);
 #ifdef WITH_NGHTTP2
-    printf("%-46s %8s %9s %7s\n", "", "kino", "nghttp2", "ratio");
+    printf("%-51s %8s %9s %7s\n", "", "kino", "nghttp2", "ratio");
 #else
-    printf("%-46s %8s\n", "", "kino");
+    printf("%-51s %8s\n", "", "kino");
 #endif
     for (size_t w = 0; w < 3; w++) {
         double k[MAX_REPEAT], g[MAX_REPEAT];
@@ -261,10 +261,10 @@ int main(int argc, char **argv) {
         double km = median(k, repeat);
 #ifdef WITH_NGHTTP2
         double gm = median(g, repeat);
-        printf("decode %-39s %8.1f %9.1f %6.2fx\n", loads[w].name, km, gm, gm / km);
+        printf("decode %-44s %8.1f %9.1f %6.2fx\n", loads[w].name, km, gm, gm / km);
 #else
         (void)g;
-        printf("decode %-39s %8.1f\n", loads[w].name, km);
+        printf("decode %-44s %8.1f\n", loads[w].name, km);
 #endif
     }
     struct {
@@ -287,12 +287,12 @@ int main(int argc, char **argv) {
         double km = median(k, repeat);
 #ifdef WITH_NGHTTP2
         double gm = median(g, repeat);
-        printf("encode %-39s %8.1f %9.1f %6.2fx   (block: kino %zu B, nghttp2 %zu B after the first)\n",
+        printf("encode %-44s %8.1f %9.1f %6.2fx   (block: kino %zu B, nghttp2 %zu B after the first)\n",
                enc[e].name, km, gm, gm / km, kb, gb);
 #else
         (void)g;
         (void)gb;
-        printf("encode %-39s %8.1f   (block: %zu B)\n", enc[e].name, km, kb);
+        printf("encode %-44s %8.1f   (block: %zu B)\n", enc[e].name, km, kb);
 #endif
     }
     return sink == 42; /* keep the work */

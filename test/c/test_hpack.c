@@ -748,6 +748,11 @@ static void test_hpack_encoder(void) {
         }
     }
 
+    /* an empty name and value, given as NULL */
+    uint8_t empty[8];
+    size_t e = kino_hpack_encode_field(empty, sizeof empty, NULL, 0, NULL, 0, 0);
+    CHECKF(e == 3 && empty[0] == 0 && empty[1] == 0 && empty[2] == 0, "NULL, 0 name and value: %zu bytes", e);
+
     /* table size updates owed to the peer (§4.2) */
     kino_hpack_encoder enc;
     uint8_t out[16];
