@@ -73,6 +73,7 @@ static const hp_static_entry hp_static[62] = {
     HP_SE("www-authenticate", ""),
 };
 #define HP_STATIC_COUNT 61
+#define HP_LAST_VALUED 16 /* entries 2..16 have values, the others none */
 
 /* The encoder's name lookup: for each name length, the first static
  * index of every distinct name that long (0 ends a row). */
@@ -809,13 +810,14 @@ size_t kino_hpack_field_bound(size_t name_len, size_t value_len) {
 size_t kino_hpack_encode_field(uint8_t *out, size_t cap, const char *name, size_t name_len,
                                const char *value, size_t value_len, unsigned flags) {
     unsigned index = hp_static_name(name, name_len);
-    if (index && !(flags & KINO_HPACK_NEVER_INDEXED)) {
-        /* a static entry with this very value: one indexed byte (§6.1) */
-        for (unsigned i = index; i <= HP_STATIC_COUNT && hp_static[i].name_len == name_len &&
-                                 hp_same_name(name, hp_static[i].name, name_len);
+    if (index >= 2 && index <= HP_LAST_VALUED && !(flags & KINO_HPACK_NEVER_INDEXED)) {
+        /* a static entry with this very value: one indexed byte (§6.1);
+         * the entries of one name are consecutive */
+        for (unsigned i = index; i <= HP_LAST_VALUED && hp_static[i].name_len == name_len &&
+                                 !memcmp(hp_static[i].name, hp_static[index].name, name_len);
              i++) {
             const hp_static_entry *e = &hp_static[i];
-            if (e->value_len && e->value_len == value_len && !memcmp(e->value, value, value_len)) {
+            if (e->value_len == value_len && !memcmp(e->value, value, value_len)) {
                 if (cap < 1) return 0;
                 out[0] = (uint8_t)(0x80 | i);
                 return 1;
