@@ -20,8 +20,9 @@
  *      a block.
  *
  *   2. Round trip: every list that decodes is encoded again with the
- *      response encoder (after a table size update the fuzzer chooses)
- *      and decoded by a fresh decoder: the same list must come back,
+ *      response encoder (after a table size update and a :status the
+ *      input decides) and decoded by a fresh decoder: the same status
+ *      and list must come back,
  *      within kino_hpack_field_bound, without touching the table.
  *
  * Every block is decoded from an exact-size heap copy, so AddressSanitizer
@@ -313,9 +314,10 @@ static void same_lists(const list *a, const list *b, const char *what) {
     }
 }
 
-/* Encode the list as a response block, decode it afresh: same list. */
-static void round_trip(const list *l, uint32_t peer_size) {
-    size_t cap = KINO_HPACK_BEGIN_MAX;
+/* Encode :status and the list as a response block, decode it afresh:
+ * the same status and list. */
+static void round_trip(const list *l, uint32_t peer_size, int status) {
+    size_t cap = KINO_HPACK_BEGIN_MAX + 5;
     for (int i = 0; i < l->n; i++) cap += kino_hpack_field_bound(l->f[i].name.n, l->f[i].value.n);
     uint8_t *buf = malloc(cap);
     if (!buf) abort();
@@ -324,10 +326,13 @@ static void round_trip(const list *l, uint32_t peer_size) {
     kino_hpack_encoder_set_peer_table_size(&enc, peer_size);
     size_t n = kino_hpack_encoder_begin(&enc, buf, cap);
     if ((peer_size < KINO_HPACK_TABLE_SIZE) != (n > 0)) fail("encoder: size update owed but not written, or the reverse");
+    size_t k = kino_hpack_encode_status(buf + n, cap - n, status);
+    if (k == 0 || k > 5) fail("encoder: :status");
+    n += k;
     for (int i = 0; i < l->n; i++) {
         const field *f = &l->f[i];
-        size_t k = kino_hpack_encode_field(buf + n, cap - n, (const char *)f->name.p, f->name.n,
-                                           (const char *)f->value.p, f->value.n, f->flags);
+        k = kino_hpack_encode_field(buf + n, cap - n, (const char *)f->name.p, f->name.n,
+                                    (const char *)f->value.p, f->value.n, f->flags);
         if (k == 0 || k > kino_hpack_field_bound(f->name.n, f->value.n)) fail("encoder: field over its bound");
         n += k;
     }
@@ -340,10 +345,13 @@ static void round_trip(const list *l, uint32_t peer_size) {
         fprintf(stderr, FUZZ_NAME ": round trip: %s\n", dec.error ? dec.error : "too large");
         fail("a re-encoded list does not decode");
     }
+    char digits[4];
+    snprintf(digits, sizeof digits, "%d", status);
+    if (back.n != l->n + 1 || !same_str(back.f[0].name, ":status", 7) || !same_str(back.f[0].value, digits, 3))
+        fail("round trip: :status");
     /* names are lowercased on the way: compare with the original lowercased */
-    if (back.n != l->n) fail("round trip: field count");
     for (int i = 0; i < l->n; i++) {
-        const field *f = &l->f[i], *g = &back.f[i];
+        const field *f = &l->f[i], *g = &back.f[i + 1];
         int ok = g->name.n == f->name.n && same_str(g->value, f->value.p, f->value.n) && g->flags == f->flags;
         for (size_t k = 0; ok && k < f->name.n; k++) ok = g->name.p[k] == hp_lower(f->name.p[k]);
         if (!ok) fail("round trip: a field came back different");
@@ -397,7 +405,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                     fail("dynamic tables differ");
             }
             if (dec.size > dec.max || dec.max > dec.limit) fail("table over its maximum");
-            if (rc == KINO_HPACK_OK && !stop_after) round_trip(&got, (uint32_t)len * 31u);
+            if (rc == KINO_HPACK_OK && !stop_after) round_trip(&got, (uint32_t)len * 31u, 100 + (int)(len * 7 % 900));
         }
         list_clear(&got);
         list_clear(&want);
