@@ -62,7 +62,7 @@ SAN_LDFLAGS = -fsanitize=address,undefined
 # stack redzones poisoned, and a later frame on that stack (a respawned
 # worker on a reused native thread) would be reported as an overflow that
 # never happened. So the binding keeps heap and global checks but no stack
-# redzones; the engine (kino.c), which Ruby never unwinds, keeps them all.
+# redzones; the engine (kino*.c), which Ruby never unwinds, keeps them all.
 SAN_NO_STACK := $(if $(shell $(CC) --version 2>/dev/null | grep -i clang),-mllvm -asan-stack=0,--param=asan-stack=0)
 # Ruby itself is not built with ASan: preload the runtime, skip leak
 # checks of the interpreter (LeakSanitizer runs on the C tests instead).
@@ -83,17 +83,23 @@ all: $(EXT)
 build:
 	mkdir -p build
 
-build/%.o: %.c kino.h kino_tls.h kino_log.h kino_hpack.h | build
+# The engine: kino.c (I/O side, server), kino_http.c (parser), kino_worker.c
+# (worker side), sharing the private header kino_engine.h (doc/architecture.md
+# section 8).
+ENGINE_C = kino.c kino_http.c kino_worker.c
+ENGINE_H = kino.h kino_engine.h kino_tls.h kino_log.h kino_hpack.h
+
+build/%.o: %.c $(ENGINE_H) | build
 	$(CC) $(KINO_CFLAGS) $(TLS_CFLAGS) -c $< -o $@
 
 build/kino_ruby.o: kino_ruby.c kino.h kino_log.h | build
 	$(CC) $(KINO_CFLAGS) $(SAN_NO_STACK) -isystem $(RB_HDR) -isystem $(RB_ARCH_HDR) -c $< -o $@
 
-$(EXT): build/kino.o build/kino_control.o build/kino_tls.o build/kino_log.o build/kino_hpack.o build/kino_ruby.o
+$(EXT): build/kino.o build/kino_http.o build/kino_worker.o build/kino_control.o build/kino_tls.o build/kino_log.o build/kino_hpack.o build/kino_ruby.o
 	$(CC) $(SHARED) $(SAN_LDFLAGS) -pthread -o $@ $^ $(RB_LIBS) $(TLS_LIBS)
 
 # C tests: one binary, a unity build so it can test static helpers too.
-build/test_c: test/c/*.c test/c/*.h kino.c kino_control.c kino.h kino_tls.c kino_tls.h kino_log.c kino_log.h kino_hpack.c kino_hpack.h | build
+build/test_c: test/c/*.c test/c/*.h $(ENGINE_C) $(ENGINE_H) kino_control.c kino_tls.c kino_log.c kino_hpack.c | build
 	$(CC) $(KINO_CFLAGS) $(TLS_CFLAGS) $(SAN_LDFLAGS) -I. -o $@ test/c/run.c -pthread $(TLS_LIBS)
 
 test-c: build/test_c check-kqueue
@@ -104,7 +110,7 @@ test-c: build/test_c check-kqueue
 VALGRIND = valgrind --error-exitcode=1 --leak-check=full --show-leak-kinds=definite,indirect,possible \
            --errors-for-leak-kinds=definite,indirect,possible -q
 
-build/test_c_vg: test/c/*.c test/c/*.h kino.c kino_control.c kino.h kino_tls.c kino_tls.h kino_log.c kino_log.h kino_hpack.c kino_hpack.h | build
+build/test_c_vg: test/c/*.c test/c/*.h $(ENGINE_C) $(ENGINE_H) kino_control.c kino_tls.c kino_log.c kino_hpack.c | build
 	$(CC) -std=c11 $(WARN) $(TLS_CFLAGS) -pthread -O1 -g -I. -o $@ test/c/run.c -pthread $(TLS_LIBS)
 
 valgrind: build/test_c_vg
@@ -112,8 +118,8 @@ valgrind: build/test_c_vg
 
 # The C tests under ThreadSanitizer: I/O threads, workers and the shutdown
 # calls on real sockets; any data race it sees fails the run. Nothing is
-# suppressed (the Date cache is race-free by construction, kino.c section 6).
-build/test_c_tsan: test/c/*.c test/c/*.h kino.c kino.h kino_tls.c kino_tls.h kino_hpack.c kino_hpack.h | build
+# suppressed (the Date cache is race-free by construction, kino.c section 2).
+build/test_c_tsan: test/c/*.c test/c/*.h $(ENGINE_C) $(ENGINE_H) kino_control.c kino_tls.c kino_log.c kino_hpack.c | build
 	$(CC) -std=c11 $(WARN) $(TLS_CFLAGS) -pthread -O1 -g -fsanitize=thread -fno-omit-frame-pointer -I. -o $@ test/c/run.c $(TLS_LIBS)
 
 # die_after_fork=0: the logging tests fork a multi-threaded process whose
@@ -124,9 +130,9 @@ tsan: build/test_c_tsan
 # The kqueue backend (BSD, macOS) compiled on any machine, against the
 # declarations in test/compat: both poller backends build on every run.
 # It checks that kqueue code compiles, not that it serves (see the note
-# at the poller backends in kino.c: libkqueue cannot run it on Linux).
+# at the poller backends in kino_engine.h: libkqueue cannot run it on Linux).
 check-kqueue:
-	$(CC) -std=c11 $(WARN) -fsyntax-only -DKINO_USE_KQUEUE -Itest/compat kino.c kino_log.c
+	$(CC) -std=c11 $(WARN) -fsyntax-only -DKINO_USE_KQUEUE -Itest/compat $(ENGINE_C) kino_log.c
 
 # Test-only gems go into ./.gems, never into the system.
 gems: $(GEMS)/.installed
@@ -267,8 +273,9 @@ build/.fuzz-toolchain: | build
 	fuzz/toolchain $(FUZZ_CC)
 	touch $@
 
-build/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz.h kino.c kino.h kino_log.c kino_log.h build/.fuzz-toolchain | build
-	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_DEFS) -o $@ $< kino.c kino_log.c -pthread
+# The parser is pure: a harness links kino_http.c alone.
+build/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz.h kino_http.c kino.h kino_engine.h build/.fuzz-toolchain | build
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_DEFS) -o $@ $< kino_http.c
 
 # HPACK stands alone: the harness includes kino_hpack.c (for its tables).
 build/fuzz_hpack: fuzz/fuzz_hpack.c fuzz/fuzz.h kino_hpack.c kino_hpack.h build/.fuzz-toolchain | build

@@ -1,1398 +1,31 @@
 /*
- * kino.c -- the Kino engine. kino.h describes the API and the threading
- * model. This file has no Ruby in it and reads top to bottom:
+ * kino.c -- the Kino engine's I/O side and server. kino.h describes the
+ * API and the threading model; kino_engine.h holds the structures and
+ * the helpers the engine files share (platform, lists, transport). This
+ * file has no Ruby in it and reads top to bottom:
  *
- *    1. platform      poller (epoll | kqueue), wake fds, accept, clocks
- *    2. lists         the intrusive circular list (the "ring queue")
- *    3. parser        request head, framing rules, chunked decoder,
- *                     PROXY protocol header
- *    4. structures    server, I/O thread, connection, waiter
- *    5. transport     a connection's bytes: plain, or through kino_tls.c
- *    6. buffers       per-connection input buffers and their pool
- *    7. date          the cached Date header
- *    8. ready queue   bounded hand-off from I/O threads to workers
- *    9. timers        per-I/O-thread deadline lists
- *   10. connections   the I/O thread's side of a connection
- *   11. I/O thread    the event loop
- *   12. workers       request body, response writer, hand-back
- *   13. server        create, start, drain, abort, stop, stats
- *   14. access log    one line per request, and notes on canned answers
+ *    1. buffers       per-connection input buffers and their pool
+ *    2. date          the cached Date header
+ *    3. ready queue   bounded hand-off from I/O threads to workers
+ *    4. timers        per-I/O-thread deadline lists
+ *    5. connections   the I/O thread's side of a connection
+ *    6. I/O thread    the event loop
+ *    7. server        create, start, drain, abort, stop, stats
+ *    8. access log    one line per request, and notes on canned answers
  *
- * Logging itself (the ring, the flusher) is kino_log.c.
+ * The parser is kino_http.c, the worker side (request body, response
+ * writer, hand-back) kino_worker.c, logging itself (the ring, the
+ * flusher) kino_log.c.
  */
-#if defined(__linux__) && !defined(_GNU_SOURCE)
-#define _GNU_SOURCE
-#endif
-#include "kino.h"
-#include "kino_tls.h"
-#include "kino_log.h"
+#include "kino_engine.h"
 
-#include <arpa/inet.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
-#include <pthread.h>
-#include <signal.h>
-#include <stdatomic.h>
-#include <stddef.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/resource.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/uio.h>
-#include <sys/un.h>
-#include <time.h>
-#include <unistd.h>
-
-#ifndef KINO_BUF_SIZE
-#define KINO_BUF_SIZE 16384       /* input buffer of a busy connection */
-#endif
-#ifndef KINO_HANDOFF_MAX
-#define KINO_HANDOFF_MAX (1 << 20) /* unsent response bytes the I/O thread
-                                     finishes for a worker */
-#endif
-#ifndef KINO_BODY_RATE
-#define KINO_BODY_RATE 240        /* bytes/s a streamed body must keep up, */
-#endif
-#define KINO_BODY_WINDOW_MS 5000  /* ... in every window of this much
-                                     waiting for it */
-#ifndef KINO_DRAIN_MAX
-#define KINO_DRAIN_MAX 65536      /* unread request body skipped to keep a
-                                     connection alive */
-#endif
-#ifndef KINO_HANDOFF_BUDGET
-#define KINO_HANDOFF_BUDGET (64u << 20) /* unsent bytes the I/O threads hold
-                                          for workers in all; past it a
-                                          response over KINO_HANDOFF_MAX is
-                                          finished by its worker */
-#endif
-#define KINO_EVENTS 256           /* events taken per poller wait */
-#define KINO_ACCEPTS 64           /* accepts per listener event */
-#define KINO_SHARED_PAUSE_MS 2    /* shared listener, no idle worker: look again */
-#define KINO_SEGS 64              /* response segments before copying */
-#define KINO_LINGER_MS 2000       /* drain time after an error response */
-#define KINO_LINGER_BYTES (1 << 20)
-#define KINO_POOL_BUFS 128        /* spare input buffers per I/O thread */
-
-/* ================================================================== */
-/* 1. Platform                                                        */
-/* ================================================================== */
-
-#define EV_IN 1
-#define EV_OUT 2
-#define EV_HUP 4 /* the peer closed (at least) its writing side */
-
-/* The poller backend: epoll on Linux, kqueue on the BSDs and macOS.
- * What is checked where: the epoll backend runs every test here. The
- * kqueue backend is compiled on every `make test` (make check-kqueue:
- * -fsyntax-only with -DKINO_USE_KQUEUE, against test/compat's BSD
- * declarations), which proves it builds, not that it works. Running it
- * on Linux through libkqueue (Debian's libkqueue-dev 2.3.1, in sid and
- * experimental only) does not get that far: libkqueue there cannot
- * watch one socket for both EVFILT_READ and EVFILT_WRITE (the second
- * registration fails), which poller_watch needs. That run did find the
- * wake trigger dropping its udata (fixed in poller_wake). */
-#if !defined(KINO_USE_EPOLL) && !defined(KINO_USE_KQUEUE)
-#if defined(__linux__)
-#define KINO_USE_EPOLL 1
-#elif defined(__APPLE__) || defined(__FreeBSD__) || defined(__NetBSD__) || \
-    defined(__OpenBSD__) || defined(__DragonFly__)
-#define KINO_USE_KQUEUE 1
-#endif
-#endif
-
-/* The other platform features, decided here and only here: the code
- * below tests these macros, never an OS name. Each may be preset (-D),
- * to build what another platform would (make check-kqueue does). */
-/* accept4(2): non-blocking and close-on-exec in one call */
-#if !defined(KINO_HAVE_ACCEPT4) && (defined(__linux__) || defined(__FreeBSD__) || \
-    defined(__NetBSD__) || defined(__OpenBSD__) || defined(__DragonFly__))
-#define KINO_HAVE_ACCEPT4 1
-#endif
-/* sendfile(2), in one of its three shapes (none: pread and send) */
-#if !defined(KINO_HAVE_LINUX_SENDFILE) && !defined(KINO_HAVE_BSD_SENDFILE) && \
-    !defined(KINO_HAVE_MACOS_SENDFILE)
-#if defined(__linux__)
-#define KINO_HAVE_LINUX_SENDFILE 1 /* sendfile(out, in, &off, n) */
-#elif defined(__FreeBSD__) || defined(__DragonFly__)
-#define KINO_HAVE_BSD_SENDFILE 1   /* sendfile(in, out, off, n, hdtr, &sent, flags) */
-#elif defined(__APPLE__)
-#define KINO_HAVE_MACOS_SENDFILE 1 /* sendfile(in, out, off, &len, hdtr, flags) */
-#endif
-#endif
-/* SO_NOSIGPIPE (the BSDs, macOS) where send() has no MSG_NOSIGNAL */
-#ifndef MSG_NOSIGNAL
-#define MSG_NOSIGNAL 0
-#endif
-
-#if defined(KINO_USE_EPOLL)
-#include <sys/epoll.h>
-#include <sys/eventfd.h>
-
-typedef struct poller {
-    int fd;
-    int wakefd;
-    struct epoll_event ev[KINO_EVENTS];
-    int shared;   /* the listener is shared with other processes */
-} poller;
-
-/* Open the poller and its wake channel; data identifies wake events. */
-static int poller_open(poller *p, void *data) {
-    struct epoll_event e = {.events = EPOLLIN, .data.ptr = data};
-    p->fd = epoll_create1(EPOLL_CLOEXEC);
-    if (p->fd < 0) return -1;
-    p->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (p->wakefd < 0 || epoll_ctl(p->fd, EPOLL_CTL_ADD, p->wakefd, &e) < 0) {
-        if (p->wakefd >= 0) close(p->wakefd);
-        close(p->fd);
-        p->fd = -1;
-        return -1;
-    }
-    return 0;
-}
-
-static void poller_close(poller *p) {
-    close(p->wakefd);
-    close(p->fd);
-}
-
-/* Watch a connection for input and output, edge-triggered, for its whole
- * life: no epoll_ctl per request. Closing the fd removes it. */
-static int poller_watch(poller *p, int fd, void *data) {
-    struct epoll_event e = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
-                            .data.ptr = data};
-    return epoll_ctl(p->fd, EPOLL_CTL_ADD, fd, &e);
-}
-
-/* Stop watching a connection that stays open (a hijack). Safe from any
- * thread; a wait already under way may still report it once. */
-static int poller_unwatch(poller *p, int fd) {
-    struct epoll_event e = {0}; /* kernels before 2.6.9 want one */
-    return epoll_ctl(p->fd, EPOLL_CTL_DEL, fd, &e);
-}
-
-/* Start (on) or stop watching a listener, level-triggered. Several I/O
- * threads share one listener; EPOLLEXCLUSIVE wakes only one of them --
- * always the same one while it keeps up, so a listener shared with other
- * processes (p->shared) wakes them all instead: each takes what its idle
- * workers can serve (io_accept). */
-static int poller_listen(poller *p, int fd, void *data, int on) {
-    struct epoll_event e = {.events = EPOLLIN, .data.ptr = data};
-#ifdef EPOLLEXCLUSIVE
-    if (!p->shared) e.events |= EPOLLEXCLUSIVE;
-#endif
-    return epoll_ctl(p->fd, on ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, fd, &e);
-}
-
-/* Wait up to timeout_ms (-1: forever) for events. Returns their count,
- * 0 on timeout or a signal, -1 with errno when the poller itself failed
- * (EBADF, EINVAL...): retrying would only fail again, at full speed. */
-static int poller_wait(poller *p, int timeout_ms) {
-    int n = epoll_wait(p->fd, p->ev, KINO_EVENTS, timeout_ms);
-    return n < 0 && errno == EINTR ? 0 : n;
-}
-
-/* The i-th event of the last wait: its data, and EV_IN/EV_OUT. Errors and
- * hang-ups count as both, so the next read or write finds them. */
-static void *poller_event(poller *p, int i, int *mask) {
-    uint32_t e = p->ev[i].events;
-    *mask = 0;
-    if (e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) *mask |= EV_IN;
-    if (e & (EPOLLOUT | EPOLLHUP | EPOLLERR)) *mask |= EV_OUT;
-    if (e & (EPOLLRDHUP | EPOLLHUP)) *mask |= EV_HUP;
-    return p->ev[i].data.ptr;
-}
-
-static void poller_wake(poller *p) {
-    uint64_t one = 1;
-    ssize_t r = write(p->wakefd, &one, sizeof one);
-    (void)r;
-}
-
-static void poller_wake_ack(poller *p) {
-    uint64_t n;
-    ssize_t r = read(p->wakefd, &n, sizeof n);
-    (void)r;
-}
-
-/* A waiter's private wake channel for poll(2): one eventfd. */
-static int wakefd_open(int fds[2]) {
-    fds[0] = fds[1] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    return fds[0] < 0 ? -1 : 0;
-}
-
-static void wakefd_close(int fds[2]) { close(fds[0]); }
-
-static void wakefd_signal(int fds[2]) {
-    uint64_t one = 1;
-    ssize_t r = write(fds[1], &one, sizeof one);
-    (void)r;
-}
-
-/* Reset the channel: one read empties an eventfd's counter. */
-static void wakefd_drain(int fds[2]) {
-    uint64_t n;
-    ssize_t r = read(fds[0], &n, sizeof n);
-    (void)r;
-}
-
-#elif defined(KINO_USE_KQUEUE)
-#include <sys/event.h>
-
-typedef struct poller {
-    int fd;
-    void *wake_data;         /* udata of the EVFILT_USER wake event */
-    struct kevent ev[KINO_EVENTS];
-    int shared;   /* the listener is shared with other processes */
-} poller;
-
-static int poller_open(poller *p, void *data) {
-    struct kevent ch;
-    p->fd = kqueue();
-    if (p->fd < 0) return -1;
-    fcntl(p->fd, F_SETFD, FD_CLOEXEC);
-    p->wake_data = data;
-    EV_SET(&ch, 0, EVFILT_USER, EV_ADD | EV_CLEAR, 0, 0, data);
-    if (kevent(p->fd, &ch, 1, NULL, 0, NULL) < 0) {
-        close(p->fd);
-        p->fd = -1;
-        return -1;
-    }
-    return 0;
-}
-
-static void poller_close(poller *p) { close(p->fd); }
-
-static int poller_watch(poller *p, int fd, void *data) {
-    struct kevent ch[2];
-    EV_SET(&ch[0], fd, EVFILT_READ, EV_ADD | EV_CLEAR, 0, 0, data);
-    EV_SET(&ch[1], fd, EVFILT_WRITE, EV_ADD | EV_CLEAR, 0, 0, data);
-    return kevent(p->fd, ch, 2, NULL, 0, NULL);
-}
-
-static int poller_unwatch(poller *p, int fd) {
-    struct kevent ch[2];
-    EV_SET(&ch[0], fd, EVFILT_READ, EV_DELETE, 0, 0, NULL);
-    EV_SET(&ch[1], fd, EVFILT_WRITE, EV_DELETE, 0, 0, NULL);
-    return kevent(p->fd, ch, 2, NULL, 0, NULL);
-}
-
-static int poller_listen(poller *p, int fd, void *data, int on) {
-    struct kevent ch;
-    EV_SET(&ch, fd, EVFILT_READ, on ? EV_ADD : EV_DELETE, 0, 0, data);
-    return kevent(p->fd, &ch, 1, NULL, 0, NULL);
-}
-
-static int poller_wait(poller *p, int timeout_ms) {
-    struct timespec ts = {timeout_ms / 1000, (timeout_ms % 1000) * 1000000L};
-    int n = kevent(p->fd, NULL, 0, p->ev, KINO_EVENTS, timeout_ms < 0 ? NULL : &ts);
-    return n < 0 && errno == EINTR ? 0 : n;
-}
-
-static void *poller_event(poller *p, int i, int *mask) {
-    struct kevent *e = &p->ev[i];
-    *mask = e->filter == EVFILT_WRITE ? EV_OUT : EV_IN;
-    if (e->flags & (EV_EOF | EV_ERROR)) *mask = EV_IN | EV_OUT | EV_HUP;
-    return (void *)e->udata;
-}
-
-/* Every change to a kevent stores its udata: the trigger must repeat it,
- * or the wake event comes back without the data that identifies it. */
-static void poller_wake(poller *p) {
-    struct kevent ch;
-    EV_SET(&ch, 0, EVFILT_USER, 0, NOTE_TRIGGER, 0, p->wake_data);
-    kevent(p->fd, &ch, 1, NULL, 0, NULL);
-}
-
-static void poller_wake_ack(poller *p) { (void)p; /* EV_CLEAR resets it */ }
-
-/* A waiter's private wake channel for poll(2): a pipe. */
-static int wakefd_open(int fds[2]) {
-    if (pipe(fds) < 0) return -1;
-    for (int i = 0; i < 2; i++) {
-        fcntl(fds[i], F_SETFL, O_NONBLOCK);
-        fcntl(fds[i], F_SETFD, FD_CLOEXEC);
-    }
-    return 0;
-}
-
-static void wakefd_close(int fds[2]) {
-    close(fds[0]);
-    close(fds[1]);
-}
-
-static void wakefd_signal(int fds[2]) {
-    char one = 1;
-    ssize_t r = write(fds[1], &one, 1);
-    (void)r;
-}
-
-/* Reset the channel: read the pipe empty (several signals may be in it). */
-static void wakefd_drain(int fds[2]) {
-    char junk[64];
-    while (read(fds[0], junk, sizeof junk) > 0) {
-    }
-}
-
-#else
-#error "Kino needs epoll (Linux) or kqueue (BSD, macOS)"
-#endif
-
-#if defined(KINO_HAVE_LINUX_SENDFILE)
-#include <sys/sendfile.h>
-#elif defined(KINO_HAVE_BSD_SENDFILE) || defined(KINO_HAVE_MACOS_SENDFILE)
-#include <sys/types.h>
-#endif
-
-/* Send up to n bytes of file fd at *off to socket s, through the kernel
- * where it can (sendfile), else through a buffer; advances *off by what
- * went out. Returns that count, or -1 with errno (EAGAIN: socket full).
- * Linux's sendfile raises SIGPIPE on a closed socket: hosts ignore it. */
-static ssize_t send_file(int s, int fd, uint64_t *off, size_t n) {
-#if defined(KINO_HAVE_LINUX_SENDFILE)
-    off_t o = (off_t)*off;
-    ssize_t r = sendfile(s, fd, &o, n);
-    if (r > 0) *off = (uint64_t)o;
-    return r;
-#elif defined(KINO_HAVE_BSD_SENDFILE) || defined(KINO_HAVE_MACOS_SENDFILE)
-    off_t sent = 0;
-#if defined(KINO_HAVE_MACOS_SENDFILE)
-    sent = (off_t)n;
-    int r = sendfile(fd, s, (off_t)*off, &sent, NULL, 0);
-#else
-    int r = sendfile(fd, s, (off_t)*off, n, NULL, &sent, 0);
-#endif
-    if (sent > 0) { /* may come with EAGAIN: count what went out */
-        *off += (uint64_t)sent;
-        return (ssize_t)sent;
-    }
-    return r < 0 ? -1 : 0;
-#else
-    char buf[65536];
-    ssize_t got = pread(fd, buf, n < sizeof buf ? n : sizeof buf, (off_t)*off);
-    if (got <= 0) return got;
-    ssize_t sent = send(s, buf, (size_t)got, MSG_NOSIGNAL);
-    if (sent > 0) *off += (uint64_t)sent;
-    return sent;
-#endif
-}
-
-/* Accept one connection, nonblocking and close-on-exec, without the two
- * extra fcntl calls where accept4 exists. */
-static int accept_nb(int lfd, struct sockaddr_storage *ss) {
-    socklen_t len = sizeof *ss;
-#if defined(KINO_HAVE_ACCEPT4)
-    return accept4(lfd, (struct sockaddr *)ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-#else
-    int fd = accept(lfd, (struct sockaddr *)ss, &len);
-    if (fd >= 0) {
-        int one = 1;
-        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-        fcntl(fd, F_SETFD, FD_CLOEXEC);
-#ifdef SO_NOSIGPIPE
-        setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof one);
-#endif
-        (void)one;
-    }
-    return fd;
-#endif
-}
-
-/* Milliseconds on a monotonic clock. The coarse clock (Linux) is read
- * from the vDSO without a syscall and is precise to a few ms: plenty for
- * timeouts and statistics. */
-#ifdef CLOCK_MONOTONIC_COARSE
-#define KINO_CLOCK CLOCK_MONOTONIC_COARSE
-#else
-#define KINO_CLOCK CLOCK_MONOTONIC
-#endif
-
-static int64_t mono_ms(void) {
-    struct timespec ts;
-    clock_gettime(KINO_CLOCK, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* How the engine starts its threads: pthread_create, unless a test build
- * (test/c/run.c) puts one in front of it that can fail on demand. */
-#ifndef KINO_THREAD_CREATE
-#define KINO_THREAD_CREATE pthread_create
-#endif
-
-/* Block every signal in the calling (engine) thread: signals belong to
- * the host program's threads, Ruby's in particular. */
-static void block_signals(void) {
-    sigset_t all;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, NULL);
-}
-
-/* ================================================================== */
-/* 2. Lists                                                           */
-/* ================================================================== */
-
-/* Intrusive circular doubly linked list with a sentinel head. A detached
- * node points to itself, so removing twice is harmless. */
-typedef struct klist {
-    struct klist *next, *prev;
-} klist;
-
-#define KLIST_ENTRY(ptr, type, field) \
-    ((type *)(void *)((char *)(ptr) - offsetof(type, field)))
-
-static void klist_init(klist *h) { h->next = h->prev = h; }
-static int klist_empty(const klist *h) { return h->next == h; }
-
-static void klist_push(klist *h, klist *n) {
-    n->prev = h->prev;
-    n->next = h;
-    h->prev->next = n;
-    h->prev = n;
-}
-
-static void klist_remove(klist *n) {
-    n->prev->next = n->next;
-    n->next->prev = n->prev;
-    n->next = n->prev = n;
-}
-
-/* ================================================================== */
-/* 3. Parser                                                          */
-/* ================================================================== */
-
-/* Byte classes: 1 tchar (RFC 9110 token), 2 allowed in a field value
- * (VCHAR, obs-text, SP, HTAB), 4 allowed in a request-target, 8 allowed
- * in a Host name (reg-name without ','). */
-static const unsigned char ctab[256] = {
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    2, 15, 6, 3, 15, 15, 15, 15, 14, 14, 15, 15, 6, 15, 15, 6,
-    15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 6, 14, 6, 14, 6, 6,
-    6, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15,
-    15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 6, 6, 6, 7, 15,
-    7, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15,
-    15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 6, 7, 6, 15, 0,
-    6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6,
-    6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6,
-    6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6,
-    6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6,
-    6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6,
-    6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6,
-    6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6,
-    6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6,
-};
-
-#define IS_TCHAR(c) (ctab[(unsigned char)(c)] & 1)
-#define IS_VALUE(c) (ctab[(unsigned char)(c)] & 2)
-#define IS_TARGET(c) (ctab[(unsigned char)(c)] & 4)
-#define IS_HOST(c) (ctab[(unsigned char)(c)] & 8)
-#define IS_DIGIT(c) ((unsigned char)((c) - '0') < 10)
-
-#define KINO_MAX_LEADING_CRLF 8 /* empty lines allowed before a request */
-
-static kino_span span(const char *a, const char *b) {
-    kino_span s = {a, (size_t)(b - a)};
-    return s;
-}
-
-/* Case-insensitive comparison of a span with a lowercase literal. */
-static int span_is(kino_span s, const char *lit) {
-    size_t n = strlen(lit);
-    if (s.n != n) return 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s.p[i];
-        if (c >= 'A' && c <= 'Z') c += 32;
-        if (c != (unsigned char)lit[i]) return 0;
-    }
-    return 1;
-}
-
-/* Length of the run of "\r\n" pairs that may precede a request line. */
-static size_t leading_crlf(const char *buf, size_t len) {
-    size_t i = 0;
-    while (i + 1 < len && buf[i] == '\r' && buf[i + 1] == '\n') i += 2;
-    return i;
-}
-
-/* Whatever way the bytes of a head are cut into reads, kino_head_end gives
- * the same verdict: it looks only at bytes inside the current limit window
- * (the request line's until its LF, then the whole head's), reports the
- * first bare CR or LF in position order, and reports a limit only once the
- * window is full without the line or head ending in it. So a bare CR past
- * the 64 KiB mark is a 431, never a 400, however the head arrives; the
- * fuzz_head harness checks exactly this. */
-long kino_head_end(const char *buf, size_t len, size_t *scanned, int *status) {
-    size_t lead = leading_crlf(buf, len > 2 * KINO_MAX_LEADING_CRLF + 2
-                                        ? 2 * KINO_MAX_LEADING_CRLF + 2 : len);
-    size_t i = *scanned > lead ? *scanned : lead;
-    size_t line_stop = lead + KINO_MAX_REQUEST_LINE + 2; /* the request line's LF comes before */
-    if (lead > 2 * KINO_MAX_LEADING_CRLF) {
-        *status = 400;
-        return KINO_ERROR;
-    }
-    int in_line = i < line_stop && !memchr(buf + lead, '\n', i - lead);
-    for (;;) {
-        size_t stop = in_line && line_stop < KINO_MAX_HEAD ? line_stop : KINO_MAX_HEAD;
-        size_t end = len < stop ? len : stop;
-        const char *hit = i < end ? memchr(buf + i, '\n', end - i) : NULL;
-        size_t upto = hit ? (size_t)(hit - buf) : end;
-        const char *cr = i < upto ? memchr(buf + i, '\r', upto - i) : NULL;
-        if (cr && (size_t)(cr - buf) + 1 < upto) {
-            *status = 400; /* bare CR: the next byte is not LF */
-            return KINO_ERROR;
-        }
-        if (!hit) {
-            if (len >= stop) { /* the window is full: the line or head is too long */
-                *status = in_line && stop == line_stop ? 414 : 431;
-                return KINO_ERROR;
-            }
-            *scanned = cr ? (size_t)(cr - buf) : len; /* keep a trailing CR for the next call */
-            return 0;
-        }
-        i = (size_t)(hit - buf);
-        if (i == 0 || buf[i - 1] != '\r') {
-            *status = 400; /* bare LF */
-            return KINO_ERROR;
-        }
-        if (i >= lead + 3 && buf[i - 2] == '\n') { /* "\r\n\r\n", i + 1 <= KINO_MAX_HEAD */
-            *scanned = i + 1;
-            return (long)(i + 1);
-        }
-        in_line = 0;
-        i++;
-    }
-}
-
-static int fail(kino_head *h, int status) {
-    h->status = status;
-    return KINO_ERROR;
-}
-
-/* "HTTP/" has been matched; read DIGIT "." DIGIT. Major versions other
- * than 1 are well-formed but unsupported (505); the rest is 400. */
-static int parse_version(const char **pp, const char *end, kino_head *h) {
-    const char *p = *pp, *d = p;
-    while (p < end && IS_DIGIT(*p)) p++;
-    if (p == d) return fail(h, 400);
-    if (p - d != 1 || *d != '1') return fail(h, *d == '0' && p - d > 1 ? 400 : 505);
-    if (p + 2 > end || p[0] != '.' || !IS_DIGIT(p[1])) return fail(h, 400);
-    if (p + 2 < end && IS_DIGIT(p[2])) return fail(h, 400);
-    h->minor = p[1] == '0' ? 0 : 1; /* HTTP/1.2+ is treated as 1.1 */
-    *pp = p + 2;
-    return KINO_OK;
-}
-
-/* Host = uri-host [ ":" port ] (RFC 9110 7.2), with a non-empty
- * uri-host: an http URI has one (RFC 9110 4.2.1), so "" and ":80" are
- * refused, as nginx refuses them (doc/security.md). */
-static int valid_host(kino_span v) {
-    const char *p = v.p, *e = v.p + v.n;
-    if (p == e || *p == ':') return 0;
-    if (*p == '[') {
-        const char *q = memchr(p, ']', v.n);
-        if (!q || q == p + 1) return 0;
-        for (const char *r = p + 1; r < q; r++)
-            if (!(IS_DIGIT(*r) || (unsigned)((*r | 32) - 'a') < 6u || *r == ':' || *r == '.')) return 0;
-        p = q + 1;
-    } else {
-        while (p < e && *p != ':') {
-            if (!IS_HOST(*p)) return 0;
-            p++;
-        }
-    }
-    if (p == e) return 1;
-    if (*p++ != ':' || e - p > 5) return 0;
-    for (; p < e; p++)
-        if (!IS_DIGIT(*p)) return 0;
-    return 1;
-}
-
-/* Content-Length = 1*DIGIT, exactly one: a list ("5, 5") is refused,
- * as nginx refuses it, although RFC 9110 8.6 would let a recipient
- * fold equal values (doc/security.md). Returns 0 and *out, or -1. */
-static int parse_length(kino_span v, int64_t *out) {
-    const char *p = v.p, *e = v.p + v.n;
-    int64_t n = 0;
-    if (p == e) return -1;
-    for (; p < e; p++) {
-        if (!IS_DIGIT(*p) || p - v.p >= 18) return -1; /* > 10^18: not a length we accept */
-        n = n * 10 + (*p - '0');
-    }
-    *out = n;
-    return 0;
-}
-
-/* Transfer-Encoding: the only coding accepted is a single "chunked".
- * Returns 0 when chunked is final and alone, else the status to send:
- * 501 for an unknown coding, 400 for a malformed or unframeable list. */
-static int parse_te(kino_span v, int *chunked) {
-    const char *p = v.p, *e = v.p + v.n;
-    int unknown = 0, any = 0;
-    while (p < e) {
-        while (p < e && (*p == ' ' || *p == '\t' || *p == ',')) p++;
-        const char *t = p;
-        while (p < e && IS_TCHAR(*p)) p++;
-        if (p == t) {
-            if (p < e) return 400;
-            break;
-        }
-        kino_span tok = span(t, p);
-        while (p < e && (*p == ' ' || *p == '\t')) p++;
-        if (p < e && *p != ',') return 400; /* parameters, or junk */
-        any = 1;
-        if (*chunked) return 400; /* something after chunked */
-        if (span_is(tok, "chunked")) *chunked = 1;
-        else unknown = 1;
-    }
-    if (!any) return 400;
-    if (unknown) return *chunked ? 501 : 400;
-    return 0;
-}
-
-/* Does a comma-separated header value hold the token lit? */
-static int has_token(kino_span v, const char *lit) {
-    const char *p = v.p, *e = v.p + v.n;
-    while (p < e) {
-        while (p < e && (*p == ' ' || *p == '\t' || *p == ',')) p++;
-        const char *t = p;
-        while (p < e && *p != ',') p++;
-        const char *te = p;
-        while (te > t && (te[-1] == ' ' || te[-1] == '\t')) te--;
-        if (span_is(span(t, te), lit)) return 1;
-    }
-    return 0;
-}
-
-/* Split the request-target into path and query, accepting origin-form,
- * absolute-form (http/https, whose authority becomes the host) and
- * OPTIONS *. CONNECT's authority-form is not served (501). */
-static int parse_target(kino_head *h) {
-    const char *p = h->target.p, *e = p + h->target.n;
-    if (h->method.n == 7 && memcmp(h->method.p, "CONNECT", 7) == 0) return fail(h, 501);
-    if (*p == '*' && h->target.n == 1) {
-        if (!(h->method.n == 7 && memcmp(h->method.p, "OPTIONS", 7) == 0)) return fail(h, 400);
-        h->path = h->target;
-        return KINO_OK;
-    }
-    if (*p != '/') {
-        size_t skip = 0;
-        if (h->target.n > 7 && span_is(span(p, p + 7), "http://")) skip = 7;
-        else if (h->target.n > 8 && span_is(span(p, p + 8), "https://")) skip = 8;
-        if (!skip) return fail(h, 400);
-        const char *a = p + skip, *q = a;
-        while (q < e && *q != '/' && *q != '?') q++;
-        kino_span auth = span(a, q);
-        if (auth.n == 0 || memchr(a, '@', auth.n) || !valid_host(auth)) return fail(h, 400);
-        h->host = auth;
-        p = q;
-        if (p == e || *p == '?') {
-            static const char slash[] = "/";
-            h->path = span(slash, slash + 1);
-            if (p < e) h->query = span(p + 1, e);
-            return KINO_OK;
-        }
-    }
-    const char *q = memchr(p, '?', (size_t)(e - p));
-    h->path = span(p, q ? q : e);
-    if (q) h->query = span(q + 1, e);
-    return KINO_OK;
-}
-
-/* The semantic rules of RFC 9112 over the parsed fields: Host, framing,
- * persistence, expectations. */
-static int analyse(kino_head *h) {
-    int hosts = 0, cl_seen = 0, te_seen = 0, chunked = 0, close = 0, keep = 0;
-    kino_span host = {0};
-    int64_t cl = -1;
-    for (size_t i = 0; i < h->nheaders; i++) {
-        kino_span n = h->headers[i].name, v = h->headers[i].value;
-        switch (n.n) {
-        case 4:
-            if (span_is(n, "host")) {
-                hosts++;
-                host = v;
-            }
-            break;
-        case 6:
-            if (span_is(n, "expect") && span_is(v, "100-continue") && h->minor == 1)
-                h->expect_continue = 1;
-            break;
-        case 10:
-            if (span_is(n, "connection")) {
-                if (has_token(v, "close")) close = 1;
-                if (has_token(v, "keep-alive")) keep = 1;
-            }
-            break;
-        case 14:
-            if (span_is(n, "content-length")) {
-                /* a second field is refused even when equal (nginx) */
-                if (cl_seen++ || parse_length(v, &cl) < 0) return fail(h, 400);
-            }
-            break;
-        case 17:
-            if (span_is(n, "transfer-encoding")) {
-                int st;
-                te_seen = 1;
-                if ((st = parse_te(v, &chunked)) != 0) return fail(h, st);
-            }
-            break;
-        }
-    }
-    if (hosts > 1 || (hosts == 0 && h->minor == 1)) return fail(h, 400);
-    if (hosts == 1 && !valid_host(host)) return fail(h, 400);
-    if (te_seen && (cl_seen || h->minor == 0)) return fail(h, 400);
-    h->host = host;
-    if (parse_target(h) != KINO_OK) return KINO_ERROR;
-    h->chunked = (unsigned)chunked;
-    h->content_length = cl;
-    h->keep_alive = h->minor == 1 ? !close : (keep && !close);
-    h->is_head = h->method.n == 4 && memcmp(h->method.p, "HEAD", 4) == 0;
-    if (!h->chunked && cl <= 0) h->expect_continue = 0;
-    return KINO_OK;
-}
-
-int kino_parse_head(const char *buf, size_t len, kino_head *h, kino_header *hdrs,
-                    size_t max) {
-    const char *p = buf, *end = buf + len, *line, *t;
-    memset(h, 0, sizeof *h);
-    h->content_length = -1;
-    h->headers = hdrs;
-    p += leading_crlf(buf, len);
-    line = p;
-
-    /* request-line = method SP request-target SP HTTP-version CRLF */
-    while (p < end && IS_TCHAR(*p)) p++;
-    if (p == line || p >= end || *p != ' ') return fail(h, 400);
-    h->method = span(line, p++);
-    t = p;
-    while (p < end && IS_TARGET(*p)) p++;
-    if (p == t || p >= end || *p != ' ') return fail(h, 400);
-    h->target = span(t, p++);
-    if (end - p < 5 || memcmp(p, "HTTP/", 5) != 0) return fail(h, 400);
-    p += 5;
-    if (parse_version(&p, end, h) != KINO_OK) return KINO_ERROR;
-    if (end - p < 2 || p[0] != '\r' || p[1] != '\n') return fail(h, 400);
-    if (p - line > KINO_MAX_REQUEST_LINE) return fail(h, 414);
-    p += 2;
-
-    /* field-line = field-name ":" OWS field-value OWS CRLF */
-    for (;;) {
-        const char *n, *v, *ve;
-        if (end - p >= 2 && p[0] == '\r' && p[1] == '\n') break;
-        if (p >= end || *p == ' ' || *p == '\t') return fail(h, 400); /* obs-fold */
-        n = p;
-        while (p < end && IS_TCHAR(*p)) p++;
-        if (p == n || p >= end || *p != ':') return fail(h, 400);
-        kino_span name = span(n, p++);
-        while (p < end && (*p == ' ' || *p == '\t')) p++;
-        v = p;
-        while (p < end && IS_VALUE(*p)) p++;
-        if (end - p < 2 || p[0] != '\r' || p[1] != '\n') return fail(h, 400);
-        ve = p;
-        while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t')) ve--;
-        if (h->nheaders == max) return fail(h, 431);
-        hdrs[h->nheaders].name = name;
-        hdrs[h->nheaders].value = span(v, ve);
-        h->nheaders++;
-        p += 2;
-    }
-    if (len > KINO_MAX_HEAD) return fail(h, 431);
-    return analyse(h);
-}
-
-long kino_parse_request(const char *buf, size_t len, kino_head *h, kino_header *hdrs,
-                        size_t max) {
-    size_t scanned = 0;
-    int status = 0;
-    long n = kino_head_end(buf, len, &scanned, &status);
-    if (n < 0) {
-        memset(h, 0, sizeof *h);
-        h->status = status;
-        return KINO_ERROR;
-    }
-    if (n == 0) return KINO_INCOMPLETE;
-    if (kino_parse_head(buf, (size_t)n, h, hdrs, max) != KINO_OK) return KINO_ERROR;
-    return n;
-}
-
-/* Chunked decoder states. */
-enum {
-    CH_SIZE, CH_SIZE_WS, CH_EXT, CH_SIZE_LF, CH_DATA, CH_DATA_CR, CH_DATA_LF,
-    CH_TRAILER_START, CH_TRAILER, CH_TRAILER_LF, CH_END_LF, CH_DONE
-};
-
-static int hexval(unsigned char c) {
-    if (IS_DIGIT(c)) return c - '0';
-    c |= 32;
-    return (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
-}
-
-int kino_chunked_step(kino_chunked *d, const char *src, size_t srclen, size_t *used,
-                      char *dst, size_t dstcap, size_t *out) {
-    size_t i = 0, o = 0;
-    int r = KINO_CHUNK_MORE;
-    while (i < srclen && d->state != CH_DONE) {
-        unsigned char c = (unsigned char)src[i];
-        switch (d->state) {
-        case CH_SIZE: {
-            int v = hexval(c);
-            if (v >= 0) {
-                /* a chunk of 2^63 bytes or more is no body anyone sends: 400 */
-                if (d->left > ((uint64_t)INT64_MAX >> 4) || ++d->line > KINO_MAX_CHUNK_EXT) goto bad;
-                d->left = d->left * 16 + (uint64_t)v;
-                i++;
-            } else if (d->line == 0) {
-                goto bad; /* chunk-size needs a digit */
-            } else if (c == ';' || c == ' ' || c == '\t') {
-                d->state = c == ';' ? CH_EXT : CH_SIZE_WS;
-                i++;
-            } else if (c == '\r') {
-                d->state = CH_SIZE_LF;
-                i++;
-            } else {
-                goto bad;
-            }
-            break;
-        }
-        case CH_SIZE_WS: /* BWS is allowed only before ';' */
-            if (c == ';') d->state = CH_EXT;
-            else if (c != ' ' && c != '\t') goto bad;
-            if (++d->line > KINO_MAX_CHUNK_EXT) goto bad;
-            i++;
-            break;
-        case CH_EXT: /* chunk extensions are ignored, but bounded */
-            if (c == '\r') d->state = CH_SIZE_LF;
-            else if (!IS_VALUE(c) || ++d->line > KINO_MAX_CHUNK_EXT) goto bad;
-            i++;
-            break;
-        case CH_SIZE_LF:
-            if (c != '\n') goto bad;
-            d->line = 0;
-            d->state = d->left ? CH_DATA : CH_TRAILER_START;
-            i++;
-            break;
-        case CH_DATA: {
-            size_t n = srclen - i;
-            if (o == dstcap) {
-                r = KINO_CHUNK_FULL;
-                goto done;
-            }
-            if (n > dstcap - o) n = dstcap - o;
-            if (n > d->left) n = (size_t)d->left;
-            if (dst) memmove(dst + o, src + i, n);
-            o += n;
-            i += n;
-            d->left -= n;
-            if (!d->left) d->state = CH_DATA_CR;
-            break;
-        }
-        case CH_DATA_CR:
-            if (c != '\r') goto bad;
-            d->state = CH_DATA_LF;
-            i++;
-            break;
-        case CH_DATA_LF:
-            if (c != '\n') goto bad;
-            d->state = CH_SIZE;
-            i++;
-            break;
-        case CH_TRAILER_START:
-            if (c == '\r') {
-                d->state = CH_END_LF;
-                i++;
-            } else {
-                d->state = CH_TRAILER; /* a trailer field: discarded */
-            }
-            break;
-        case CH_TRAILER:
-            if (c == '\r') d->state = CH_TRAILER_LF;
-            else if ((!IS_VALUE(c) && c != ':') || ++d->trailer > KINO_MAX_TRAILER) goto bad;
-            i++;
-            break;
-        case CH_TRAILER_LF:
-        case CH_END_LF:
-            if (c != '\n') goto bad;
-            d->state = d->state == CH_END_LF ? CH_DONE : CH_TRAILER_START;
-            i++;
-            break;
-        }
-    }
-done:
-    *used = i;
-    *out = o;
-    return d->state == CH_DONE ? KINO_CHUNK_DONE : r;
-bad:
-    *used = i;
-    *out = o;
-    return KINO_ERROR;
-}
-
-/* PROXY protocol header. A v1 header is one text line, a v2 header a
- * binary block; either is parsed only once complete, so a header split
- * across reads gives the same verdict as one read at once. Bytes that
- * cannot start a header are refused as soon as they arrive. */
-static const char proxy_v2_sig[12] = {'\r', '\n', '\r', '\n', 0, '\r', '\n',
-                                      'Q', 'U', 'I', 'T', '\n'};
-
-/* A decimal port: 1 to 5 digits, no leading zero, at most 65535. */
-static int proxy_port(const char *p, size_t n) {
-    int v = 0;
-    if (n == 0 || n > 5 || (n > 1 && p[0] == '0')) return -1;
-    for (size_t i = 0; i < n; i++) {
-        if (p[i] < '0' || p[i] > '9') return -1;
-        v = v * 10 + (p[i] - '0');
-    }
-    return v > 65535 ? -1 : v;
-}
-
-/* The next space-delimited field of line[*i..n): its span, *i past the
- * single space that ends it (the last field ends the line). */
-static kino_span proxy_field(const char *line, size_t n, size_t *i, int last) {
-    kino_span f = {line + *i, 0};
-    while (*i < n && line[*i] != ' ') (*i)++, f.n++;
-    if (!last) {
-        if (*i >= n) f.n = 0; /* a missing field */
-        else (*i)++;
-    } else if (*i != n) {
-        f.n = 0; /* more after the last field */
-    }
-    return f;
-}
-
-/* An address of the family (AF_INET, AF_INET6), in canonical text. */
-static int proxy_addr(kino_span a, int family, char *out, size_t cap) {
-    char tmp[64];
-    unsigned char bin[16];
-    if (a.n == 0 || a.n >= sizeof tmp) return -1;
-    memcpy(tmp, a.p, a.n);
-    tmp[a.n] = 0;
-    if (inet_pton(family, tmp, bin) != 1) return -1;
-    return inet_ntop(family, bin, out, (socklen_t)cap) ? 0 : -1;
-}
-
-/* v1: "PROXY TCP4|TCP6 src dst sport dport\r\n" or "PROXY UNKNOWN...\r\n",
- * at most 107 bytes. */
-static long proxy_v1(const char *buf, size_t len, kino_proxy *out) {
-    size_t max = len < 107 ? len : 107, end = 0;
-    for (size_t i = 0; i < max; i++) {
-        if (buf[i] == '\n') return KINO_ERROR; /* LF without CR */
-        if (buf[i] == '\r') {
-            if (i + 1 >= 107) return KINO_ERROR; /* no room for the LF */
-            if (i + 1 == len) return 0;
-            if (buf[i + 1] != '\n') return KINO_ERROR;
-            end = i;
-            break;
-        }
-    }
-    if (!end) return len >= 107 ? KINO_ERROR : 0;
-    size_t i = 6; /* past "PROXY " */
-    kino_span proto = proxy_field(buf, end, &i, 0);
-    if (proto.n == 0 && end >= 13 && memcmp(buf + 6, "UNKNOWN", 7) == 0 &&
-        (end == 13 || buf[13] == ' ')) {
-        out->local = 1; /* whatever follows UNKNOWN is ignored */
-        return (long)end + 2;
-    }
-    int family;
-    if (proto.n == 4 && memcmp(proto.p, "TCP4", 4) == 0) family = AF_INET;
-    else if (proto.n == 4 && memcmp(proto.p, "TCP6", 4) == 0) family = AF_INET6;
-    else if (proto.n == 7 && memcmp(proto.p, "UNKNOWN", 7) == 0) {
-        out->local = 1;
-        return (long)end + 2;
-    } else return KINO_ERROR;
-    kino_span src = proxy_field(buf, end, &i, 0), dst = proxy_field(buf, end, &i, 0);
-    kino_span sport = proxy_field(buf, end, &i, 0), dport = proxy_field(buf, end, &i, 1);
-    char dtext[48];
-    int port = proxy_port(sport.p, sport.n);
-    if (port < 0 || proxy_port(dport.p, dport.n) < 0 ||
-        proxy_addr(src, family, out->addr, sizeof out->addr) < 0 ||
-        proxy_addr(dst, family, dtext, sizeof dtext) < 0)
-        return KINO_ERROR;
-    out->local = 0;
-    out->port = port;
-    return (long)end + 2;
-}
-
-/* v2: the signature, version 2 with command LOCAL or PROXY, a family and
- * transport, a big-endian length, addresses, then TLVs (skipped). */
-static long proxy_v2(const unsigned char *b, size_t len, kino_proxy *out) {
-    if (len < 16) return 0;
-    if ((b[12] >> 4) != 2 || (b[12] & 15) > 1) return KINO_ERROR;
-    size_t body = (size_t)b[14] << 8 | b[15], total = 16 + body;
-    unsigned fam = b[13];
-    if (total > KINO_PROXY_MAX) return KINO_ERROR;
-    /* families: UNSPEC, TCP and UDP over IPv4 / IPv6, unix stream / dgram */
-    static const unsigned char known[] = {0x00, 0x11, 0x12, 0x21, 0x22, 0x31, 0x32};
-    if (!memchr(known, (int)fam, sizeof known)) return KINO_ERROR;
-    size_t need = (fam >> 4) == 1 ? 12 : (fam >> 4) == 2 ? 36 : (fam >> 4) == 3 ? 216 : 0;
-    if (body < need) return KINO_ERROR;
-    if (len < total) return 0;
-    if ((b[12] & 15) == 0 || fam == 0x00 || (fam >> 4) == 3) { /* LOCAL, UNSPEC, unix */
-        out->local = 1;
-        return (long)total;
-    }
-    if ((fam & 15) != 1) return KINO_ERROR; /* a datagram source on a stream */
-    const unsigned char *a = b + 16;
-    int v4 = (fam >> 4) == 1;
-    if (!inet_ntop(v4 ? AF_INET : AF_INET6, a, out->addr, sizeof out->addr)) return KINO_ERROR;
-    const unsigned char *ports = a + (v4 ? 8 : 32);
-    out->port = ports[0] << 8 | ports[1];
-    out->local = 0;
-    return (long)total;
-}
-
-long kino_proxy_parse(const char *buf, size_t len, kino_proxy *out) {
-    size_t n = len < 12 ? len : 12;
-    if (len == 0) return 0;
-    if (buf[0] == '\r') {
-        if (memcmp(buf, proxy_v2_sig, n) != 0) return KINO_ERROR;
-        return len < 12 ? 0 : proxy_v2((const unsigned char *)buf, len, out);
-    }
-    n = len < 6 ? len : 6;
-    if (memcmp(buf, "PROXY ", n) != 0) return KINO_ERROR;
-    return len < 6 ? 0 : proxy_v1(buf, len, out);
-}
-
-/* ================================================================== */
-/* 4. Structures                                                      */
-/* ================================================================== */
-
-/* A connection's input buffer, with room for the header spans of the
- * request it holds. Only connections with bytes in flight have one. */
-typedef struct kino_buf {
-    struct kino_buf *next; /* pool link */
-    size_t cap;
-    kino_header hdrs[KINO_MAX_HEADERS];
-    char data[];
-} kino_buf;
-
-/* The I/O thread's view of a connection: who owns it, and the timer list
- * that holds it (section 9). Only the I/O thread writes state. */
-enum {
-    C_IDLE,      /* I/O thread; t_idle: keep-alive, no request begun, no buffer */
-    C_READING,   /* I/O thread; t_header: a head is arriving (from accept or its first byte) */
-    C_BODY,      /* I/O thread; t_body: head parsed, gathering its body (body_buffered) */
-    C_OVERFLOW,  /* I/O thread; t_queue: a complete request waiting for queue room (503 at the deadline) */
-    C_AWAY,      /* a worker (queued or taken); t_away with request_timeout, else t_held */
-    C_FLUSH,     /* I/O thread; t_flush: finishing a response a worker handed off */
-    C_LINGER,    /* I/O thread; t_linger: closing, reading and dropping what the client still sends */
-    C_HANDSHAKE, /* I/O thread; t_header: a TLS handshake (kino_tls.c) before the head */
-};
-/* What the I/O thread does with a connection handed back by a worker;
- * NEXT_HIJACKED: free the struct, never touch the fd (kino_hijack). */
-enum { NEXT_KEEP, NEXT_CLOSE, NEXT_ABORT, NEXT_HIJACKED };
-/* Who answers the current request: first compare-and-swap wins.
- * ANS_HIJACK: the app took the socket, nobody else may write to it. */
-enum { ANS_OPEN, ANS_APP, ANS_TIMEOUT, ANS_SHUTDOWN, ANS_HIJACK };
-/* Request body framing and progress. */
-enum { B_NONE, B_LENGTH, B_CHUNKED, B_DONE };
-/* Response framing. */
-enum { R_LENGTH, R_CHUNKED, R_RAW, R_NOBODY };
-
-typedef struct kino_io kino_io;
-
-struct kino_conn {
-    klist qlink;             /* ready queue (under the server mutex) */
-    klist tlink;             /* timer list (I/O thread only) */
-    kino_conn *rnext;        /* hand-back stack */
-    kino_io *io;             /* owning I/O thread */
-    int fd;
-    kino_tls *tls;           /* HTTPS: its TLS state, from the first byte */
-    /* Separate bytes, not bit-fields: the I/O thread writes state and
-     * io_pending while a worker writes the rest of the struct. */
-    unsigned char state;      /* C_*: the I/O thread's view */
-    unsigned char io_pending; /* I/O thread: readiness arrived while away */
-    unsigned char next;       /* NEXT_*: set by the worker at hand-back */
-    unsigned char maybe_more; /* owner: the socket may hold unread bytes */
-    int64_t deadline;         /* ms, for the timer list the conn is on */
-    int64_t queued_at;        /* ms: dispatched to the ready queue */
-    int64_t t_start;          /* us: head complete (only with an access log) */
-
-    /* input: buf->data[off..len) is unconsumed; the current request's
-     * head is [off, off + head_len); request-body bytes start at bpos */
-    kino_buf *buf;
-    size_t off, len, scanned, head_len, bpos;
-    kino_head head;
-
-    /* request body */
-    int body;                /* B_* */
-    uint64_t body_left;      /* B_LENGTH: bytes not yet delivered */
-    uint64_t body_total;     /* bytes delivered so far */
-    kino_chunked chunk;
-    kino_chunked ahead;      /* C_BODY, chunked: the I/O thread's look-ahead */
-    size_t ahead_pos;        /* ... raw bytes it has looked at, from off */
-    uint64_t ahead_total;    /* ... body bytes they hold */
-    unsigned body_full : 1;  /* C_BODY: the buffer is full, stream the rest */
-    int64_t body_waited;     /* ms a worker waited for body bytes, */
-    int64_t win_at;          /* ... when the current rate window began, */
-    uint64_t win_bytes;      /* ... and body_total then */
-    int reject;              /* status owed for a body we refused (400, 408,
-                                413): whatever the app answers, the client
-                                gets this instead */
-    unsigned continue_sent : 1;
-
-    /* response */
-    _Atomic int answer;      /* ANS_* */
-    int status;
-    int framing;             /* R_* */
-    unsigned r_close : 1;    /* close after this response */
-    unsigned hinted : 1;     /* an informational (1xx) response went out */
-    unsigned final : 1;      /* the final response has begun */
-    unsigned r_done : 1;     /* response complete (maybe in c->out) */
-    unsigned broken : 1;     /* unusable: client gone or framing lost */
-    unsigned seen_date : 1, seen_server : 1, seen_length : 1;
-    unsigned seen_te : 2;    /* app-set Transfer-Encoding: 1 chunked, 2 other */
-    uint64_t r_length;       /* app-set or computed Content-Length */
-    uint64_t r_left;         /* body bytes still owed for R_LENGTH */
-    uint64_t sent;           /* response bytes handed to the kernel */
-    char *out;               /* unsent bytes left for the I/O thread */
-    size_t out_len, out_off;
-
-    const char *error;
-    const struct kino_lsock *ls; /* the listener that accepted it */
-    unsigned char proxy;     /* a PROXY header is still owed */
-    int peer_port;
-    char peer[INET6_ADDRSTRLEN];
-};
-
-/* A response segment: bytes in the waiter's buffer (ref == NULL, at
- * off) or caller memory (ref). */
-typedef struct seg {
-    const char *ref;
-    size_t off, len;
-} seg;
-
-struct kino_waiter {
-    klist link;              /* on the sleepers list (server mutex) */
-    klist all;               /* on the server's list of waiters (mutex) */
-    kino_server *s;
-    int worker;              /* worker number, for per-worker stats */
-    int64_t taken_at;        /* ms: the current request was taken */
-    _Atomic uint64_t served, busy_ms;
-    _Atomic int in_flight;
-    pthread_cond_t cond;
-    int sleeping;            /* on the sleepers list (server mutex) */
-    _Atomic int interrupted;
-    int wake[2];             /* wakes poll() in kino_wait */
-    char *out;               /* response bytes being assembled */
-    size_t out_len, out_cap;
-    seg segs[KINO_SEGS];
-    int nseg, seg_i;         /* segments, and the first one unsent */
-    size_t seg_off;          /* bytes of segs[seg_i] already sent */
-    size_t pending;          /* bytes in segments not yet sent */
-    char scratch[4096];      /* discarded request-body bytes */
-    char *tls_buf;           /* HTTPS: segments gathered into one write */
-    /* access log: the request line and X-Request-Id copied at take (the
-     * head's spans die at the first body read); only with an access log */
-    char *lg;
-    size_t lg_method, lg_target, lg_rid;
-    int lg_minor, lg_has_rid;
-};
-
-struct kino_io {
-    kino_server *s;
-    int index;
-    pthread_t thread;
-    int running;
-    poller p;
-    _Atomic(kino_conn *) returns; /* connections handed back by workers */
-    _Atomic int sleeping;         /* in poller_wait */
-    _Atomic int wake_pending;     /* a wake was sent and not yet seen */
-    /* Timer lists. t_held has no deadline: requests away with a worker
-     * when request_timeout is off, or already answered by a timeout. */
-    klist t_header, t_body, t_idle, t_queue, t_away, t_held, t_flush, t_linger;
-    _Atomic int parked;           /* t_queue is not empty */
-    _Atomic int pending_away;     /* away conns whose io_pending is set */
-    kino_buf *pool;
-    int npool;
-    int listening;
-    int paused;                   /* not accepting: connection cap */
-    int64_t resume_at;            /* accept paused until (EMFILE) */
-    int deferred;                 /* shared listener: last accept left to others */
-    int64_t now;
-    int drained, aborted;
-    _Atomic int failed;           /* errno of a poller failure: thread ended */
-};
-
-/* A listening socket. path is the unix socket file this server created
- * (removed at the end if it is still the one bound: same dev and ino). */
-typedef struct kino_lsock {
-    int fd, kind, port;
-    unsigned flags;
-    char *path;
-    dev_t dev;
-    ino_t ino;
-} kino_lsock;
-
-struct kino_server {
-    kino_options o;
-    kino_lsock *ls;
-    int nls, port;
-    int keep_listeners;           /* hot restart: never close listeners */
-    kino_tls_ctx *tls;            /* shared by the TLS listeners (or NULL) */
-    int nio;
-    kino_io *io;
-    int started;
-    uint64_t max_conns;
-    int64_t header_ms, keepalive_ms, body_ms, queue_ms, request_ms;
-
-    /* the ready queue */
-    pthread_mutex_t mu;
-    klist ready;
-    long nready;
-    klist sleepers;
-    int stopped;
-
-    _Atomic int draining, aborting, stopping, io_gone;
-    /* Once io_gone is set no thread owns the timer lists: workers closing
-     * the connections they hand back, and kino_server_stop closing what
-     * the I/O threads held, unlink them under this lock instead. */
-    pthread_mutex_t gone_mu;
-    _Atomic int listeners;        /* I/O threads still holding the listener */
-    pthread_cond_t unlistened;    /* (with mu) listeners reached 0 */
-    _Atomic int paused;           /* I/O threads not accepting (cap) */
-    _Atomic int nwaiters;         /* live waiters: the workers */
-
-    _Atomic uint64_t accepted, conns, served, queued, in_flight, rejected,
-        timeouts, errors, hijacked;
-    _Atomic uint64_t queue_wait[KINO_WAIT_BUCKETS];
-    _Atomic uint64_t queue_wait_sum_ms, respawns;
-    _Atomic uint64_t handed;      /* bytes in c->out of every connection */
-    klist waiters;                /* every live waiter (mutex) */
-};
-
-static void wake_io(kino_io *io);
 static void listeners_close(kino_server *s);
-/* section 14 */
+/* section 8 */
 static int64_t now_us(void);
-static void log_capture(kino_waiter *w, kino_conn *c);
-static void log_taken(kino_conn *c, kino_waiter *w);
 static void log_canned(kino_server *s, int io_index, kino_conn *c, int status, size_t bytes);
 
 /* ================================================================== */
-/* 5. Transport                                                       */
-/* ================================================================== */
-
-/* Every byte of a connection goes through these, so TLS is one branch
- * here and nowhere else: plain sockets, or kino_tls.c when the
- * connection is HTTPS (compiled only with KINO_TLS). They keep the shape
- * of recv/send: a count, or -1 with errno (EAGAIN: try again once the
- * socket is ready for conn_wants()). */
-
-#define KINO_TLS_GATHER 16384 /* one TLS record of plaintext */
-
-static int conn_tls(const kino_conn *c) {
-#ifdef KINO_TLS
-    return c->tls != NULL;
-#else
-    (void)c;
-    return 0;
-#endif
-}
-
-static ssize_t conn_recv(kino_conn *c, void *buf, size_t n) {
-#ifdef KINO_TLS
-    if (c->tls) return kino_tls_read(c->tls, buf, n);
-#endif
-    return recv(c->fd, buf, n, 0);
-}
-
-static ssize_t conn_send(kino_conn *c, const void *buf, size_t n) {
-#ifdef KINO_TLS
-    if (c->tls) return kino_tls_write(c->tls, buf, n);
-#endif
-    return send(c->fd, buf, n, MSG_NOSIGNAL);
-}
-
-/* After a read that returned got of the n bytes asked: may more input
- * be waiting that no edge-triggered event will announce? */
-static int conn_more(kino_conn *c, ssize_t got, size_t n) {
-#ifdef KINO_TLS
-    if (c->tls) return kino_tls_more(c->tls);
-#endif
-    return (size_t)got == n;
-}
-
-/* The KINO_WAIT_* events a retry needs after -1/EAGAIN: those asked
- * for, except that TLS may need the other direction (a read that must
- * write, or a write that must read). */
-static int conn_wants(kino_conn *c, int events) {
-#ifdef KINO_TLS
-    if (c->tls) return events | kino_tls_want(c->tls);
-#endif
-    return events;
-}
-
-/* Send iov[0..n): one sendmsg, or for TLS one write of up to a record's
- * worth gathered into gather[0..KINO_TLS_GATHER) (a lone large segment
- * goes as it is). A retry after EAGAIN passes the same bytes from the
- * same start (the caller only advances by what went out), as OpenSSL
- * requires. */
-static ssize_t conn_sendv(kino_conn *c, struct iovec *iov, int n, char *gather) {
-#ifdef KINO_TLS
-    if (c->tls) {
-        if (n <= 0) return 0;
-        if (n == 1 || iov[0].iov_len >= KINO_TLS_GATHER)
-            return kino_tls_write(c->tls, iov[0].iov_base, iov[0].iov_len);
-        size_t at = 0;
-        for (int i = 0; i < n && at < KINO_TLS_GATHER; i++) {
-            size_t k = iov[i].iov_len < KINO_TLS_GATHER - at ? iov[i].iov_len : KINO_TLS_GATHER - at;
-            memcpy(gather + at, iov[i].iov_base, k);
-            at += k;
-        }
-        return kino_tls_write(c->tls, gather, at);
-    }
-#endif
-    (void)gather;
-    struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)n};
-    return sendmsg(c->fd, &msg, MSG_NOSIGNAL);
-}
-
-/* Up to n bytes of file fd from *off (advanced by what went out):
- * sendfile(2), or over TLS kTLS's sendfile or a read into buf and a
- * write. */
-static ssize_t conn_sendfile(kino_conn *c, int fd, uint64_t *off, size_t n, char *buf) {
-#ifdef KINO_TLS
-    if (c->tls) return kino_tls_sendfile(c->tls, fd, off, n, buf, KINO_TLS_GATHER);
-#endif
-    (void)buf;
-    return send_file(c->fd, fd, off, n);
-}
-
-/* The connection is closing: over TLS, say so (close_notify) first. */
-static void conn_close_notify(kino_conn *c) {
-#ifdef KINO_TLS
-    if (c->tls) kino_tls_close(c->tls);
-#endif
-    (void)c;
-}
-
-static void conn_tls_free(kino_conn *c) {
-#ifdef KINO_TLS
-    kino_tls_free(c->tls);
-    c->tls = NULL;
-#endif
-    (void)c;
-}
-
-int kino_conn_tls(kino_conn *c) { return conn_tls(c); }
-
-char *kino_conn_peer_cert(kino_conn *c, size_t *len) {
-#ifdef KINO_TLS
-    if (c->tls) return kino_tls_peer_cert(c->tls, len);
-#endif
-    (void)c;
-    *len = 0;
-    return NULL;
-}
-
-/* ================================================================== */
-/* 6. Buffers                                                         */
+/* 1. Buffers                                                         */
 /* ================================================================== */
 
 static kino_buf *buf_alloc(size_t cap) {
@@ -1467,24 +100,22 @@ static size_t conn_room(kino_conn *c) {
 }
 
 /* ================================================================== */
-/* 7. Date                                                            */
+/* 2. Date                                                            */
 /* ================================================================== */
 
 /* "Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n" is formatted once a second
  * by whichever I/O thread notices the second change (the compare-and-swap
  * on date_sec elects one), into the next of four slots, then published
- * through date_cur; readers copy the published slot (date_copy).
+ * through kino_date_cur; readers copy the published slot (date_copy).
  *
  * Race-free without a lock: every byte of a slot is written and read
- * through relaxed atomic words, ordered by date_cur's release/acquire.
+ * through relaxed atomic words, ordered by kino_date_cur's release/acquire.
  * A reader could copy a mix of two lines only if it stalled for three
- * whole seconds between loading date_cur and copying 40 bytes, while the
+ * whole seconds between loading kino_date_cur and copying 40 bytes, while the
  * writer went round all four slots; even then it copies a well-formed
  * line of printable bytes. So nothing is hidden from ThreadSanitizer. */
-#define DATE_LINE_LEN 37
-#define DATE_WORDS 5 /* 40 bytes: the line and its NUL */
-static _Atomic uint64_t date_slots[4][DATE_WORDS];
-static _Atomic unsigned date_cur;
+_Atomic uint64_t kino_date_slots[4][DATE_WORDS];
+_Atomic unsigned kino_date_cur;
 static _Atomic int64_t date_sec = -1;
 
 static void date_refresh(void) {
@@ -1499,29 +130,20 @@ static void date_refresh(void) {
         return;
     time_t t = ts.tv_sec;
     gmtime_r(&t, &tm);
-    unsigned next = (atomic_load(&date_cur) + 1) & 3;
+    unsigned next = (atomic_load(&kino_date_cur) + 1) & 3;
     char line[DATE_WORDS * 8] = "";
     snprintf(line, sizeof line, "Date: %s, %02d %s %04d %02d:%02d:%02d GMT\r\n", days[tm.tm_wday],
              tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
     for (int i = 0; i < DATE_WORDS; i++) {
         uint64_t word;
         memcpy(&word, line + 8 * i, 8);
-        atomic_store_explicit(&date_slots[next][i], word, memory_order_relaxed);
+        atomic_store_explicit(&kino_date_slots[next][i], word, memory_order_relaxed);
     }
-    atomic_store_explicit(&date_cur, next, memory_order_release);
-}
-
-/* Copy the current Date line (DATE_LINE_LEN bytes and a NUL) into buf. */
-static void date_copy(char buf[DATE_WORDS * 8]) {
-    unsigned cur = atomic_load_explicit(&date_cur, memory_order_acquire);
-    for (int i = 0; i < DATE_WORDS; i++) {
-        uint64_t word = atomic_load_explicit(&date_slots[cur][i], memory_order_relaxed);
-        memcpy(buf + 8 * i, &word, 8);
-    }
+    atomic_store_explicit(&kino_date_cur, next, memory_order_release);
 }
 
 /* ================================================================== */
-/* 8. Ready queue                                                     */
+/* 3. Ready queue                                                     */
 /* ================================================================== */
 
 /* Queue a complete request for the workers and wake one sleeping worker
@@ -1562,14 +184,6 @@ static void waiter_begin(kino_waiter *w, kino_conn *c) {
     w->taken_at = now;
 }
 
-/* The worker is done with its request. */
-static void waiter_end(kino_waiter *w, int served) {
-    int64_t now = mono_ms();
-    atomic_fetch_add_explicit(&w->busy_ms, (uint64_t)(now - w->taken_at), memory_order_relaxed);
-    if (served) atomic_fetch_add_explicit(&w->served, 1, memory_order_relaxed);
-    w->taken_at = now;
-}
-
 /* Sleep on w's condition variable, listed among the sleepers so that
  * ready_push wakes it (the sleeper that came last is woken first). Called
  * and returns with s->mu held. On return w is off the list, whoever woke
@@ -1603,7 +217,7 @@ kino_conn *kino_take(kino_server *s, kino_waiter *w, int block) {
         atomic_fetch_sub_explicit(&s->queued, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&s->in_flight, 1, memory_order_relaxed);
         waiter_begin(w, c);
-        if (s->o.log_sink) log_capture(w, c);
+        if (s->o.log_sink) kino_access_capture(w, c);
         if (freed_space) /* I/O threads may hold requests waiting for room */
             for (int i = 0; i < s->nio; i++)
                 if (atomic_load(&s->io[i].parked)) wake_io(&s->io[i]);
@@ -1669,7 +283,7 @@ void kino_waiter_reset(kino_waiter *w) {
 int kino_waiter_interrupted(kino_waiter *w) { return atomic_load(&w->interrupted); }
 
 /* ================================================================== */
-/* 9. Timers                                                          */
+/* 4. Timers                                                          */
 /* ================================================================== */
 
 /* Each list holds connections waiting on one kind of deadline, all with
@@ -1686,34 +300,26 @@ static int64_t after(kino_io *io, int64_t ms) {
 }
 
 /* ================================================================== */
-/* 10. Connections (I/O thread side)                                  */
+/* 5. Connections (I/O thread side)                                   */
 /* ================================================================== */
 
 static void conn_flush(kino_io *io, kino_conn *c);
-static int send_continue(kino_conn *c);
 
-/* io_pending is set only while a worker holds the connection, and
- * counted in io->pending_away so that a worker handing a connection back
- * knows the I/O thread has missed readiness for one (see release()). */
-static void pending_set(kino_io *io, kino_conn *c) {
-    if (!c->io_pending) {
-        c->io_pending = 1;
-        atomic_fetch_add(&io->pending_away, 1);
+/* missed is set only while a worker holds the connection, and
+ * counted in io->missed_away so that a worker handing a connection back
+ * knows the I/O thread has missed readiness for one (see kino_release()). */
+static void missed_set(kino_io *io, kino_conn *c) {
+    if (!c->missed) {
+        c->missed = 1;
+        atomic_fetch_add(&io->missed_away, 1);
     }
 }
 
-static void pending_clear(kino_io *io, kino_conn *c) {
-    if (c->io_pending) {
-        c->io_pending = 0;
-        atomic_fetch_sub(&io->pending_away, 1);
+static void missed_clear(kino_io *io, kino_conn *c) {
+    if (c->missed) {
+        c->missed = 0;
+        atomic_fetch_sub(&io->missed_away, 1);
     }
-}
-
-/* Wake an I/O thread blocked in its poller, at most one syscall per
- * sleep however many threads ask. */
-static void wake_io(kino_io *io) {
-    if (atomic_load(&io->sleeping) && !atomic_exchange(&io->wake_pending, 1))
-        poller_wake(&io->p);
 }
 
 /* "::ffff:1.2.3.4" is 1.2.3.4 to applications. */
@@ -1780,8 +386,8 @@ static void out_free(kino_server *s, kino_conn *c) {
 
 /* Free a connection; io is NULL once the I/O threads are gone. The fd
  * of a hijacked connection is the app's: it stays open. */
-static void conn_destroy(kino_server *s, kino_io *io, kino_conn *c) {
-    if (c->io_pending) atomic_fetch_sub(&c->io->pending_away, 1);
+void kino_conn_destroy(kino_server *s, kino_io *io, kino_conn *c) {
+    if (c->missed) atomic_fetch_sub(&c->io->missed_away, 1);
     klist_remove(&c->tlink);
     conn_tls_free(c);
     if (c->next != NEXT_HIJACKED) close(c->fd);
@@ -1793,11 +399,11 @@ static void conn_destroy(kino_server *s, kino_io *io, kino_conn *c) {
         for (int i = 0; i < s->nio; i++) wake_io(&s->io[i]);
 }
 
-static void conn_close(kino_io *io, kino_conn *c) { conn_destroy(io->s, io, c); }
+static void conn_close(kino_io *io, kino_conn *c) { kino_conn_destroy(io->s, io, c); }
 
 /* Format a canned response (text/plain reason phrase, Connection: close)
  * into buf; returns its length. */
-static size_t canned(char *buf, size_t cap, int status) {
+size_t kino_canned(char *buf, size_t cap, int status) {
     const char *reason = kino_reason(status);
     char date[DATE_WORDS * 8];
     date_copy(date);
@@ -1822,9 +428,9 @@ static void conn_linger(kino_io *io, kino_conn *c) {
 }
 
 /* Answer from the I/O thread with a canned error and close in stages. */
-static void conn_reject(kino_io *io, kino_conn *c, int status) {
+static void conn_canned(kino_io *io, kino_conn *c, int status) {
     char msg[512];
-    size_t n = canned(msg, sizeof msg, status);
+    size_t n = kino_canned(msg, sizeof msg, status);
     ssize_t w = conn_send(c, msg, n);
     if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) w = 0;
     log_canned(io->s, io->index, c, status, n);
@@ -1869,7 +475,7 @@ static void conn_body_init(kino_conn *c) {
 /* Try to make the next request out of buffered bytes. Returns 1 when a
  * valid head is ready, 0 when more bytes are needed, or the status to
  * answer with. Used by the I/O thread and by workers (pipelining). */
-static int conn_prepare(kino_server *s, kino_conn *c) {
+int kino_conn_prepare(kino_server *s, kino_conn *c) {
     int status = 0;
     const char *p = c->buf->data + c->off;
     long n = kino_head_end(p, c->len - c->off, &c->scanned, &status);
@@ -1895,7 +501,7 @@ static int conn_prepare(kino_server *s, kino_conn *c) {
     c->r_close = 0;
     c->hinted = 0;
     c->final = 0;
-    c->reject = 0;
+    c->refused = 0;
     c->sent = 0;
     c->error = NULL;
     return 1;
@@ -1908,15 +514,15 @@ static void conn_dispatch(kino_io *io, kino_conn *c) {
     atomic_fetch_add_explicit(&s->queued, 1, memory_order_relaxed);
     c->queued_at = io->now;
     c->state = C_AWAY;
-    pending_clear(io, c);
+    missed_clear(io, c);
     klist_remove(&c->tlink);
-    if (klist_empty(&io->t_queue) && ready_push(s, c) == 0) {
+    if (klist_empty(&io->t_parked) && ready_push(s, c) == 0) {
         /* From here a worker may own c: only I/O-thread fields change. */
         if (s->request_ms) timer_set(c, &io->t_away, io->now + s->request_ms);
         else klist_push(&io->t_held, &c->tlink);
     } else {
-        c->state = C_OVERFLOW;
-        timer_set(c, &io->t_queue, after(io, s->queue_ms));
+        c->state = C_PARKED;
+        timer_set(c, &io->t_parked, after(io, s->queue_ms));
         atomic_store(&io->parked, 1);
     }
 }
@@ -1926,8 +532,8 @@ static void conn_dispatch(kino_io *io, kino_conn *c) {
  * push has given the request to a worker. */
 static void io_admit(kino_io *io) {
     kino_server *s = io->s;
-    while (!klist_empty(&io->t_queue)) {
-        kino_conn *c = KLIST_ENTRY(io->t_queue.next, kino_conn, tlink);
+    while (!klist_empty(&io->t_parked)) {
+        kino_conn *c = KLIST_ENTRY(io->t_parked.next, kino_conn, tlink);
         if (ready_push(s, c) < 0) return;
         c->state = C_AWAY;
         klist_remove(&c->tlink);
@@ -1975,16 +581,16 @@ static int body_buffered(kino_server *s, kino_conn *c, int fresh) {
     return pos - c->bpos >= limit;
 }
 
-/* Act on buffered input: dispatch a complete request, reject a bad one,
+/* Act on buffered input: dispatch a complete request, answer a bad one,
  * or wait for more bytes -- of the head under the header deadline, of the
  * body under the body deadline (each pause). Returns 1 when c still
- * waits for input; 0 when it was dispatched, rejected or closed (then c
+ * waits for input; 0 when it was dispatched, answered or closed (then c
  * must not be touched: a worker may own it, or it is freed). more says
  * the socket may hold bytes not yet read. The head is parsed again on
  * every call: growing the buffer for a body moves it. */
 static int conn_advance(kino_io *io, kino_conn *c, int more) {
     int fresh = c->state != C_BODY, continued = !fresh && c->continue_sent, gathering = 0;
-    int r = conn_prepare(io->s, c);
+    int r = kino_conn_prepare(io->s, c);
     if (r == 1) {
         c->continue_sent = (unsigned)continued;
         r = body_buffered(io->s, c, fresh);
@@ -1992,7 +598,7 @@ static int conn_advance(kino_io *io, kino_conn *c, int more) {
     }
     /* a client that asked to be invited gets "100 Continue" now, as it
      * would from nginx or Puma; if that cannot go out, the worker asks */
-    if (gathering && c->head.expect_continue && !c->continue_sent && send_continue(c) != KINO_OK) {
+    if (gathering && c->head.expect_continue && !c->continue_sent && kino_send_continue(c) != KINO_OK) {
         gathering = 0;
         r = 1;
     }
@@ -2003,7 +609,7 @@ static int conn_advance(kino_io *io, kino_conn *c, int more) {
         return 0;
     }
     if (r != 0) {
-        conn_reject(io, c, r);
+        conn_canned(io, c, r);
         return 0;
     }
     if (gathering) { /* progress on the body: the pause clock restarts */
@@ -2019,7 +625,7 @@ static int conn_advance(kino_io *io, kino_conn *c, int more) {
 /* Read what the socket holds and act on it. Edge-triggered: keep reading
  * until a short read proves the socket empty. */
 static void conn_read(kino_io *io, kino_conn *c, int hup) {
-    pending_clear(io, c);
+    missed_clear(io, c);
     c->maybe_more = 0;
     if (!c->buf) {
         c->buf = buf_get(io);
@@ -2039,7 +645,7 @@ static void conn_read(kino_io *io, kino_conn *c, int hup) {
         if (room == 0) { /* a head larger than we allow */
             memset(&c->head, 0, sizeof c->head);
             c->head.minor = -1;
-            conn_reject(io, c, 431);
+            conn_canned(io, c, 431);
             return;
         }
         ssize_t n = conn_recv(c, c->buf->data + c->len, room);
@@ -2089,13 +695,13 @@ static void conn_keep(kino_io *io, kino_conn *c) {
     c->state = C_IDLE;
     if (c->buf && c->len > c->off) {
         /* pipelined bytes are already here */
-        if (!conn_advance(io, c, c->io_pending || c->maybe_more)) return;
+        if (!conn_advance(io, c, c->missed || c->maybe_more)) return;
     } else {
         buf_put(io, c->buf);
         c->buf = NULL;
         timer_set(c, &io->t_idle, after(io, io->s->keepalive_ms));
     }
-    if (c->io_pending || c->maybe_more) conn_read(io, c, 0);
+    if (c->missed || c->maybe_more) conn_read(io, c, 0);
 }
 
 /* Write out what a worker left unsent; then keep or close. */
@@ -2148,7 +754,7 @@ static void conn_preempt(kino_io *io, kino_conn *c, int status, int claim, int o
     int cur = ANS_OPEN;
     if (atomic_compare_exchange_strong(&c->answer, &cur, claim)) {
         char msg[512];
-        size_t n = canned(msg, sizeof msg, status);
+        size_t n = kino_canned(msg, sizeof msg, status);
         ssize_t w = owned || !conn_tls(c) ? conn_send(c, msg, n) : 0;
         (void)w;
         if (status == 504) atomic_fetch_add_explicit(&io->s->timeouts, 1, memory_order_relaxed);
@@ -2234,7 +840,7 @@ static void conn_handshake(kino_io *io, kino_conn *c) {
         }
         if (!kino_tls_first_byte(b)) {
             c->state = C_READING;
-            conn_reject(io, c, 400);
+            conn_canned(io, c, 400);
             return;
         }
         c->tls = kino_tls_new(io->s->tls, c->fd);
@@ -2257,7 +863,7 @@ static void conn_handshake(kino_io *io, kino_conn *c) {
 }
 
 /* ================================================================== */
-/* 11. I/O thread                                                     */
+/* 6. I/O thread                                                      */
 /* ================================================================== */
 
 /* Watch (on) or stop watching every listener. Returns 0 when all
@@ -2390,9 +996,9 @@ static void io_resume_accept(kino_io *io) {
 
 /* One readiness event (EV_IN/EV_OUT/EV_HUP in mask) for connection c,
  * dispatched on its state. Edge-triggered: whatever a handler does not
- * consume now is remembered (maybe_more, io_pending), never re-reported.
+ * consume now is remembered (maybe_more, missed), never re-reported.
  * For a connection away with a worker the I/O thread only notes the event
- * (pending_set); the worker's hand-back makes the thread look again. */
+ * (missed_set); the worker's hand-back makes the thread look again. */
 static void on_event(kino_io *io, kino_conn *c, int mask) {
     switch (c->state) {
     case C_IDLE:
@@ -2412,7 +1018,7 @@ static void on_event(kino_io *io, kino_conn *c, int mask) {
         conn_handshake(io, c);
         break;
     default: /* away with a worker: look again when it comes back */
-        pending_set(io, c);
+        missed_set(io, c);
     }
 }
 
@@ -2441,17 +1047,17 @@ static void io_sweep(kino_io *io) {
         if (c->len > c->off && !c->proxy) {
             memset(&c->head, 0, sizeof c->head); /* the head never completed */
             c->head.minor = -1;
-            conn_reject(io, c, 408);
+            conn_canned(io, c, 408);
         }
         else conn_close(io, c); /* never sent a byte: nothing to answer */
     }
-    while (EXPIRED(&io->t_body)) conn_reject(io, c, 408);
+    while (EXPIRED(&io->t_body)) conn_canned(io, c, 408);
     while (EXPIRED(&io->t_idle)) conn_close(io, c);
-    while (EXPIRED(&io->t_queue)) {
+    while (EXPIRED(&io->t_parked)) {
         atomic_fetch_sub_explicit(&io->s->queued, 1, memory_order_relaxed);
-        conn_reject(io, c, 503);
+        conn_canned(io, c, 503);
     }
-    if (klist_empty(&io->t_queue)) atomic_store(&io->parked, 0);
+    if (klist_empty(&io->t_parked)) atomic_store(&io->parked, 0);
     while (EXPIRED(&io->t_away)) {
         klist_remove(&c->tlink); /* the worker still owns it */
         klist_push(&io->t_held, &c->tlink);
@@ -2464,7 +1070,7 @@ static void io_sweep(kino_io *io) {
 
 /* Milliseconds until the earliest deadline or the next Date second. */
 static int io_timeout(kino_io *io) {
-    klist *lists[] = {&io->t_header, &io->t_body, &io->t_idle, &io->t_queue,
+    klist *lists[] = {&io->t_header, &io->t_body, &io->t_idle, &io->t_parked,
                       &io->t_away, &io->t_flush, &io->t_linger};
     struct timespec ts; /* t_held has no deadline */
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -2517,10 +1123,10 @@ static void io_shutdown_steps(kino_io *io) {
     }
     if (atomic_load(&s->aborting) && !io->aborted) {
         io->aborted = 1;
-        while (!klist_empty(&io->t_queue)) {
-            kino_conn *c = KLIST_ENTRY(io->t_queue.next, kino_conn, tlink);
+        while (!klist_empty(&io->t_parked)) {
+            kino_conn *c = KLIST_ENTRY(io->t_parked.next, kino_conn, tlink);
             atomic_fetch_sub_explicit(&s->queued, 1, memory_order_relaxed);
-            conn_reject(io, c, 500);
+            conn_canned(io, c, 500);
         }
         klist *away[] = {&io->t_away, &io->t_held};
         for (int k = 0; k < 2; k++)
@@ -2589,7 +1195,7 @@ static void *io_main(void *arg) {
             if (l) io_accept(io, l);
             else if (data == io) {
                 poller_wake_ack(&io->p);
-                atomic_store(&io->wake_pending, 0);
+                atomic_store(&io->wake_sent, 0);
             } else on_event(io, data, mask);
         }
         io_returns(io);
@@ -2601,819 +1207,9 @@ static void *io_main(void *arg) {
     return NULL;
 }
 
-/* ================================================================== */
-/* 12. Workers                                                        */
-/* ================================================================== */
-
-const kino_head *kino_conn_head(kino_conn *c) { return &c->head; }
-const char *kino_conn_peer(kino_conn *c) { return c->peer; }
-int kino_conn_peer_port(kino_conn *c) { return c->peer_port; }
-int kino_conn_local_port(kino_conn *c) { return c->ls->port; }
-unsigned kino_conn_flags(kino_conn *c) { return c->ls->flags; }
-int kino_conn_fd(kino_conn *c) { return c->fd; }
-const char *kino_conn_error(kino_conn *c) { return c->error ? c->error : "no error"; }
-int kino_conn_reject(kino_conn *c) { return c->reject; }
-uint64_t kino_resp_sent(kino_conn *c) { return c->sent; }
-
-static int conn_fail(kino_conn *c, const char *why) {
-    c->error = why;
-    c->broken = 1;
-    return KINO_ERROR;
-}
-
-/* The request body is refused: the socket still works, but the response
- * must be `status`, and the connection closes after it. */
-static int body_fail(kino_conn *c, int status, const char *why) {
-    c->error = why;
-    c->reject = status;
-    return KINO_ERROR;
-}
-
-/* How much longer a worker may wait for body bytes. A body it streams
- * (one too large for the I/O thread to gather) must bring at least
- * KINO_BODY_RATE bytes/s in every window of KINO_BODY_WINDOW_MS spent
- * waiting for it -- time the app spends elsewhere does not count, and
- * bytes sent early buy no credit for a stall later -- so a client that
- * trickles a large body cannot hold a worker for long. */
-static int64_t body_patience(kino_conn *c) {
-    if (c->body_total - c->win_bytes >= (uint64_t)KINO_BODY_RATE * KINO_BODY_WINDOW_MS / 1000) {
-        c->win_at = c->body_waited; /* this window did its share: a new one */
-        c->win_bytes = c->body_total;
-    }
-    return c->win_at + KINO_BODY_WINDOW_MS - c->body_waited;
-}
-
-int kino_wait(kino_conn *c, kino_waiter *w, int events) {
-    events = conn_wants(c, events);
-    struct pollfd p[2] = {
-        {.fd = c->fd, .events = (short)((events & KINO_WAIT_READ ? POLLIN : 0) |
-                                        (events & KINO_WAIT_WRITE ? POLLOUT : 0))},
-        {.fd = w->wake[0], .events = POLLIN},
-    };
-    int body = events == KINO_WAIT_READ;
-    for (;;) {
-        int64_t ms = c->io->s->body_ms, patience = body ? body_patience(c) : INT64_MAX;
-        if (atomic_load(&w->interrupted)) {
-            c->error = "interrupted";
-            return KINO_ERROR;
-        }
-        if (patience <= 0) return body_fail(c, 408, "request body arriving too slowly");
-        if (patience < ms || ms <= 0) ms = patience == INT64_MAX ? ms : patience;
-        int64_t start = body ? mono_ms() : 0;
-        int n = poll(p, 2, ms > 0 ? (int)(ms > INT_MAX ? INT_MAX : ms) : -1);
-        if (body) c->body_waited += mono_ms() - start;
-        if (n < 0 && errno == EINTR) continue;
-        if (n == 0) {
-            if (body) return body_fail(c, 408, "request body timed out");
-            return conn_fail(c, "timed out writing to the client");
-        }
-        if (n < 0) return conn_fail(c, strerror(errno));
-        if (p[1].revents) {
-            wakefd_drain(w->wake);
-            continue;
-        }
-        return KINO_OK;
-    }
-}
-
-/* Send `100 Continue` before the first body read, if the client asked. */
-static int send_continue(kino_conn *c) {
-    static const char msg[] = "HTTP/1.1 100 Continue\r\n\r\n";
-    ssize_t n = conn_send(c, msg, sizeof msg - 1);
-    if (n == (ssize_t)sizeof msg - 1) {
-        c->continue_sent = 1;
-        return KINO_OK;
-    }
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return KINO_AGAIN;
-    return conn_fail(c, "client gone");
-}
-
-/* Receive more raw body bytes into the connection buffer (chunked). */
-static long body_fill(kino_conn *c) {
-    kino_buf *b = c->buf;
-    if (c->bpos == c->len) c->bpos = c->len = c->off = 0; /* all consumed */
-    if (c->len == b->cap) {
-        memmove(b->data, b->data + c->bpos, c->len - c->bpos);
-        c->len -= c->bpos;
-        c->off = c->bpos = 0;
-    }
-    ssize_t n = conn_recv(c, b->data + c->len, b->cap - c->len);
-    if (n > 0) {
-        c->len += (size_t)n;
-        return n;
-    }
-    if (n == 0) return conn_fail(c, "client closed during the request body");
-    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return KINO_AGAIN;
-    return conn_fail(c, strerror(errno));
-}
-
-long kino_body_read(kino_conn *c, kino_waiter *w, char *buf, size_t n) {
-    (void)w;
-    if (c->broken || c->reject) return KINO_ERROR;
-    if (c->body == B_NONE || c->body == B_DONE || n == 0) return 0;
-    if (c->head.expect_continue && !c->continue_sent) {
-        int r = send_continue(c);
-        if (r != KINO_OK) return r;
-    }
-    c->head_len = 0; /* head spans are void from here on */
-    if (c->body == B_LENGTH) {
-        size_t want = n < c->body_left ? n : (size_t)c->body_left;
-        size_t have = c->len - c->bpos;
-        ssize_t got;
-        if (have) {
-            got = (ssize_t)(have < want ? have : want);
-            memcpy(buf, c->buf->data + c->bpos, (size_t)got);
-            c->bpos += (size_t)got;
-        } else {
-            got = conn_recv(c, buf, want);
-            if (got == 0) return conn_fail(c, "client closed during the request body");
-            if (got < 0) {
-                if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return KINO_AGAIN;
-                return conn_fail(c, strerror(errno));
-            }
-            if (conn_more(c, got, want)) c->maybe_more = 1;
-        }
-        c->body_left -= (uint64_t)got;
-        c->body_total += (uint64_t)got;
-        if (!c->body_left) c->body = B_DONE;
-        return got;
-    }
-    for (;;) { /* chunked */
-        size_t used = 0, out = 0;
-        int r = KINO_CHUNK_MORE;
-        if (c->bpos < c->len) {
-            r = kino_chunked_step(&c->chunk, c->buf->data + c->bpos, c->len - c->bpos, &used, buf,
-                                  n, &out);
-            c->bpos += used;
-        }
-        if (r == KINO_ERROR) return body_fail(c, 400, "malformed chunked request body");
-        c->body_total += out;
-        /* a chunk announced in full counts too: no waiting for 64 MiB that
-         * could never be accepted */
-        uint64_t max = c->io->s->o.max_body_size;
-        if (max && c->chunk.state == CH_DATA && c->body_total + c->chunk.left > max)
-            return body_fail(c, 413, "request body larger than max_body_size");
-        if (r == KINO_CHUNK_DONE) c->body = B_DONE;
-        if (out || r == KINO_CHUNK_DONE) return (long)out;
-        long f = body_fill(c);
-        if (f < 0) return f;
-        c->maybe_more = 1;
-    }
-}
-
-/* Skip the unread rest of the request body without waiting, so the
- * connection can serve the next request. Returns 1 when nothing is left. */
-static int body_skip(kino_conn *c, kino_waiter *w) {
-    size_t skipped = 0;
-    if (c->body == B_NONE || c->body == B_DONE) return 1;
-    if (c->broken || c->reject || (c->head.expect_continue && !c->continue_sent)) return 0;
-    if (c->body == B_LENGTH && c->len - c->bpos >= c->body_left) {
-        c->bpos += (size_t)c->body_left;
-        c->body_total += c->body_left;
-        c->body_left = 0;
-        c->body = B_DONE;
-        return 1;
-    }
-    while (skipped <= KINO_DRAIN_MAX) {
-        long n = kino_body_read(c, w, w->scratch, sizeof w->scratch);
-        if (n == 0) return 1;
-        if (n < 0) return 0;
-        skipped += (size_t)n;
-    }
-    return 0;
-}
-
-/* Can what is left of the request body be skipped at the end of the
- * response without waiting? True when it is read, or (Content-Length)
- * already all in the buffer. Consumes nothing: a streaming body may
- * still read it. */
-static int body_skippable(kino_conn *c, kino_waiter *w) {
-    if (c->body == B_NONE || c->body == B_DONE) return 1;
-    if (c->broken || c->reject || (c->head.expect_continue && !c->continue_sent)) return 0;
-    if (c->body == B_LENGTH) /* gathered bodies are skipped in place, whatever their size */
-        return c->len - c->bpos >= c->body_left;
-    kino_chunked d = c->chunk; /* a copy: decode ahead without consuming */
-    size_t pos = c->bpos, total = 0;
-    while (pos < c->len && total <= KINO_DRAIN_MAX) {
-        size_t used = 0, out = 0;
-        int r = kino_chunked_step(&d, c->buf->data + pos, c->len - pos, &used, w->scratch,
-                                  sizeof w->scratch, &out);
-        pos += used;
-        total += out;
-        if (r == KINO_CHUNK_DONE) return total <= KINO_DRAIN_MAX;
-        if (r == KINO_ERROR || r == KINO_CHUNK_MORE) return 0;
-    }
-    return 0;
-}
-
-/* Decimal (base 10) or hex (base 16) digits of v into buf, which needs
- * 20 bytes; returns the count. The hot path's snprintf replacement. */
-static size_t format_u64(char *buf, uint64_t v, unsigned base) {
-    char tmp[20];
-    size_t n = 0;
-    do {
-        tmp[n++] = "0123456789abcdef"[v % base];
-        v /= base;
-    } while (v);
-    for (size_t i = 0; i < n; i++) buf[i] = tmp[n - 1 - i];
-    return n;
-}
-
-/* Append bytes to the waiter's response buffer as a copied segment. */
-static int out_put(kino_waiter *w, const char *p, size_t n) {
-    if (w->out_len + n > w->out_cap) {
-        size_t cap = w->out_cap ? w->out_cap : 4096;
-        while (cap < w->out_len + n) cap *= 2;
-        char *o = realloc(w->out, cap);
-        if (!o) return KINO_ERROR;
-        w->out = o;
-        w->out_cap = cap;
-    }
-    memcpy(w->out + w->out_len, p, n);
-    if (w->nseg > 0 && !w->segs[w->nseg - 1].ref &&
-        w->segs[w->nseg - 1].off + w->segs[w->nseg - 1].len == w->out_len) {
-        w->segs[w->nseg - 1].len += n; /* extend the last copied segment */
-    } else {
-        if (w->nseg == KINO_SEGS) return KINO_ERROR;
-        w->segs[w->nseg++] = (seg){NULL, w->out_len, n};
-    }
-    w->out_len += n;
-    w->pending += n;
-    return KINO_OK;
-}
-
-static int out_str(kino_waiter *w, const char *s) { return out_put(w, s, strlen(s)); }
-
-/* The cached "Date: ...\r\n" line (section 6). */
-static int out_date(kino_waiter *w) {
-    char date[DATE_WORDS * 8];
-    date_copy(date);
-    return out_put(w, date, DATE_LINE_LEN);
-}
-
-/* "HTTP/1.1 <status> <reason>\r\n" */
-static int out_status(kino_waiter *w, int status) {
-    char line[64] = "HTTP/1.1 ";
-    size_t n = 9 + format_u64(line + 9, (uint64_t)status, 10);
-    const char *reason = kino_reason(status);
-    size_t r = strlen(reason);
-    line[n++] = ' ';
-    if (r > sizeof line - n - 2) r = sizeof line - n - 2;
-    memcpy(line + n, reason, r);
-    n += r;
-    line[n++] = '\r';
-    line[n++] = '\n';
-    return out_put(w, line, n);
-}
-
-/* Append caller memory by reference (copied when segments run out). */
-static int out_ref(kino_waiter *w, const char *p, size_t n) {
-    if (w->nseg >= KINO_SEGS - 2) return out_put(w, p, n);
-    w->segs[w->nseg++] = (seg){p, 0, n};
-    w->pending += n;
-    return KINO_OK;
-}
-
-static void out_reset(kino_waiter *w) {
-    w->out_len = 0;
-    w->nseg = w->seg_i = 0;
-    w->seg_off = 0;
-    w->pending = 0;
-}
-
-static const char *seg_ptr(kino_waiter *w, const seg *g) {
-    return g->ref ? g->ref : w->out + g->off;
-}
-
-/* The waiter's gathering buffer for TLS writes, made on first use. */
-static char *tls_gather(kino_conn *c, kino_waiter *w) {
-    if (conn_tls(c) && !w->tls_buf) w->tls_buf = malloc(KINO_TLS_GATHER);
-    return w->tls_buf;
-}
-
-int kino_resp_flush(kino_conn *c, kino_waiter *w) {
-    if (c->broken) return KINO_ERROR;
-    char *gather = tls_gather(c, w);
-    if (conn_tls(c) && !gather) return conn_fail(c, "out of memory");
-    while (w->pending) {
-        struct iovec iov[KINO_SEGS];
-        int n = 0;
-        for (int i = w->seg_i; i < w->nseg; i++, n++) {
-            size_t skip = i == w->seg_i ? w->seg_off : 0;
-            iov[n].iov_base = (char *)seg_ptr(w, &w->segs[i]) + skip;
-            iov[n].iov_len = w->segs[i].len - skip;
-        }
-        ssize_t sent = conn_sendv(c, iov, n, gather);
-        if (sent < 0) {
-            if (errno == EINTR) continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK) return KINO_AGAIN;
-            return conn_fail(c, "client gone");
-        }
-        c->sent += (uint64_t)sent;
-        w->pending -= (size_t)sent;
-        while (sent > 0) { /* advance over what went out */
-            size_t left = w->segs[w->seg_i].len - w->seg_off;
-            if ((size_t)sent >= left) {
-                sent -= (ssize_t)left;
-                w->seg_i++;
-                w->seg_off = 0;
-            } else {
-                w->seg_off += (size_t)sent;
-                sent = 0;
-            }
-        }
-    }
-    out_reset(w);
-    return KINO_OK;
-}
-
-/* Move unsent segments into c->out for the I/O thread to finish. */
-static int handoff(kino_conn *c, kino_waiter *w) {
-    char *o = malloc(w->pending);
-    size_t at = 0;
-    if (!o) return KINO_ERROR;
-    for (int i = w->seg_i; i < w->nseg; i++) {
-        size_t skip = i == w->seg_i ? w->seg_off : 0;
-        memcpy(o + at, seg_ptr(w, &w->segs[i]) + skip, w->segs[i].len - skip);
-        at += w->segs[i].len - skip;
-    }
-    c->out = o;
-    c->out_len = at;
-    c->out_off = 0;
-    atomic_fetch_add_explicit(&c->io->s->handed, at, memory_order_relaxed);
-    out_reset(w);
-    return KINO_OK;
-}
-
-/* May the I/O thread take n more unsent bytes off a worker? Always up
- * to KINO_HANDOFF_MAX; more while all the bytes handed off stay within
- * KINO_HANDOFF_BUDGET (checked, then added: a few responses may pass it
- * at once). So a response whose bytes are all known -- an Array body --
- * never holds a worker for a client that reads slowly or not at all. */
-static int handoff_fits(kino_server *s, size_t n) {
-    return n <= KINO_HANDOFF_MAX ||
-           atomic_load_explicit(&s->handed, memory_order_relaxed) + n <= KINO_HANDOFF_BUDGET;
-}
-
-int kino_resp_begin(kino_conn *c, kino_waiter *w, int status) {
-    int open = ANS_OPEN;
-    if (c->reject) return KINO_ERROR; /* answer with kino_resp_error */
-    if (!atomic_compare_exchange_strong(&c->answer, &open, ANS_APP) && !(open == ANS_APP && c->hinted))
-        return conn_fail(c, "request already answered (timeout or shutdown)");
-    if (status < 100 || status > 999) status = 500;
-    c->status = status;
-    c->final = 1;
-    c->sent = 0; /* counts the final response only, not early hints */
-    c->seen_date = c->seen_server = c->seen_length = c->seen_te = 0;
-    c->r_close = 0;
-    c->r_length = 0;
-    out_reset(w);
-    return out_status(w, status);
-}
-
-/* Statuses whose responses never have content (RFC 9110 6.4.1). */
-static int status_bodiless(int st) { return st < 200 || st == 204 || st == 304; }
-
-int kino_resp_header(kino_conn *c, kino_waiter *w, const char *name, size_t nlen, const char *val,
-                     size_t vlen) {
-    kino_span n = {name, nlen};
-    if (nlen == 0) return KINO_ERROR;
-    for (size_t i = 0; i < nlen; i++)
-        if (!IS_TCHAR(name[i])) return KINO_ERROR;
-    for (size_t i = 0; i < vlen; i++)
-        if (val[i] == '\r' || val[i] == '\n' || val[i] == '\0') return KINO_ERROR;
-    switch (nlen) {
-    case 4:
-        if (span_is(n, "date")) c->seen_date = 1;
-        break;
-    case 6:
-        if (span_is(n, "server")) c->seen_server = 1;
-        break;
-    case 10:
-        if (span_is(n, "connection") && c->status != 101) { /* Kino writes its own */
-            if (has_token((kino_span){val, vlen}, "close")) c->r_close = 1;
-            return KINO_OK;
-        }
-        break;
-    case 14:
-        if (span_is(n, "content-length")) {
-            int64_t len = -1;
-            /* never on 1xx/204/304 (RFC 9110 8.6): dropped */
-            if (status_bodiless(c->status)) return KINO_OK;
-            if (parse_length((kino_span){val, vlen}, &len) < 0) return KINO_ERROR;
-            c->seen_length = 1;
-            c->r_length = (uint64_t)len;
-        }
-        break;
-    case 17:
-        if (span_is(n, "transfer-encoding")) {
-            /* never on 1xx/204/304 (RFC 9112 6.1): dropped */
-            if (status_bodiless(c->status)) return KINO_OK;
-            c->seen_te = span_is((kino_span){val, vlen}, "chunked") ? 1 : 2;
-        }
-        break;
-    }
-    if (out_put(w, name, nlen) || out_put(w, ": ", 2) || out_put(w, val, vlen) ||
-        out_put(w, "\r\n", 2))
-        return KINO_ERROR;
-    return KINO_OK;
-}
-
-/* The framing rules the app cannot break (the server owns framing): a
- * final 1xx only as 101 on a hijacked HTTP/1.1 connection, no body
- * framing on a hijacked one, Transfer-Encoding only as a lone "chunked"
- * to an HTTP/1.1 client, never with Content-Length. NULL when the head
- * may go out, else why not. */
-static const char *framing_error(kino_conn *c, int body) {
-    int st = c->status;
-    if (body == KINO_BODY_HIJACK) {
-        if (conn_tls(c)) return "an HTTPS connection cannot be hijacked (its TLS session stays in Kino)";
-        if (st < 200 && st != 101) return "a hijacked response cannot have a 1xx status other than 101";
-        if (st == 101 && c->head.minor == 0) return "101 Switching Protocols answers an HTTP/1.0 request";
-        if (c->seen_length || c->seen_te) return "a hijacked response cannot set content-length or transfer-encoding";
-        return NULL;
-    }
-    if (st == 101) return "status 101 without a hijack or a callable body (nothing would speak the new protocol)";
-    if (st < 200) return "a 1xx status is informational, not a final response (use rack.early_hints for 103)";
-    if (c->seen_te == 2) return "transfer-encoding other than \"chunked\" (did you mean content-encoding?)";
-    if (c->seen_te && c->seen_length) return "both content-length and transfer-encoding (RFC 9112 6.2)";
-    if (c->seen_te && c->head.minor == 0) return "transfer-encoding in a response to an HTTP/1.0 request";
-    return NULL;
-}
-
-int kino_resp_end_head(kino_conn *c, kino_waiter *w, int body, uint64_t length) {
-    kino_server *s = c->io->s;
-    int st = c->status;
-    int bodiless = c->head.is_head || status_bodiless(st);
-    char line[64];
-    const char *why = framing_error(c, body);
-
-    if (why) { /* nothing was sent: kino_resp_error can still answer */
-        c->error = why;
-        return KINO_ERROR;
-    }
-    if (body == KINO_BODY_HIJACK) {
-        /* no framing: the bytes after the head belong to whoever takes
-         * the socket, which is never reused for HTTP */
-        c->framing = R_RAW;
-        c->r_close = 1;
-        if (!c->seen_date && out_date(w)) return KINO_ERROR;
-        if (!c->seen_server && out_str(w, "Server: Kino\r\n")) return KINO_ERROR;
-        /* 101 carries the app's own Connection: upgrade */
-        if (st != 101 && out_str(w, "Connection: close\r\n")) return KINO_ERROR;
-        return out_put(w, "\r\n", 2);
-    }
-    if (c->seen_length) {
-        c->framing = R_LENGTH;
-    } else if (c->seen_te) {
-        c->framing = R_RAW; /* the app frames its own body */
-        if (c->head.minor == 0) c->r_close = 1;
-    } else if (body == KINO_BODY_STREAM && !bodiless) {
-        c->framing = c->head.minor == 1 ? R_CHUNKED : R_RAW;
-        if (c->head.minor == 0) c->r_close = 1;
-    } else {
-        c->framing = R_LENGTH;
-        c->r_length = body == KINO_BODY_LENGTH ? length : 0;
-        if (!status_bodiless(st) && (!c->head.is_head || c->r_length > 0)) {
-            size_t n = 16 + format_u64(line + 16, c->r_length, 10);
-            memcpy(line, "Content-Length: ", 16);
-            line[n++] = '\r';
-            line[n++] = '\n';
-            if (out_put(w, line, n)) return KINO_ERROR;
-        }
-    }
-    c->r_left = c->r_length;
-    if (bodiless) c->framing = R_NOBODY;
-    if (c->framing == R_CHUNKED && out_str(w, "Transfer-Encoding: chunked\r\n")) return KINO_ERROR;
-    /* an unread request body is skipped at the end of the response, not
-     * here (a streaming body may still read it); if it may not all be
-     * here by then, the connection closes after this response */
-    if (!c->head.keep_alive || atomic_load(&s->draining) || !body_skippable(c, w)) c->r_close = 1;
-    if (!c->seen_date && out_date(w)) return KINO_ERROR;
-    if (!c->seen_server && out_str(w, "Server: Kino\r\n")) return KINO_ERROR;
-    if (c->r_close) {
-        if (out_str(w, "Connection: close\r\n")) return KINO_ERROR;
-    } else if (c->head.minor == 0 && out_str(w, "Connection: keep-alive\r\n")) {
-        return KINO_ERROR;
-    }
-    return out_put(w, "\r\n", 2);
-}
-
-/* Account body bytes against the framing; returns 0 to send them, 1 to
- * drop them silently (no body allowed), or KINO_ERROR. */
-static int body_bytes(kino_conn *c, size_t n) {
-    if (c->broken) return KINO_ERROR;
-    if (c->framing == R_NOBODY) return 1;
-    if (c->framing == R_LENGTH) {
-        if (n > c->r_left) {
-            c->r_close = 1;
-            return conn_fail(c, "response body longer than its Content-Length");
-        }
-        c->r_left -= n;
-    }
-    return 0;
-}
-
-static int chunk_head(kino_waiter *w, size_t n) {
-    char line[24];
-    size_t k = format_u64(line, n, 16);
-    line[k++] = '\r';
-    line[k++] = '\n';
-    return out_put(w, line, k);
-}
-
-/* Flush when a lot is buffered, without waiting. */
-static int maybe_flush(kino_conn *c, kino_waiter *w) {
-    if (w->pending < 65536 && w->nseg < KINO_SEGS - 4) return KINO_OK;
-    int r = kino_resp_flush(c, w);
-    return r == KINO_AGAIN ? KINO_OK : r;
-}
-
-/* Body bytes p[0..n), in a chunk when the response is chunked: copied
- * into the output (ref == 0), or referenced where they are until the
- * next flush (ref == 1, for large bodies the caller keeps alive). */
-static int resp_write(kino_conn *c, kino_waiter *w, const char *p, size_t n, int ref) {
-    int r = body_bytes(c, n);
-    if (r) return r < 0 ? r : KINO_OK;
-    if (n == 0) return KINO_OK;
-    int chunked = c->framing == R_CHUNKED;
-    if (chunked && chunk_head(w, n)) return KINO_ERROR;
-    if (ref ? out_ref(w, p, n) : out_put(w, p, n)) return KINO_ERROR;
-    if (chunked && out_put(w, "\r\n", 2)) return KINO_ERROR;
-    return maybe_flush(c, w);
-}
-
-int kino_resp_write(kino_conn *c, kino_waiter *w, const char *p, size_t n) {
-    return resp_write(c, w, p, n, 0);
-}
-
-int kino_resp_write_ref(kino_conn *c, kino_waiter *w, const char *p, size_t n) {
-    return resp_write(c, w, p, n, 1);
-}
-
-int kino_resp_end(kino_conn *c, kino_waiter *w) {
-    if (c->broken) return KINO_ERROR;
-    if (!c->r_done) {
-        if (c->framing == R_CHUNKED && out_str(w, "0\r\n\r\n")) return KINO_ERROR;
-        if (c->framing == R_LENGTH && c->r_left > 0) {
-            c->r_close = 1; /* the client will see a short body and a close */
-            c->error = "response body shorter than its Content-Length";
-        }
-        if (c->framing == R_RAW) c->r_close |= c->head.minor == 0 || !c->seen_te;
-        /* skip what the app left of the request body; end_head promised
-         * keep-alive only when that was possible (else close after it) */
-        if (!c->r_close && !body_skip(c, w)) c->r_close = 1;
-        c->r_done = 1;
-    }
-    int r = kino_resp_flush(c, w);
-    if (r == KINO_AGAIN && handoff_fits(c->io->s, w->pending)) return handoff(c, w);
-    return r;
-}
-
-int kino_resp_info_begin(kino_conn *c, kino_waiter *w, int status) {
-    int open = ANS_OPEN;
-    if (c->head.minor == 0 || c->final || c->broken || c->reject || status < 100 || status > 199)
-        return KINO_ERROR;
-    if (!atomic_compare_exchange_strong(&c->answer, &open, ANS_APP) && !(open == ANS_APP && c->hinted))
-        return KINO_ERROR; /* a timeout answered, or the final response began */
-    c->hinted = 1;
-    c->status = status; /* for kino_resp_header's rules */
-    out_reset(w);
-    return out_status(w, status);
-}
-
-int kino_resp_info_end(kino_conn *c, kino_waiter *w) {
-    if (out_put(w, "\r\n", 2)) return KINO_ERROR;
-    return kino_resp_flush(c, w);
-}
-
-int kino_resp_sendfile(kino_conn *c, kino_waiter *w, int fd, uint64_t *offset, uint64_t *left) {
-    int r = kino_resp_flush(c, w); /* the head first */
-    if (r != KINO_OK) return r;
-    if (c->framing == R_NOBODY) {
-        *left = 0;
-        return KINO_OK;
-    }
-    if (c->framing == R_CHUNKED) return conn_fail(c, "sendfile needs a Content-Length response");
-    char *buf = tls_gather(c, w); /* TLS without kTLS: read + write */
-    if (conn_tls(c) && !buf) return conn_fail(c, "out of memory");
-    if (c->framing == R_LENGTH) {
-        if (*left > c->r_left) return conn_fail(c, "response body longer than its Content-Length");
-    }
-    while (*left > 0) {
-        size_t n = *left > (1u << 30) ? (1u << 30) : (size_t)*left;
-        uint64_t before = *offset;
-        ssize_t sent = conn_sendfile(c, fd, offset, n, buf);
-        if (sent < 0) {
-            if (errno == EINTR) continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK) return KINO_AGAIN;
-            return conn_fail(c, "client gone");
-        }
-        if (sent == 0) return conn_fail(c, "file shorter than expected");
-        *left -= *offset - before;
-        c->sent += *offset - before;
-        if (c->framing == R_LENGTH) c->r_left -= *offset - before;
-    }
-    return KINO_OK;
-}
-
-int kino_resp_error(kino_conn *c, kino_waiter *w, int status) {
-    char msg[512];
-    int open = ANS_OPEN;
-    if (!atomic_compare_exchange_strong(&c->answer, &open, ANS_APP) && open != ANS_APP)
-        return KINO_ERROR; /* answered by a timeout or shutdown, or hijacked */
-    if (c->r_done) { /* complete, maybe handed off in c->out: it stands */
-        c->r_close = 1;
-        c->error = "response already complete";
-        return KINO_ERROR;
-    }
-    if ((c->final && c->sent > 0) || c->broken) return conn_fail(c, "response already started");
-    if (c->reject) status = c->reject;
-    out_reset(w);
-    c->framing = R_RAW;
-    c->r_close = 1;
-    c->r_done = 1;
-    c->final = 1;
-    c->sent = 0;
-    c->status = status;
-    if (out_put(w, msg, canned(msg, sizeof msg, status))) return KINO_ERROR;
-    atomic_fetch_add_explicit(&c->io->s->errors, 1, memory_order_relaxed);
-    int r = kino_resp_flush(c, w);
-    return r == KINO_AGAIN ? handoff(c, w) : r;
-}
-
-int kino_hijack(kino_conn *c, kino_waiter *w, const char **rest, size_t *rest_len) {
-    int cur = atomic_load(&c->answer);
-    if (conn_tls(c)) {
-        c->error = "cannot hijack: an HTTPS connection's TLS session stays in Kino";
-        return KINO_ERROR;
-    }
-    if (c->broken || w->pending || c->out) {
-        c->error = "cannot hijack: the client is gone or response bytes are unsent";
-        return KINO_ERROR;
-    }
-    /* from ANS_OPEN, or ANS_APP after hints or a head written for a
-     * partial hijack; a timeout or shutdown that answered first wins */
-    if ((cur != ANS_OPEN && cur != ANS_APP) ||
-        !atomic_compare_exchange_strong(&c->answer, &cur, ANS_HIJACK)) {
-        c->error = "cannot hijack: the request was already answered (timeout or shutdown)";
-        return KINO_ERROR;
-    }
-    /* the I/O thread must see no more readiness for this fd once the app
-     * has it (the fd number may be reused after the app closes it); an
-     * event it already took finds the connection away (C_AWAY) and only
-     * notes it. The struct is freed when kino_next hands it back. */
-    poller_unwatch(&c->io->p, c->fd);
-    atomic_fetch_add_explicit(&c->io->s->hijacked, 1, memory_order_relaxed);
-    c->broken = 1; /* every later engine read or write on it fails */
-    c->error = "connection hijacked";
-    *rest = c->buf && c->len > c->bpos ? c->buf->data + c->bpos : NULL;
-    *rest_len = *rest ? c->len - c->bpos : 0;
-    return KINO_OK;
-}
-
-/* Give the connection back to its I/O thread. The I/O thread is woken
- * only when the connection needs it now: output to finish, a close,
- * bytes already buffered or waiting in the socket, a shutdown. An idle
- * keep-alive connection is picked up at the thread's next wake-up
- * (new data anywhere, or the Date tick within a second): no syscall per
- * request. If data for it arrived while the worker held it, the I/O
- * thread counted that in io->pending_away before its next pass over the
- * hand-back stack; the push and the load of that count are sequentially
- * consistent, so either that pass sees the connection or this load sees
- * the count and wakes the thread. */
-static void release(kino_conn *c, int next) {
-    kino_io *io = c->io;
-    kino_server *s = io->s;
-    /* over TLS, OpenSSL may hold bytes that no readiness event announces */
-    int urgent = next != NEXT_KEEP || c->out || c->len > c->off || c->maybe_more ||
-                 (conn_tls(c) && conn_more(c, 0, 1));
-    c->next = (unsigned char)next;
-    atomic_fetch_sub_explicit(&s->in_flight, 1, memory_order_relaxed);
-    if (atomic_load(&s->io_gone)) { /* nobody to hand it to: close it here */
-        pthread_mutex_lock(&s->gone_mu);
-        conn_destroy(s, NULL, c);
-        pthread_mutex_unlock(&s->gone_mu);
-        return;
-    }
-    kino_conn *top = atomic_load(&io->returns);
-    do c->rnext = top;
-    while (!atomic_compare_exchange_weak(&io->returns, &top, c));
-    /* c may be gone from here on: only io and s are read */
-    if (urgent || atomic_load(&io->pending_away) || atomic_load(&s->draining)) wake_io(io);
-}
-
-kino_conn *kino_next(kino_conn *c, kino_waiter *w) {
-    kino_server *s = c->io->s;
-    int served = c->r_done && !c->broken;
-    if (s->o.log_sink) log_taken(c, w); /* every request a worker took, hijacked ones too */
-    if (atomic_load_explicit(&c->answer, memory_order_relaxed) == ANS_HIJACK) {
-        out_reset(w);
-        waiter_end(w, 0);
-        release(c, NEXT_HIJACKED);
-        atomic_store_explicit(&w->in_flight, 0, memory_order_relaxed);
-        return NULL;
-    }
-    out_reset(w);
-    waiter_end(w, served);
-    if (served) atomic_fetch_add_explicit(&s->served, 1, memory_order_relaxed);
-    if (!c->r_done && !c->broken) { /* nobody answered: 500, then close */
-        release(c, NEXT_ABORT);
-        atomic_store_explicit(&w->in_flight, 0, memory_order_relaxed);
-        return NULL;
-    }
-    if (c->broken || c->r_close || (c->body != B_DONE && c->body != B_NONE)) {
-        release(c, NEXT_CLOSE);
-        atomic_store_explicit(&w->in_flight, 0, memory_order_relaxed);
-        return NULL;
-    }
-    /* the current request is consumed: the next one starts at bpos */
-    c->off = c->bpos;
-    c->scanned = 0;
-    c->head_len = 0;
-    if (!c->out && !s->request_ms && c->len > c->off && !atomic_load(&s->draining) &&
-        conn_prepare(s, c) == 1 &&
-        (c->body == B_NONE || (c->body == B_LENGTH && c->len - c->bpos >= c->body_left))) {
-        if (s->o.log_sink) log_capture(w, c);
-        return c; /* pipelined, body and all: serve it now, in order */
-    }
-    release(c, NEXT_KEEP);
-    atomic_store_explicit(&w->in_flight, 0, memory_order_relaxed);
-    return NULL;
-}
-
-int kino_respond_simple(kino_conn *c, kino_waiter *w, int status, const char *content_type,
-                        const char *body, size_t len) {
-    int r = kino_resp_begin(c, w, status);
-    if (r == KINO_OK && content_type)
-        r = kino_resp_header(c, w, "Content-Type", 12, content_type, strlen(content_type));
-    if (r == KINO_OK) r = kino_resp_end_head(c, w, KINO_BODY_LENGTH, len);
-    if (r == KINO_OK) r = kino_resp_write(c, w, body, len);
-    if (r == KINO_OK) r = kino_resp_end(c, w);
-    while (r == KINO_AGAIN) {
-        if (kino_wait(c, w, KINO_WAIT_WRITE) != KINO_OK) return KINO_ERROR;
-        r = kino_resp_flush(c, w);
-    }
-    return r;
-}
-
-const char *kino_reason(int status) {
-    switch (status) {
-    case 100: return "Continue";
-    case 101: return "Switching Protocols";
-    case 103: return "Early Hints";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 203: return "Non-Authoritative Information";
-    case 204: return "No Content";
-    case 205: return "Reset Content";
-    case 206: return "Partial Content";
-    case 300: return "Multiple Choices";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 303: return "See Other";
-    case 304: return "Not Modified";
-    case 307: return "Temporary Redirect";
-    case 308: return "Permanent Redirect";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 402: return "Payment Required";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 406: return "Not Acceptable";
-    case 407: return "Proxy Authentication Required";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 410: return "Gone";
-    case 411: return "Length Required";
-    case 412: return "Precondition Failed";
-    case 413: return "Content Too Large";
-    case 414: return "URI Too Long";
-    case 415: return "Unsupported Media Type";
-    case 416: return "Range Not Satisfiable";
-    case 417: return "Expectation Failed";
-    case 421: return "Misdirected Request";
-    case 422: return "Unprocessable Content";
-    case 425: return "Too Early";
-    case 426: return "Upgrade Required";
-    case 428: return "Precondition Required";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 451: return "Unavailable For Legal Reasons";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    case 505: return "HTTP Version Not Supported";
-    default: return "";
-    }
-}
 
 /* ================================================================== */
-/* 13. Server                                                         */
+/* 7. Server                                                          */
 /* ================================================================== */
 
 void kino_options_init(kino_options *o) {
@@ -3736,7 +1532,7 @@ kino_server *kino_server_new(const kino_options *o, char *err, size_t errlen) {
         io->s = s;
         io->index = i;
         io->p.fd = -1;
-        klist *lists[] = {&io->t_header, &io->t_body, &io->t_idle, &io->t_queue, &io->t_away,
+        klist *lists[] = {&io->t_header, &io->t_body, &io->t_idle, &io->t_parked, &io->t_away,
                           &io->t_held, &io->t_flush, &io->t_linger};
         for (size_t k = 0; k < sizeof lists / sizeof *lists; k++) klist_init(lists[k]);
     }
@@ -3820,7 +1616,7 @@ void kino_server_drain(kino_server *s) {
     pthread_mutex_unlock(&s->mu);
 }
 
-long kino_server_pending(kino_server *s) {
+long kino_server_outstanding(kino_server *s) {
     return (long)atomic_load(&s->conns) + (long)atomic_load(&s->in_flight);
 }
 
@@ -3844,7 +1640,7 @@ void kino_server_abort(kino_server *s) {
         atomic_fetch_sub_explicit(&s->queued, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&s->in_flight, 1, memory_order_relaxed);
         log_canned(s, -1, c, 500, 0); /* no worker saw it: its line is written here */
-        release(c, NEXT_ABORT);
+        kino_release(c, NEXT_ABORT);
     }
     wake_all(s);
 }
@@ -3869,7 +1665,7 @@ void kino_server_stop(kino_server *s) {
     for (int i = 0; i < s->nio; i++) {
         kino_io *io = &s->io[i];
         io_returns(io);
-        klist *lists[] = {&io->t_header, &io->t_body, &io->t_idle, &io->t_queue, &io->t_flush,
+        klist *lists[] = {&io->t_header, &io->t_body, &io->t_idle, &io->t_parked, &io->t_flush,
                           &io->t_linger};
         for (size_t k = 0; k < sizeof lists / sizeof *lists; k++) close_list(io, lists[k]);
     }
@@ -3878,7 +1674,7 @@ void kino_server_stop(kino_server *s) {
         kino_conn *c = KLIST_ENTRY(s->ready.next, kino_conn, qlink);
         klist_remove(&c->qlink);
         s->nready--;
-        conn_destroy(s, c->io, c);
+        kino_conn_destroy(s, c->io, c);
     }
     pthread_mutex_unlock(&s->mu);
     pthread_mutex_unlock(&s->gone_mu);
@@ -3893,14 +1689,14 @@ void kino_server_free(kino_server *s) {
         kino_conn *c = atomic_exchange(&io->returns, NULL);
         while (c) {
             kino_conn *n = c->rnext;
-            conn_destroy(s, NULL, c);
+            kino_conn_destroy(s, NULL, c);
             c = n;
         }
         /* requests still away were abandoned by their workers */
         while (!klist_empty(&io->t_away))
-            conn_destroy(s, NULL, KLIST_ENTRY(io->t_away.next, kino_conn, tlink));
+            kino_conn_destroy(s, NULL, KLIST_ENTRY(io->t_away.next, kino_conn, tlink));
         while (!klist_empty(&io->t_held))
-            conn_destroy(s, NULL, KLIST_ENTRY(io->t_held.next, kino_conn, tlink));
+            kino_conn_destroy(s, NULL, KLIST_ENTRY(io->t_held.next, kino_conn, tlink));
         while (io->pool) {
             kino_buf *b = io->pool;
             io->pool = b->next;
@@ -3960,13 +1756,13 @@ int kino_server_workers(kino_server *s, kino_worker_stats *out, int max) {
 }
 
 /* ================================================================== */
-/* 14. Access log                                                     */
+/* 8. Access log                                                      */
 /* ================================================================== */
 
 /* Every request leaves exactly one access line (when the server has an
  * access log): a worker writes it in kino_next for every request it
  * took, whatever became of it; the I/O thread writes it where it answers
- * a request no worker ever took (conn_reject, and kino_server_abort for
+ * a request no worker ever took (conn_canned, and kino_server_abort for
  * queued ones). Independently of the access log, every canned answer the
  * app never saw leaves a note on stderr saying why and what to change,
  * at most one per kind per second (kino_log_note_due). */
@@ -3993,7 +1789,7 @@ static kino_span request_id(const kino_head *h) {
 
 /* Copy what the line needs from c's head into the waiter, which owns the
  * request until kino_next: the head's spans die at the first body read. */
-static void log_capture(kino_waiter *w, kino_conn *c) {
+void kino_access_capture(kino_waiter *w, kino_conn *c) {
     const kino_head *h = &c->head;
     if (!w->lg && !(w->lg = malloc(LG_METHOD + LG_TARGET + LG_RID))) return;
     kino_span rid = request_id(h);
@@ -4011,7 +1807,7 @@ static void log_capture(kino_waiter *w, kino_conn *c) {
  * got (504 or 500 when a timeout or shutdown answered instead of the
  * app, 500 when nobody answered, 499 when the client left first, 0 for
  * a full hijack, whose response the app wrote itself). */
-static void log_taken(kino_conn *c, kino_waiter *w) {
+void kino_access_taken(kino_conn *c, kino_waiter *w) {
     kino_server *s = c->io->s;
     int ans = atomic_load(&c->answer), status;
     uint64_t bytes = c->sent + (c->out ? c->out_len - c->out_off : 0);
@@ -4019,7 +1815,7 @@ static void log_taken(kino_conn *c, kino_waiter *w) {
     if (!w->lg) return;
     if (ans == ANS_TIMEOUT || ans == ANS_SHUTDOWN) {
         status = ans == ANS_TIMEOUT ? 504 : 500;
-        bytes = canned(msg, sizeof msg, status);
+        bytes = kino_canned(msg, sizeof msg, status);
     } else if (ans == ANS_HIJACK && !c->final) {
         status = 0; /* a full hijack: the app answered on the socket itself */
     } else if (c->final) {
@@ -4028,7 +1824,7 @@ static void log_taken(kino_conn *c, kino_waiter *w) {
         status = 499;
     } else {
         status = 500;
-        bytes = canned(msg, sizeof msg, status);
+        bytes = kino_canned(msg, sizeof msg, status);
     }
     kino_log_request r = {
         .peer = c->peer, .method = w->lg, .method_n = w->lg_method,

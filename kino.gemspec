@@ -3,7 +3,8 @@
 require_relative "lib/kino/version"
 
 # gem build kino.gemspec && gem install ./kino-*.gem
-# Installing compiles the extension (ext/kino/extconf.rb) from kino.c and
+# Installing compiles the extension (ext/kino/extconf.rb) from the engine
+# (kino.c, kino_http.c, kino_worker.c, kino_control.c, kino_log.c) and
 # kino_ruby.c (and kino_tls.c, with HTTPS when OpenSSL's headers are
 # found): a C compiler and Ruby's headers are all it needs.
 Gem::Specification.new do |spec|
@@ -18,7 +19,7 @@ Gem::Specification.new do |spec|
   spec.license = "MIT"
   spec.required_ruby_version = ">= 3.1"
 
-  spec.files = Dir.glob(%w[kino.c kino_control.c kino.h kino_tls.c kino_tls.h kino_log.c kino_log.h kino_hpack.c kino_hpack.h kino_ruby.c lib/**/*.rb bin/kino man/kino.1 ext/kino/extconf.rb
+  spec.files = Dir.glob(%w[kino.c kino_http.c kino_worker.c kino_engine.h kino_control.c kino.h kino_tls.c kino_tls.h kino_log.c kino_log.h kino_hpack.c kino_hpack.h kino_ruby.c lib/**/*.rb bin/kino man/kino.1 ext/kino/extconf.rb
                            README.md LICENSE], base: __dir__)
   spec.bindir = "bin"
   spec.executables = ["kino"]

@@ -4,6 +4,10 @@
  * The engine owns sockets, parses request heads, queues complete requests
  * and writes responses. It knows nothing about Ruby: the Ruby binding
  * (kino_ruby.c) and plain C programs drive it through this API alone.
+ * It is kino.c (I/O threads, server), kino_http.c (the parser),
+ * kino_worker.c (the worker side), kino_log.c, kino_control.c and the
+ * optional kino_tls.c; they share the private header kino_engine.h,
+ * which is never installed nor needed to use this API.
  *
  * Threads. kino_server_start() starts `io_threads` I/O threads that accept
  * connections, read and parse request heads, and hold idle keep-alive
@@ -296,14 +300,15 @@ int kino_server_stopped(kino_server *s);
  * (the listener is closed when it returns; it waits for the I/O threads,
  * at most 2 s), closes idle connections and
  * makes every later response carry "Connection: close". Poll
- * kino_server_pending() until it is 0 or your deadline passes; then
+ * kino_server_outstanding() until it is 0 or your deadline passes; then
  * kino_server_abort() answers what is left (500, or a close when the
  * response had begun). kino_server_stop() ends the I/O threads and makes
  * kino_take() return NULL; it is idempotent. kino_server_free() releases
  * the server once every worker has stopped calling into it.
  */
 void kino_server_drain(kino_server *s);
-long kino_server_pending(kino_server *s);
+long kino_server_outstanding(kino_server *s);
+#define kino_server_pending kino_server_outstanding /* its old name, kept working */
 void kino_server_abort(kino_server *s);
 void kino_server_stop(kino_server *s);
 void kino_server_free(kino_server *s);
@@ -397,8 +402,9 @@ int kino_conn_tls(kino_conn *c);            /* nonzero over HTTPS */
  * *len bytes), or NULL when the client sent none. */
 char *kino_conn_peer_cert(kino_conn *c, size_t *len);
 const char *kino_conn_error(kino_conn *c);  /* why the last call failed */
-int kino_conn_reject(kino_conn *c);         /* status owed for a refused
+int kino_conn_refused(kino_conn *c);        /* status owed for a refused
                                                request body, or 0 */
+#define kino_conn_reject kino_conn_refused  /* its old name, kept working */
 
 #define KINO_WAIT_READ 1
 #define KINO_WAIT_WRITE 2
@@ -430,7 +436,7 @@ long kino_body_read(kino_conn *c, kino_waiter *w, char *buf, size_t n);
 
 /* Start a response. Fails (KINO_ERROR) when someone else -- a timeout or
  * a shutdown -- has already answered this request (drop the response),
- * or when the request body was refused (kino_conn_reject() is nonzero:
+ * or when the request body was refused (kino_conn_refused() is nonzero:
  * answer with kino_resp_error, which sends that status instead). */
 int kino_resp_begin(kino_conn *c, kino_waiter *w, int status);
 
@@ -496,7 +502,7 @@ int kino_resp_sendfile(kino_conn *c, kino_waiter *w, int fd, uint64_t *offset,
 
 /* Answer with a short canned response (text/plain reason phrase) and
  * close the connection afterwards. When the request body was refused the
- * status is the one owed for that (see kino_conn_reject). Fails when the
+ * status is the one owed for that (see kino_conn_refused). Fails when the
  * response has already begun: the connection is then closed. Fails too,
  * changing nothing but closing after it, when the response is already
  * complete (kino_resp_end returned KINO_OK): that response stands. */

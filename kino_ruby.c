@@ -288,7 +288,7 @@ static void wait_io(worker *wk, int events) {
 
 static void raise_conn_error(worker *wk) {
     const char *why = kino_conn_error(wk->c);
-    if (kino_conn_reject(wk->c)) rb_raise(eInputError, "%s", why);
+    if (kino_conn_refused(wk->c)) rb_raise(eInputError, "%s", why);
     rb_raise(eClientDisconnected, "%s", why);
 }
 
@@ -337,7 +337,7 @@ static input *input_get(VALUE self) {
     return in;
 }
 
-/* Up to n body bytes into dst without waiting: pending bytes first,
+/* Up to n body bytes into dst without waiting: bytes already read first,
  * then the socket. Returns the count, 0 at the end of the body, or
  * KINO_AGAIN when none has arrived yet: the caller waits (wait_io, which
  * releases the GVL) and tries again. Raises when the client is gone. */
@@ -973,7 +973,7 @@ static int status_code(VALUE status) {
  * (someone else answered) after sending any owed error response. */
 static int write_head(worker *wk, struct response *r, int body, uint64_t length) {
     if (kino_resp_begin(wk->c, wk->w, r->code) != KINO_OK) {
-        if (kino_conn_reject(wk->c)) kino_resp_error(wk->c, wk->w, 500);
+        if (kino_conn_refused(wk->c)) kino_resp_error(wk->c, wk->w, 500);
         return 0;
     }
     rb_hash_foreach(r->headers, r->bare ? bare_header_i : header_i, (VALUE)wk);
@@ -1311,7 +1311,7 @@ static kino_conn *serve_request(worker *wk, kino_conn *c) {
         int gone = !fatal && rb_obj_is_kind_of(err, eClientDisconnected);
         /* the client's fault (bad or oversized body): answered with the
          * status owed, not reported as an app error */
-        int client = !fatal && kino_conn_reject(c) && rb_obj_is_kind_of(err, eInputError);
+        int client = !fatal && kino_conn_refused(c) && rb_obj_is_kind_of(err, eInputError);
         if (!gone) {
             kino_resp_error(c, wk->w, 500);
             /* report app errors, and Exceptions that end the worker;
@@ -1674,9 +1674,9 @@ static VALUE native_server_drain(VALUE mod, VALUE id) {
     return Qnil;
 }
 
-static VALUE native_server_pending(VALUE mod, VALUE id) {
+static VALUE native_server_outstanding(VALUE mod, VALUE id) {
     (void)mod;
-    return LONG2NUM(kino_server_pending(server_of(id)));
+    return LONG2NUM(kino_server_outstanding(server_of(id)));
 }
 
 static void *abort_nogvl(void *s) {
@@ -2027,7 +2027,7 @@ void Init_kino(void) {
     rb_define_module_function(mNative, "server_listeners", native_server_listeners, 1);
     rb_define_module_function(mNative, "server_keep_listeners", native_server_keep_listeners, 1);
     rb_define_module_function(mNative, "server_drain", native_server_drain, 1);
-    rb_define_module_function(mNative, "server_pending", native_server_pending, 1);
+    rb_define_module_function(mNative, "server_outstanding", native_server_outstanding, 1);
     rb_define_module_function(mNative, "server_abort", native_server_abort, 1);
     rb_define_module_function(mNative, "server_stop", native_server_stop, 1);
     rb_define_module_function(mNative, "server_free", native_server_free, 1);

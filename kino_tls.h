@@ -2,7 +2,7 @@
  * kino_tls.h -- the engine's TLS layer (kino_tls.c), as the engine sees it.
  *
  * Not part of the public API (kino.h has what programs use: the
- * kino_tls_options they fill, kino_tls_library, kino_conn_tls). kino.c
+ * kino_tls_options they fill, kino_tls_library, kino_conn_tls). The engine
  * calls these only inside `#ifdef KINO_TLS`: a build without OpenSSL
  * (make TLS=0) compiles none of it.
  *

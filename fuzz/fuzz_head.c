@@ -286,7 +286,7 @@ static void check_accepted(const verdict *v) {
     if (h->path.p[0] != '/' && !(h->path.n == 1 && h->path.p[0] == '*'))
         fail("path neither starts with '/' nor is \"*\"");
     /* The one span allowed outside the buffer: absolute-form without a
-     * path ("http://h" or "http://h?q") gets a static "/" (as kino.c and
+     * path ("http://h" or "http://h?q") gets a static "/" (as kino_http.c and
      * test/c/test_parser.c expect). */
     if (!inside(h->path, v->buf, n) && !(h->path.n == 1 && h->target.n && h->target.p[0] != '/'))
         fail("path outside the buffer");

@@ -7,7 +7,7 @@
 #   Kino.serve(app, port: 3000)
 #   Kino::Server.new(app, **options).start
 #
-# Where things live: the engine is kino.c (C, no Ruby), the binding is
+# Where things live: the engine is kino*.c (C, no Ruby), the binding is
 # kino_ruby.c (Kino::Native), and each file under lib/kino has one job.
 require_relative "kino/version"
 begin

@@ -189,7 +189,7 @@ class RactorTest < Minitest::Test
       Kino::Native.sleep(0.001)
       counters = Kino::Native.server_stats(server)
       Kino::Native.server_drain(server)
-      Kino::Native.server_pending(server)
+      Kino::Native.server_outstanding(server)
       Kino::Native.server_abort(server)
       Kino::Native.server_stop(server)
       counters

@@ -3,7 +3,7 @@
 module Kino
   # Where a server's access log goes (log_requests) and how its lines look
   # (log_format): the sink and format the C engine writes with. The
-  # engine writes one line per request itself (kino.c, section 13).
+  # engine writes one line per request itself (kino.c, section 8).
   class AccessLog
     def self.open(options)
       new(options[:log_requests], options[:log_format])

@@ -215,8 +215,8 @@ module Kino
       now = -> { Process.clock_gettime(Process::CLOCK_MONOTONIC) }
       deadline = now.call + timeout
       Native.server_drain(id)
-      sleep 0.005 until Native.server_pending(id).zero? || now.call >= deadline
-      Native.server_abort(id) unless Native.server_pending(id).zero?
+      sleep 0.005 until Native.server_outstanding(id).zero? || now.call >= deadline
+      Native.server_abort(id) unless Native.server_outstanding(id).zero?
       Native.server_stop(id)
       pool.stop(grace: 1.0)
       yield if block_given?

@@ -1,10 +1,11 @@
 /*
- * run.c -- the C test runner. A unity build: it includes kino.c itself so
- * tests can reach the engine's static helpers (the ready queue, lists).
+ * run.c -- the C test runner. A unity build: it includes the engine's files
+ * (kino.c, kino_http.c, kino_worker.c...) so tests can reach their
+ * static helpers (the ready queue, lists).
  * Prints "N passed, N failed" and exits non-zero on any failure.
  */
 #if defined(__linux__) && !defined(_GNU_SOURCE)
-#define _GNU_SOURCE /* as kino.c sets it, before any system header */
+#define _GNU_SOURCE /* as kino_engine.h sets it, before any system header */
 #endif
 #include <errno.h>
 #include <pthread.h>
@@ -23,6 +24,8 @@ static int test_thread_create(pthread_t *t, const pthread_attr_t *a, void *(*f)(
 #define KINO_CONTROL_WAIT_MS 200 /* test_control waits out one */
 
 #include "../../kino.c"
+#include "../../kino_http.c"
+#include "../../kino_worker.c"
 #include "../../kino_tls.c"
 #include "../../kino_control.c"
 #include "../../kino_log.c"

@@ -26,7 +26,7 @@ static void *srv_worker(void *arg) {
                 else if (r == KINO_AGAIN && kino_wait(c, w, KINO_WAIT_READ) == KINO_OK) continue;
                 else break;
             }
-            if (kino_conn_reject(c)) kino_resp_error(c, w, 500);
+            if (kino_conn_refused(c)) kino_resp_error(c, w, 500);
             else kino_respond_simple(c, w, 200, "text/plain", body, len);
         } while ((c = kino_next(c, w)) != NULL);
     }
@@ -219,11 +219,11 @@ static void server_drain(char *buf, size_t cap) {
     CHECK(srv_connect() < 0);
     CHECK(srv_closed(fd));
     close(fd);
-    for (int i = 0; i < 100 && kino_server_pending(srv) > 0; i++) {
+    for (int i = 0; i < 100 && kino_server_outstanding(srv) > 0; i++) {
         struct timespec ms = {0, 10000000};
         nanosleep(&ms, NULL);
     }
-    CHECK(kino_server_pending(srv) == 0);
+    CHECK(kino_server_outstanding(srv) == 0);
 }
 
 static void test_server(void) {

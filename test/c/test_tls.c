@@ -296,11 +296,11 @@ static void test_tls(void) {
         CHECK(strstr(buf, "GET /last tls=1") != NULL);
         tls_disconnect(ssl);
     }
-    for (int i = 0; i < 200 && kino_server_pending(tsrv) > 0; i++) {
+    for (int i = 0; i < 200 && kino_server_outstanding(tsrv) > 0; i++) {
         struct timespec ms = {0, 10000000};
         nanosleep(&ms, NULL);
     }
-    CHECK(kino_server_pending(tsrv) == 0);
+    CHECK(kino_server_outstanding(tsrv) == 0);
 
     SSL_CTX_free(ctx);
     kino_server_drain(tsrv);

@@ -1,6 +1,6 @@
 /*
  * test/compat/sys/event.h -- just enough of the BSD kqueue declarations
- * (kqueue(2), kevent(2)) to compile kino.c's kqueue backend on Linux:
+ * (kqueue(2), kevent(2)) to compile the engine's kqueue backend (kino_engine.h) on Linux:
  * `make check-kqueue` builds it with -DKINO_USE_KQUEUE -fsyntax-only, so
  * both poller backends are compiled on every test run. Not for linking.
  */
