@@ -5,6 +5,9 @@
 # N1, then (in a second run) N2 sequential keep-alive requests; the
 # difference of the totals divided by N2 - N1 cancels start-up and
 # shutdown. One worker thread each, so the numbers compare like for like.
+# For Kino it also prints the instructions spent inside kino.so (the
+# engine and the binding, summed from callgrind_annotate): the part this
+# repository's C controls, steadier than the whole, which includes Ruby.
 #
 #   ruby bench/callgrind.rb [endpoint=plaintext] [N1=500] [N2=2500] [kino|puma|both]
 require "socket"
@@ -73,8 +76,15 @@ def instructions(command, env, port, path, count)
     drive(port, path, count)
     Process.kill("TERM", pid)
     Process.wait(pid)
-    File.read(out)[/^summary: (\d+)/, 1].to_i
+    [File.read(out)[/^summary: (\d+)/, 1].to_i, in_object(out, "kino.so")]
   end
+end
+
+# Instructions of a callgrind output spent in functions of the shared
+# object +name+ (self cost, so nothing is counted twice).
+def in_object(out, name)
+  IO.popen(["callgrind_annotate", "--inclusive=no", "--threshold=100", out], err: File::NULL, &:read)
+    .each_line.sum { |line| line =~ /^\s*([\d,]+) .*\[\S*#{Regexp.escape(name)}\]$/ ? $1.delete(",").to_i : 0 }
 end
 
 def kino(port)
@@ -89,8 +99,8 @@ end
 
 error = Bench::Gems.ensure_installed([%w[rack >=3], %w[puma >=6]], Dir.tmpdir)
 abort "bench: #{error}" if error
-puts "| server | instructions per /#{endpoint} request | (#{n1} and #{n2} requests, callgrind) |"
-puts "|---|---|---|"
+puts "| server | instructions per /#{endpoint} request | in kino.so | (#{n1} and #{n2} requests, callgrind) |"
+puts "|---|---|---|---|"
 servers = { "kino (threaded, 1 thread)" => method(:kino), "puma (single, 1 thread)" => method(:puma) }
 servers.select { |name, _| which == "both" || name.start_with?(which) }.each do |name, server|
   totals = [n1, n2].map do |count|
@@ -98,6 +108,7 @@ servers.select { |name, _| which == "both" || name.start_with?(which) }.each do 
     command, env = server.call(port)
     instructions(command, env, port, endpoint, count)
   end
-  per = (totals[1] - totals[0]).fdiv(n2 - n1)
-  puts format("| %s | %.0f | |", name, per)
+  per = (totals[1][0] - totals[0][0]).fdiv(n2 - n1)
+  engine = (totals[1][1] - totals[0][1]).fdiv(n2 - n1)
+  puts format("| %s | %.0f | %s | |", name, per, name.start_with?("kino") ? format("%.0f", engine) : "")
 end
