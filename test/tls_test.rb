@@ -243,8 +243,12 @@ class TLSTest < Minitest::Test
   def test_the_chain_is_sent_and_inline_pem_works
     serve_tls do |server|
       out, = s_client(server.port, "-showcerts", input: "Q\n")
-      assert_includes out, "i:CN = Kino Test CA"
-      assert_match(/^ 1 s:CN = Kino Test CA/, out)
+      # The certificates themselves, not s_client's wording of their
+      # names (OpenSSL 3.0 prints "CN = x", 3.5 "CN=x").
+      sent = out.scan(/-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----/m)
+                .map { |pem| OpenSSL::X509::Certificate.new(pem) }
+      expected = %w[server.pem ca.pem].map { |name| OpenSSL::X509::Certificate.new(File.read(path(name))) }
+      assert_equal expected.map(&:to_der), sent.map(&:to_der), "server.pem then ca.pem, as in chain.pem:\n#{out}"
     end
     inline = tls(cert: File.read(path("server.pem")), key: File.read(path("server-key.pem")))
     serve_tls(tls: inline) do |server|
