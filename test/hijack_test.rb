@@ -109,7 +109,12 @@ class HijackTest < Minitest::Test
 
   # ActionCable's way: one NIO::Selector thread watches every hijacked
   # socket (through to_io) and uses read_nonblock/write_nonblock with
-  # exception: false.
+  # exception: false. After answering a close frame it closes the TCP
+  # connection (the server closes first, RFC 6455 section 7.1.1), and a
+  # reset counts as the client leaving: websocket-driver's client can send
+  # a second close frame (its close writes the frame before it records
+  # that it is closing, so a fast reply reads as the server's own close)
+  # and then close its socket, which resets a connection that answers it.
   class NioEcho
     def initialize
       @selector = NIO::Selector.new
@@ -136,24 +141,33 @@ class HijackTest < Minitest::Test
 
     private
 
+    # What the client sent, :wait_readable, or nil once it left (EOF or reset).
+    def read(io)
+      io.read_nonblock(4096, exception: false)
+    rescue Errno::ECONNRESET
+      nil
+    end
+
     def run
       buffers = {}.compare_by_identity
       until @stopped
         @selector.register(@queue.pop, :r).tap { |m| buffers[m.io] = "".b } until @queue.empty?
         @selector.select(1) do |monitor|
-          data = monitor.io.read_nonblock(4096, exception: false)
+          data = read(monitor.io)
           next if data == :wait_readable
 
-          if data.nil?
-            monitor.close
-            monitor.io.close
-            next
+          done = data.nil?
+          buffer = buffers[monitor.io] << data.to_s
+          until done || !(frame = MiniEcho.take_frame(buffer))
+            opcode, payload = frame
+            monitor.io.write_nonblock([opcode == 8 ? 0x88 : 0x81, payload.bytesize].pack("CC") + payload,
+                                      exception: false)
+            done = opcode == 8
           end
-          buffer = buffers[monitor.io] << data
-          while (frame = MiniEcho.take_frame(buffer))
-            reply = [frame[0] == 8 ? 0x88 : 0x81, frame[1].bytesize].pack("CC") + frame[1]
-            monitor.io.write_nonblock(reply, exception: false)
-          end
+          next unless done
+
+          monitor.close
+          monitor.io.close
         end
       end
     end
