@@ -22,6 +22,13 @@ class ControlTest < Minitest::Test
     get(control_port(server), path, headers)
   end
 
+  # Whether the server closed +socket+ within +timeout+ without sending a byte.
+  def closed_without_a_byte?(socket, timeout)
+    socket.wait_readable(timeout) && socket.read_nonblock(1, exception: false).nil?
+  rescue Errno::ECONNRESET
+    true
+  end
+
   def test_probes_stats_and_metrics
     serve(APP, control_bind: "127.0.0.1:0", workers: 2) do |server|
       assert_match(%r{\Ahttp://127\.0\.0\.1:\d+\z}, server.control_url)
@@ -128,13 +135,14 @@ class ControlTest < Minitest::Test
       big = raw(port, "GET /live HTTP/1.1\r\nHost: x\r\nX: #{'a' * 5000}\r\n\r\n")
       assert_equal 431, parse_responses(big).first.status
       # 16 silent connections fill its slots; a 17th waits in the backlog
-      # and is answered once the silent ones time out (5 s), not refused
+      # and is answered once the silent ones time out (5 s), not refused:
+      # when its answer comes, a silent one has been closed (else they
+      # would all stay open 5 s more)
       silent = Array.new(16) { TCPSocket.new("127.0.0.1", port) }
-      started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
       response = parse_responses(raw(port, "GET /live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", timeout: 20)).first
       assert_equal 200, response&.status
-      assert_operator Process.clock_gettime(Process::CLOCK_MONOTONIC) - started, :>=, 3.0
-      silent.each { |s| assert_equal "", read_all(s, timeout: 1) } # closed by the deadline
+      assert silent.any? { |s| closed_without_a_byte?(s, 1) }, "answered before a silent connection made way"
+      silent.each { |s| assert closed_without_a_byte?(s, 10), "a silent connection outlived its deadline" }
     ensure
       silent&.each(&:close)
     end
