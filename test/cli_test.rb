@@ -2,26 +2,18 @@
 
 require_relative "helper"
 require_relative "process_helper"
-require "tmpdir"
 require "kino/cli"
 
 # bin/kino: in child processes as people run it (flags, errors and their
 # exit statuses, --init, --check, serving with a config file), and the
 # precedence of flags over the config file for every flag, in process.
 class CLITest < Minitest::Test
+  include TempDir
   include KinoProcess
 
   ENV_APP = <<~RU
     run ->(env) { [200, { "content-type" => "text/plain" }, ["env=\#{ENV['RACK_ENV']}"]] }
   RU
-
-  def setup
-    @dir = Dir.mktmpdir
-  end
-
-  def teardown
-    FileUtils.remove_entry(@dir)
-  end
 
   def write(name, text)
     path = File.join(@dir, name)

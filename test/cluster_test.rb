@@ -2,13 +2,13 @@
 
 require_relative "helper"
 require_relative "process_helper"
-require "tmpdir"
 
 # mode :cluster over real sockets: `kino -m cluster` forks worker
 # processes that serve from the master's listener; the master replaces
 # dead ones, grows and shrinks on TTIN/TTOU, drains them on TERM, runs the
 # hooks, and aggregates their stats (Kino::Server#stats, USR1).
 class ClusterTest < Minitest::Test
+  include TempDir
   include KinoTest
   include KinoProcess
 
@@ -21,13 +21,8 @@ class ClusterTest < Minitest::Test
   RUBY
 
   def setup
-    @dir = Dir.mktmpdir("kino-cluster")
     File.write(File.join(@dir, "config.ru"), APP)
     @lines = {}
-  end
-
-  def teardown
-    FileUtils.rm_rf(@dir)
   end
 
   # with_server with a timeout generous for a loaded machine.

@@ -1,7 +1,6 @@
 # frozen_string_literal: true
 
 require_relative "helper"
-require "tmpdir"
 require "kino/sample_config"
 
 # The kino.rb DSL (Kino::Configuration): one directive per option, values
@@ -9,6 +8,7 @@ require "kino/sample_config"
 # directive, and the precedence kwargs > config file > defaults for every
 # option, through Kino::Server.new(app, config_file:).
 class ConfigurationTest < Minitest::Test
+  include TempDir
   # A shareable app, so mode :ractor is accepted.
   module App
     def self.call(_env) = [200, {}, ["ok"]]
@@ -53,14 +53,6 @@ class ConfigurationTest < Minitest::Test
     before_fork: [FILE_HOOK, :from_file, KWARG_HOOK],
     preload: ["false", false, true]
   }.freeze
-
-  def setup
-    @dir = Dir.mktmpdir
-  end
-
-  def teardown
-    FileUtils.remove_entry(@dir)
-  end
 
   def write(source, name = "kino.rb")
     path = File.join(@dir, name)

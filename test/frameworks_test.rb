@@ -2,7 +2,6 @@
 
 require_relative "helper"
 require_relative "process_helper"
-require "tmpdir"
 
 # Real frameworks under plain `kino` (mode :auto): Sinatra (classic and
 # modular) and Roda (plain, frozen, and frozen and made shareable) keep
@@ -10,6 +9,7 @@ require "tmpdir"
 # touch, although a class passes Ractor.shareable?. Kino::Check sees it,
 # so :auto serves them in :threaded mode, and every request works.
 class FrameworksTest < Minitest::Test
+  include TempDir
   include KinoProcess
 
   RODA_APP = <<~RUBY
@@ -28,14 +28,6 @@ class FrameworksTest < Minitest::Test
     "frozen roda" => ["#{RODA_APP}run App.freeze.app\n", "roda"],
     "frozen roda made shareable" => ["#{RODA_APP}run Ractor.make_shareable(App.freeze.app)\n", "roda"]
   }.freeze
-
-  def setup
-    @dir = Dir.mktmpdir("kino-frameworks")
-  end
-
-  def teardown
-    FileUtils.rm_rf(@dir)
-  end
 
   APPS.each do |name, (source, body)|
     define_method("test_plain_kino_serves_#{name.tr(' ', '_')}") do

@@ -3,12 +3,29 @@
 # Shared by every Ruby suite: servers on port 0 around Rack::Lint-wrapped
 # apps, and raw-socket HTTP helpers that parse exactly what came back.
 require "minitest/autorun"
+require "fileutils"
 require "rack"
 require "rack/lint"
 require "socket"
 require "stringio"
 require "timeout"
+require "tmpdir"
 require "kino"
+
+# A fresh temporary directory in @dir for each test of a class that
+# includes it, removed after the test (never a fixed /tmp path: several
+# suites run on this machine at once). A class's own setup may fill it.
+module TempDir
+  def before_setup
+    super
+    @dir = Dir.mktmpdir("kino-test")
+  end
+
+  def after_teardown
+    FileUtils.rm_rf(@dir) if @dir
+    super
+  end
+end
 
 module KinoTest
   # Start a server on an ephemeral port around +app+ (wrapped in

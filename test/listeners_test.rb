@@ -2,23 +2,15 @@
 
 require_relative "helper"
 require_relative "process_helper"
-require "tmpdir"
 
 # bind as URLs: several listeners, TCP and unix sockets, the CLI's
 # repeated -b, and the errors for what cannot be listened on.
 class ListenersTest < Minitest::Test
+  include TempDir
   include KinoTest
   include KinoProcess
 
   ENV_APP = ->(env) { [200, { "content-type" => "text/plain" }, ["#{env['REMOTE_ADDR']} #{env['REMOTE_PORT']} #{env['SERVER_PORT']}"]] }
-
-  def setup
-    @dir = Dir.mktmpdir
-  end
-
-  def teardown
-    FileUtils.remove_entry(@dir)
-  end
 
   def unix_get(path, request = "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     socket = UNIXSocket.new(path)

@@ -3,7 +3,6 @@
 require_relative "helper"
 require_relative "process_helper"
 require "json"
-require "tmpdir"
 
 # Logging over real sockets: the access log (exactly one line per request,
 # canned answers included, text and JSON), Kino::Logger and its shareable
@@ -11,16 +10,9 @@ require "tmpdir"
 # reads, reopen after a rename on HUP, drain on shutdown, the notes that
 # name the setting behind a canned answer, rack.errors and Kino.log.
 class LogTest < Minitest::Test
+  include TempDir
   include KinoTest
   include KinoProcess
-
-  def setup
-    @dir = Dir.mktmpdir
-  end
-
-  def teardown
-    FileUtils.remove_entry(@dir)
-  end
 
   def path(name)
     File.join(@dir, name)

@@ -2,7 +2,6 @@
 
 require_relative "helper"
 require_relative "process_helper"
-require "tmpdir"
 
 # The rackup gem is optional: without it, a stub of Rackup::Handler.register
 # is enough to load and test the handler in process.
@@ -24,6 +23,7 @@ require "rackup/handler/kino"
 # the host's defaults > Kino's), the server yielded before it runs, the
 # Rack 2 handler, and `rackup -s kino` itself when the rackup gem is there.
 class RackHandlerTest < Minitest::Test
+  include TempDir
   include KinoProcess
 
   LIB = File.join(ROOT, "lib")
@@ -31,14 +31,6 @@ class RackHandlerTest < Minitest::Test
   # What rackup passes when nothing is typed (Rackup::Server#default_options).
   RACKUP = { environment: "development", pid: nil, Port: 9292, Host: "localhost", AccessLog: [],
              config: "config.ru" }.freeze
-
-  def setup
-    @dir = Dir.mktmpdir
-  end
-
-  def teardown
-    FileUtils.remove_entry(@dir)
-  end
 
   # Kino options for +host_options+, in the test directory (where a
   # kino.rb may be).

@@ -2,13 +2,13 @@
 
 require_relative "helper"
 require_relative "process_helper"
-require "tmpdir"
 
 # Hot restart (SIGUSR2) of the kino command under load: no new connection
 # is refused or fails, the request in flight finishes, a keep-alive client
 # is told Connection: close, the pid and the pidfile stay, and the new
 # program (a new boot of the app) serves on the same sockets.
 class RestartTest < Minitest::Test
+  include TempDir
   include KinoTest
   include KinoProcess
 
@@ -27,13 +27,8 @@ class RestartTest < Minitest::Test
   RUBY
 
   def setup
-    @dir = Dir.mktmpdir
     File.write(File.join(@dir, "config.ru"), CONFIG_RU)
     File.write(File.join(@dir, "kino.rb"), "pidfile #{File.join(@dir, 'kino.pid').inspect}\nshutdown_timeout 10\n")
-  end
-
-  def teardown
-    FileUtils.remove_entry(@dir)
   end
 
   def test_hot_restart_under_load_threaded
