@@ -18,9 +18,8 @@
 # machine: `make bench-logging` does.
 require "etc"
 require "optparse"
-require "rbconfig"
-require "socket"
 require "tmpdir"
+require_relative "lib/kino_process"
 require_relative "lib/wrk"
 
 module BenchLogging
@@ -67,31 +66,19 @@ module BenchLogging
   def self.measure(v, o, dir)
     log = File.join(dir, "#{v.variant}-#{v.mode}.log")
     File.delete(log) if File.exist?(log)
-    port = TCPServer.open("127.0.0.1", 0) { |s| s.addr[1] }
+    port = Bench::KinoProcess.free_port
     threads = v.mode == "ractor" ? 1 : 3
-    pid = Process.spawn(RbConfig.ruby, File.join(DIR, "serve_logging.rb"), port.to_s, v.mode, o[:workers].to_s,
-                        threads.to_s, v.variant, log, out: File::NULL, err: File::NULL)
-    sleep 0.1 until listening?(port)
+    pid = Bench::KinoProcess.spawn(port, File.join(DIR, "serve_logging.rb"), port.to_s, v.mode, o[:workers].to_s,
+                                   threads.to_s, v.variant, log)
     url = "http://127.0.0.1:#{port}#{v.path}"
     Bench::Wrk.capture(["wrk", "-t2", "-c#{o[:connections]}", "-d2s", url]) # warm-up
     output, = Bench::Wrk.capture(["wrk", "-t2", "-c#{o[:connections]}", "-d#{o[:duration]}s", url])
     result = Bench::Wrk.parse(output)
-    Process.kill("TERM", pid)
-    Process.wait(pid)
+    Bench::KinoProcess.stop(pid) # TERM: the access log is flushed before the lines are counted
     pid = nil
     [result.rps, File.exist?(log) ? File.foreach(log).count : 0, result.requests, result.errors]
   ensure
-    if pid
-      Process.kill("KILL", pid)
-      Process.wait(pid)
-    end
-  end
-
-  def self.listening?(port)
-    TCPSocket.new("127.0.0.1", port).close
-    true
-  rescue Errno::ECONNREFUSED
-    false
+    Bench::KinoProcess.stop(pid, signal: "KILL") if pid
   end
 
   def self.median(list)

@@ -8,9 +8,8 @@
 # machine than req/s (doc/logging.md). Linux only.
 #
 #   ruby bench/logging_cpu.rb [ROUNDS]
-require "rbconfig"
-require "socket"
 require "tmpdir"
+require_relative "lib/kino_process"
 
 def threads_cpu(pid)
   Dir["/proc/#{pid}/task/*"].sum do |task|
@@ -22,28 +21,19 @@ def threads_cpu(pid)
   end
 end
 
-def listening?(port)
-  TCPSocket.new("127.0.0.1", port).close
-  true
-rescue Errno::ECONNREFUSED
-  false
-end
-
 hz = 100.0 # USER_HZ: the unit of /proc ticks on Linux
 Dir.mktmpdir do |dir|
   (Integer(ARGV[0] || 2) * 2).times do |i|
     variant = i.even? ? "off" : "access"
-    port = TCPServer.open("127.0.0.1", 0) { |s| s.addr[1] }
-    pid = Process.spawn(RbConfig.ruby, File.join(__dir__, "serve_logging.rb"), port.to_s, "threaded", "2", "3",
-                        variant, File.join(dir, "access.log"), out: File::NULL, err: File::NULL)
-    sleep 0.1 until listening?(port)
+    port = Bench::KinoProcess.free_port
+    pid = Bench::KinoProcess.spawn(port, File.join(__dir__, "serve_logging.rb"), port.to_s, "threaded", "2", "3",
+                                   variant, File.join(dir, "access.log"))
     system("wrk -t2 -c64 -d2s http://127.0.0.1:#{port}/plaintext > /dev/null")
     before = threads_cpu(pid)
     out = `wrk -t2 -c64 -d6s http://127.0.0.1:#{port}/plaintext`
     ticks = threads_cpu(pid) - before
     requests = out[/(\d+) requests in/, 1].to_i
     printf("access log %-6s %8d requests  %6.2f us CPU per request\n", variant, requests, ticks / hz * 1e6 / requests)
-    Process.kill("TERM", pid)
-    Process.wait(pid)
+    Bench::KinoProcess.stop(pid)
   end
 end

@@ -16,9 +16,9 @@
 #   crash-trickle  a request that kills its worker (NotImplementedError)
 #                  every 0.2 s
 #   idle-at-cap    max_connections 100 held by 100 idle keep-alive clients
-require "rbconfig"
 require "socket"
 require "timeout"
+require_relative "lib/kino_process"
 
 SECONDS = Float(ARGV[0] || 10)
 MODES = ARGV[1].nil? || ARGV[1] == "both" ? %w[threaded ractor] : [ARGV[1]]
@@ -47,21 +47,12 @@ RUBY
 def now = Process.clock_gettime(Process::CLOCK_MONOTONIC)
 
 def start_server(mode, cap = nil)
-  port = TCPServer.open("127.0.0.1", 0) { |s| s.addr[1] }
-  pid = Process.spawn(RbConfig.ruby, "-I#{ROOT}/lib", "-e", SERVER, mode, port.to_s, *cap&.to_s,
-                      out: File::NULL, err: File::NULL)
-  Timeout.timeout(20) do
-    TCPSocket.new("127.0.0.1", port).close
-  rescue Errno::ECONNREFUSED
-    sleep 0.1
-    retry
-  end
-  [pid, port]
+  port = Bench::KinoProcess.free_port
+  [Bench::KinoProcess.spawn(port, "-I#{ROOT}/lib", "-e", SERVER, mode, port.to_s, *cap&.to_s, timeout: 20), port]
 end
 
 def stop_server(pid)
-  Process.kill("KILL", pid)
-  Process.wait(pid)
+  Bench::KinoProcess.stop(pid, signal: "KILL")
 end
 
 def connect(port)
