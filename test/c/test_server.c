@@ -60,6 +60,24 @@ static void srv_send(int fd, const char *s, size_t n) {
 
 static void srv_sends(int fd, const char *s) { srv_send(fd, s, strlen(s)); }
 
+/* How many complete responses (head, then a Content-Length body or none)
+ * the first len bytes of buf hold. Also test_tls.c's (run.c includes this
+ * file first). */
+static int srv_complete(const char *buf, size_t len) {
+    int complete = 0;
+    const char *p = buf, *end = buf + len;
+    while (p < end) {
+        const char *he = memmem(p, (size_t)(end - p), "\r\n\r\n", 4);
+        if (!he) break;
+        const char *cl = memmem(p, (size_t)(he - p), "Content-Length: ", 16);
+        size_t body = cl ? (size_t)strtoul(cl + 16, NULL, 10) : 0;
+        if ((size_t)(end - (he + 4)) < body) break;
+        complete++;
+        p = he + 4 + body;
+    }
+    return complete;
+}
+
 /* Read until `responses` complete Content-Length responses arrived, or
  * EOF, or the 5 s timeout. Returns the bytes read; *eof says whether the
  * server closed. */
@@ -67,18 +85,7 @@ static size_t srv_read(int fd, char *buf, size_t cap, int responses, int *eof) {
     size_t len = 0;
     *eof = 0;
     for (;;) {
-        int complete = 0;
-        const char *p = buf, *end = buf + len;
-        while (p < end) {
-            const char *he = memmem(p, (size_t)(end - p), "\r\n\r\n", 4);
-            if (!he) break;
-            const char *cl = memmem(p, (size_t)(he - p), "Content-Length: ", 16);
-            size_t body = cl ? (size_t)strtoul(cl + 16, NULL, 10) : 0;
-            if ((size_t)(end - (he + 4)) < body) break;
-            complete++;
-            p = he + 4 + body;
-        }
-        if (complete >= responses) return len;
+        if (srv_complete(buf, len) >= responses) return len;
         ssize_t n = recv(fd, buf + len, cap - len - 1, 0);
         if (n <= 0) {
             *eof = n == 0;

@@ -137,18 +137,7 @@ static void tls_sends(SSL *ssl, const char *s) { tls_send(ssl, s, strlen(s)); }
 static size_t tls_read(SSL *ssl, char *buf, size_t cap, int responses) {
     size_t len = 0;
     for (;;) {
-        int complete = 0;
-        const char *p = buf, *end = buf + len;
-        while (p < end) {
-            const char *he = memmem(p, (size_t)(end - p), "\r\n\r\n", 4);
-            if (!he) break;
-            const char *cl = memmem(p, (size_t)(he - p), "Content-Length: ", 16);
-            size_t body = cl ? (size_t)strtoul(cl + 16, NULL, 10) : 0;
-            if ((size_t)(end - (he + 4)) < body) break;
-            complete++;
-            p = he + 4 + body;
-        }
-        if (complete >= responses || len + 1 >= cap) return len;
+        if (srv_complete(buf, len) >= responses || len + 1 >= cap) return len;
         int n = SSL_read(ssl, buf + len, (int)(cap - len - 1));
         if (n <= 0) return len;
         len += (size_t)n;
