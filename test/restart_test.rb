@@ -98,10 +98,11 @@ class RestartTest < Minitest::Test
       all = []
       all << results.pop until results.empty?
       failed = all.reject { |status, _| status == 200 }
-      assert_empty failed, "#{failed.size} of #{all.size} requests on new connections failed"
+      assert_empty failed, "#{failed.size} of #{all.size} requests on new connections failed: " \
+                           "#{failed.map(&:first).tally}"
       bodies = all.map(&:last).uniq
       assert_includes bodies, first_boot
-      assert_operator bodies.size, :>=, 2, "served by the old and then the new program"
+      assert_operator bodies.size, :>=, 2, "served by the old and then the new program: #{bodies.inspect}"
       new_boot, new_pid = boots.last.split
       assert_equal pid.to_s, new_pid, "same pid"
       refute_equal first_boot.split.first, new_boot
