@@ -2,6 +2,7 @@
 
 require_relative "helper"
 require_relative "process_helper"
+require_relative "websocket_echo"
 require "digest/sha1"
 require "websocket/driver"
 require "nio"
@@ -89,23 +90,7 @@ class HijackTest < Minitest::Test
   end
 
   # websocket-driver's server side over a fully hijacked socket.
-  DRIVER_ECHO = lambda do |env|
-    next [200, {}, ["not a websocket"]] unless WebSocket::Driver.websocket?(env)
-
-    io = env["rack.hijack"].call
-    socket = Struct.new(:env, :url, :io) { def write(data) = io.write(data) }
-                   .new(env, "ws://#{env['HTTP_HOST']}#{env['PATH_INFO']}", io)
-    driver = WebSocket::Driver.rack(socket)
-    driver.on(:message) { |e| driver.text("echo: #{e.data}") }
-    driver.on(:close) { io.close unless io.closed? }
-    driver.start
-    Thread.new do
-      loop { driver.parse(io.readpartial(4096)) }
-    rescue EOFError, IOError, SystemCallError
-      io.close unless io.closed?
-    end
-    [-1, {}, []]
-  end
+  DRIVER_ECHO = WebSocketEcho.new { "echo" }
 
   # ActionCable's way: one NIO::Selector thread watches every hijacked
   # socket (through to_io) and uses read_nonblock/write_nonblock with
@@ -482,25 +467,11 @@ class HijackTest < Minitest::Test
     app&.stop
   end
 
-  # websocket-driver's echo in every worker process of `kino -m cluster`.
+  # websocket-driver's echo in every worker process of `kino -m cluster`,
+  # labelled with the worker's pid.
   CLUSTER_APP = <<~RUBY
-    require "websocket/driver"
-    run lambda { |env|
-      next [200, {}, [Process.pid.to_s]] unless WebSocket::Driver.websocket?(env)
-
-      io = env["rack.hijack"].call
-      socket = Struct.new(:env, :url, :io) { def write(data) = io.write(data) }.new(env, "ws://x/", io)
-      driver = WebSocket::Driver.rack(socket)
-      driver.on(:message) { |e| driver.text("\#{Process.pid}: \#{e.data}") }
-      driver.on(:close) { io.close unless io.closed? }
-      driver.start
-      Thread.new do
-        loop { driver.parse(io.readpartial(4096)) }
-      rescue EOFError, IOError, SystemCallError
-        io.close unless io.closed?
-      end
-      [-1, {}, []]
-    }
+    require #{File.join(__dir__, 'websocket_echo').inspect}
+    run WebSocketEcho.new { Process.pid.to_s }
   RUBY
 
   def test_websocket_driver_echo_in_cluster_mode
