@@ -32,6 +32,20 @@ module Kino
       "Config=FILE" => "Kino config file (default: kino.rb, then config/kino.rb)"
     }.freeze
 
+    # The two methods of a Rack handler module; Rackup::Handler::Kino and
+    # Rack::Handler::Kino extend it.
+    module Handler
+      # Serve +app+ until INT or TERM; yields the built server first.
+      def run(app, options = {}, **more, &block)
+        RackHandler.run(app, options.merge(more), &block)
+      end
+
+      # The -O options, for `rackup -s kino -h`.
+      def valid_options
+        VALID_OPTIONS
+      end
+    end
+
     # Builds the server for +app+ from the host's +options+, yields it (not
     # started) to the block if there is one, then runs it until INT/TERM.
     def self.run(app, options = {})

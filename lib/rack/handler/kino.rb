@@ -8,15 +8,7 @@ module Rack
     # 7.1). Rack 3 moved handlers to the rackup gem: see
     # lib/rackup/handler/kino.rb. Options: Kino::RackHandler.
     module Kino
-      # Serve +app+ until INT or TERM; yields the built server first.
-      def self.run(app, options = {}, **more, &block)
-        ::Kino::RackHandler.run(app, options.merge(more), &block)
-      end
-
-      # The -O options, for `rackup -s kino -h`.
-      def self.valid_options
-        ::Kino::RackHandler::VALID_OPTIONS
-      end
+      extend ::Kino::RackHandler::Handler # run, valid_options
     end
 
     register "kino", "Rack::Handler::Kino" if respond_to?(:register)

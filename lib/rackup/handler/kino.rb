@@ -9,15 +9,7 @@ module Rackup
     # kino` (Rails 7.1+ with the rackup gem). Options and their precedence:
     # Kino::RackHandler.
     module Kino
-      # Serve +app+ until INT or TERM; yields the built server first.
-      def self.run(app, options = {}, **more, &block)
-        ::Kino::RackHandler.run(app, options.merge(more), &block)
-      end
-
-      # The -O options, for `rackup -s kino -h`.
-      def self.valid_options
-        ::Kino::RackHandler::VALID_OPTIONS
-      end
+      extend ::Kino::RackHandler::Handler # run, valid_options
     end
 
     register :kino, Kino
