@@ -308,9 +308,10 @@ size_t kino_hpack_huffman_len(const char *s, size_t len, int lower) {
 
 /* Codes are shifted into a 64-bit accumulator that holds at most 31 + 30
  * bits; 32 bits leave it at a time once they are complete. The last byte
- * is padded with the high bits of EOS (ones), as §5.2 requires. Writes
- * exactly kino_hpack_huffman_len bytes. */
-size_t kino_hpack_huffman_encode(uint8_t *out, const char *s, size_t len, int lower) {
+ * is padded with the high bits of EOS (ones), as §5.2 requires. Stops
+ * and returns 0 as soon as the coding reaches `limit` bytes (it may have
+ * written up to limit + 3 by then); otherwise returns its length. */
+static size_t hp_huffman(uint8_t *out, const char *s, size_t len, int lower, size_t limit) {
     const uint8_t *p = (const uint8_t *)s;
     uint64_t acc = 0;
     int nbits = 0;
@@ -327,6 +328,7 @@ size_t kino_hpack_huffman_encode(uint8_t *out, const char *s, size_t len, int lo
             out[n + 2] = (uint8_t)(w >> 8);
             out[n + 3] = (uint8_t)w;
             n += 4;
+            if (n >= limit) return 0;
         }
     }
     while (nbits >= 8) {
@@ -334,7 +336,12 @@ size_t kino_hpack_huffman_encode(uint8_t *out, const char *s, size_t len, int lo
         out[n++] = (uint8_t)(acc >> nbits);
     }
     if (nbits > 0) out[n++] = (uint8_t)((acc << (8 - nbits)) | (0xffu >> nbits));
-    return n;
+    return n >= limit ? 0 : n;
+}
+
+/* Writes exactly kino_hpack_huffman_len bytes. */
+size_t kino_hpack_huffman_encode(uint8_t *out, const char *s, size_t len, int lower) {
+    return hp_huffman(out, s, len, lower, SIZE_MAX);
 }
 
 /* Canonical decoding over a 64-bit left-aligned bit buffer, refilled
@@ -412,6 +419,22 @@ long kino_hpack_huffman_decode(uint8_t *out, size_t room, const uint8_t *in, siz
  * not fit. */
 size_t kino_hpack_encode_string(uint8_t *out, size_t cap, const char *s, size_t len, int lower) {
     if (len > UINT32_MAX) return 0;
+    if (len < 127 && cap >= len + 5) {
+        /* the usual case, in one pass: a one-byte length, and room for
+         * the Huffman coding until it proves no shorter than len */
+        size_t hl = hp_huffman(out + 1, s, len, lower, len);
+        if (hl) {
+            out[0] = (uint8_t)(0x80 | hl);
+            return 1 + hl;
+        }
+        out[0] = (uint8_t)len;
+        if (lower) {
+            for (size_t i = 0; i < len; i++) out[1 + i] = hp_lower((uint8_t)s[i]);
+        } else if (len) {
+            memcpy(out + 1, s, len);
+        }
+        return 1 + len;
+    }
     size_t hl = kino_hpack_huffman_len(s, len, lower);
     int huff = hl < len;
     size_t body = huff ? hl : len;
