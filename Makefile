@@ -11,6 +11,7 @@
 #   make test-deploy     against nginx, HAProxy, promtool, systemd (doc/deploy.md)
 #   make valgrind        the C tests under valgrind memcheck
 #   make tsan            the C tests under ThreadSanitizer (any data race fails)
+#   make test-hpack-nghttp2  HPACK against nghttp2's, both ways (libnghttp2-dev)
 #   make test-ruby4      the pure-Ruby suites (test/pure) on Ruby 4.0: ruby.wasm
 #                        under node, no native extension (about 10 s once installed)
 #   make test-ruby3.4    make test on Ruby 3.4 (or test-ruby3.3), in a Debian
@@ -228,7 +229,8 @@ bench-tls: $(EXT)
 # machine; BENCH_HPACK_ARGS="ITER REPEAT" (default 200000 5).
 NGHTTP2_CFLAGS = $(shell pkg-config --exists libnghttp2 2>/dev/null && echo -DWITH_NGHTTP2 $$(pkg-config --cflags libnghttp2))
 NGHTTP2_LIBS = $(shell pkg-config --libs libnghttp2 2>/dev/null)
-.PHONY: bench-hpack nghttp2-dev
+.PHONY: bench-hpack nghttp2-dev test-hpack-nghttp2
+, := ,
 nghttp2-dev:
 	@pkg-config --exists libnghttp2 2>/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 	  { DEBIAN_FRONTEND=noninteractive apt-get install -y -q libnghttp2-dev >/dev/null 2>&1 || \
@@ -241,6 +243,18 @@ build/bench_hpack: bench/hpack.c kino_hpack.c kino_hpack.h | build
 bench-hpack: nghttp2-dev
 	$(MAKE) -B build/bench_hpack
 	$(if $(BENCH_LOCK),flock $(BENCH_LOCK)) ./build/bench_hpack $(BENCH_HPACK_ARGS)
+
+# HPACK against nghttp2's, both ways, 3000 blocks each, dynamic table and
+# size updates included (test/hpack_nghttp2.c; a second or two): needs
+# libnghttp2-dev, installed when missing (as root).
+build/hpack_nghttp2: test/hpack_nghttp2.c kino_hpack.c kino_hpack.h | build
+	$(CC) -std=c11 $(WARN) -O1 -g $(if $(SANITIZE),-fsanitize=address$(,)undefined -fno-sanitize-recover=undefined) -I. \
+	  $(NGHTTP2_CFLAGS) -o $@ test/hpack_nghttp2.c kino_hpack.c $(NGHTTP2_LIBS)
+
+test-hpack-nghttp2: nghttp2-dev
+	@pkg-config --exists libnghttp2 || { echo "make: test-hpack-nghttp2 needs libnghttp2-dev" >&2; exit 1; }
+	$(MAKE) -B build/hpack_nghttp2
+	./build/hpack_nghttp2
 
 clean:
 	rm -rf build lib/kino/*.so lib/kino/*.bundle
