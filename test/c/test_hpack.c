@@ -437,24 +437,36 @@ static void test_hpack_malformed(void) {
         const char *note, *hex;
         uint32_t limit, max_after;
         const char *fields;
+        uint32_t count, size; /* the table after */
     } good[] = {
-        {"size update to 0 then a field", "20 82", 4096, 0, ":method: GET\n"},
-        {"two size updates at the start", "20 3fe11f 82", 4096, 4096, ":method: GET\n"},
-        {"size update to exactly the limit", "3fe11f", 4096, 4096, ""},
-        {"size update, no field", "3f45", 4096, 100, ""},
-        {"empty block", "", 4096, 4096, ""},
-        {"limit 0: a size update to 0", "20", 0, 0, ""},
-        {"empty name and value", "000000", 4096, 4096, ": \n"},
+        {"size update to 0 then a field", "20 82", 4096, 0, ":method: GET\n", 0, 0},
+        {"two size updates at the start", "20 3fe11f 82", 4096, 4096, ":method: GET\n", 0, 0},
+        {"size update to exactly the limit", "3fe11f", 4096, 4096, "", 0, 0},
+        {"size update, no field", "3f45", 4096, 100, "", 0, 0},
+        {"empty block", "", 4096, 4096, "", 0, 0},
+        {"limit 0: a size update to 0", "20", 0, 0, "", 0, 0},
+        {"empty name and value", "000000", 4096, 4096, ": \n", 0, 0},
+        {"limit 0: an incremental literal is passed on, not stored", "40 0161 0162 82", 0, 0,
+         "a: b\n:method: GET\n", 0, 0},
+        {"an entry of exactly the table's size is stored (1 + 31 + 32 = 64)",
+         "20 3f21 400161 1f 61616161616161616161616161616161616161616161616161616161616161", 4096, 64,
+         "a: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n", 1, 64},
+        {"one byte more empties the table (1 + 32 + 32 = 65)",
+         "20 3f21 400161 0161 400161 20 6161616161616161616161616161616161616161616161616161616161616161", 4096, 64,
+         "a: a\na: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n", 0, 0},
     };
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
-        uint8_t in[64];
+        uint8_t in[128];
         size_t len = hp_unhex(good[i].hex, in, sizeof in);
         kino_hpack_decoder dec;
         CHECK(kino_hpack_decoder_init(&dec, good[i].limit, 65536, NULL, 0) == 0);
         hp_list got = {.len = 0};
         int rc = kino_hpack_decode(&dec, in, len, hp_collect, &got);
-        CHECKF(rc == KINO_HPACK_OK && dec.max == good[i].max_after && strcmp(got.text, good[i].fields) == 0,
+        CHECKF(rc == KINO_HPACK_OK && !dec.error && dec.max == good[i].max_after &&
+                   strcmp(got.text, good[i].fields) == 0,
                "%s: rc %d max %u (%s) fields %s", good[i].note, rc, dec.max, dec.error ? dec.error : "", got.text);
+        CHECKF(dec.count == good[i].count && dec.size == good[i].size, "%s: table %u entries, %u bytes", good[i].note,
+               dec.count, dec.size);
         kino_hpack_decoder_free(&dec);
     }
 
