@@ -549,6 +549,8 @@ size_t kino_hpack_scratch_size(uint32_t limit, uint32_t max_list) {
 int kino_hpack_decoder_init(kino_hpack_decoder *dec, uint32_t limit, uint32_t max_list,
                             uint8_t *scratch, size_t scratch_len) {
     memset(dec, 0, sizeof *dec);
+    dec->dead = 1; /* until it is set up: a decode of a failed init fails */
+    dec->error = "decoder not set up";
     if (limit > KINO_HPACK_MAX_LIMIT || max_list < 1 || max_list > KINO_HPACK_MAX_LIMIT) return -1;
     size_t need = kino_hpack_scratch_size(limit, max_list);
     if (scratch && scratch_len < need) return -1;
@@ -570,6 +572,8 @@ int kino_hpack_decoder_init(kino_hpack_decoder *dec, uint32_t limit, uint32_t ma
         kino_hpack_decoder_free(dec);
         return -1;
     }
+    dec->dead = 0;
+    dec->error = NULL;
     return 0;
 }
 

@@ -126,7 +126,8 @@ size_t kino_hpack_scratch_size(uint32_t limit, uint32_t max_list);
  * list cap (>= KINO_HPACK_ENTRY_OVERHEAD, <= KINO_HPACK_MAX_LIMIT), and
  * an optional shared scratch buffer (NULL: allocate one). Returns 0, or
  * -1 on bad arguments, a scratch buffer smaller than
- * kino_hpack_scratch_size, or no memory (nothing to free then). */
+ * kino_hpack_scratch_size, or no memory (nothing to free then, and a
+ * decode with it fails). */
 int kino_hpack_decoder_init(kino_hpack_decoder *dec, uint32_t limit, uint32_t max_list,
                             uint8_t *scratch, size_t scratch_len);
 

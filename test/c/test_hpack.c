@@ -482,7 +482,10 @@ static void test_hpack_malformed(void) {
     CHECK(kino_hpack_decoder_init(&dec, 4096, 65536, small, sizeof small) == -1);
     CHECK(kino_hpack_decoder_init(&dec, KINO_HPACK_MAX_LIMIT + 1, 65536, NULL, 0) == -1);
     CHECK(kino_hpack_decoder_init(&dec, 4096, 0, NULL, 0) == -1);
+    uint8_t one[] = {0x82};
+    CHECK(kino_hpack_decode(&dec, one, 1, NULL, NULL) == KINO_HPACK_ERROR && dec.error); /* not set up */
     kino_hpack_decoder_free(&dec); /* after a failed init: harmless */
+    CHECK(kino_hpack_decode(&dec, one, 1, NULL, NULL) == KINO_HPACK_ERROR); /* freed */
     CHECK(kino_hpack_scratch_size(4096, 65536) == 65536 && kino_hpack_scratch_size(8192, 100) == 8192);
 }
 
