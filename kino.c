@@ -6,7 +6,8 @@
  *
  *    1. buffers       per-connection input buffers and their pool
  *    2. date          the cached Date header
- *    3. ready queue   bounded hand-off from I/O threads to workers
+ *    3. ready queue   bounded hand-off from I/O threads to workers: the
+ *                     shared FIFO, lanes, batches (doc/dispatch.md)
  *    4. timers        per-I/O-thread deadline lists
  *    5. connections   the I/O thread's side of a connection
  *    6. I/O thread    the event loop
@@ -146,26 +147,91 @@ static void date_refresh(void) {
 /* 3. Ready queue                                                     */
 /* ================================================================== */
 
-/* Queue a complete request for the workers and wake one sleeping worker
- * (the one that slept last: its cache is warmest). Returns 0, or -1 when
- * the queue is full or stopped. The wake happens under the mutex so the
- * waiter cannot vanish in between. */
-static int ready_push(kino_server *s, kino_conn *c) {
-    pthread_mutex_lock(&s->mu);
-    if (s->stopped || s->nready >= s->o.queue_depth) {
-        pthread_mutex_unlock(&s->mu);
-        return -1;
+/* Wake the sleeper that slept last (its cache is warmest), if any.
+ * With s->mu held; the wake happens under it so the waiter cannot vanish
+ * in between. */
+static void wake_one(kino_server *s) {
+    if (klist_empty(&s->sleepers)) return;
+    kino_waiter *w = KLIST_ENTRY(s->sleepers.prev, kino_waiter, link);
+    klist_remove(&w->link);
+    w->sleeping = 0;
+    pthread_cond_signal(&w->cond);
+}
+
+/* Lanes: put c in the lane of an awake waiter that keeps taking requests
+ * (it took one within KINO_LANE_STALL_MS) and has room, the first such
+ * after the last one filled; nobody is woken, as that waiter comes back
+ * for it. Only while the shared queue is empty, so that it stays first
+ * come, first served. Returns 0 when no lane will do. With s->mu held. */
+static int lane_push(kino_server *s, kino_conn *c, int64_t now) {
+    if (s->nready) return 0;
+    for (klist *k = s->lanes.next; k != &s->lanes; k = k->next) {
+        kino_waiter *w = KLIST_ENTRY(k, kino_waiter, lane_link);
+        if (w->sleeping || w->nlane >= KINO_LANE_DEPTH || now - w->took > KINO_LANE_STALL_MS)
+            continue;
+        klist_push(&w->lane, &c->qlink);
+        w->nlane++;
+        atomic_store_explicit(&s->laned, s->laned + 1, memory_order_relaxed);
+        /* rotate the ring: the next search starts after w */
+        klist_remove(&s->lanes);
+        klist_push(w->lane_link.next, &s->lanes);
+        return 1;
     }
-    klist_push(&s->ready, &c->qlink);
-    s->nready++;
-    if (!klist_empty(&s->sleepers)) {
-        kino_waiter *w = KLIST_ENTRY(s->sleepers.prev, kino_waiter, link);
-        klist_remove(&w->link);
-        w->sleeping = 0;
-        pthread_cond_signal(&w->cond);
+    return 0;
+}
+
+/* Move the requests in w's lane to the front of the shared queue, in
+ * order (they came before anything queued there), and wake as many
+ * sleepers. They were admitted already: queue_depth does not apply. With
+ * s->mu held. */
+static void lane_return(kino_server *s, kino_waiter *w) {
+    klist *front = s->ready.next;
+    while (!klist_empty(&w->lane)) {
+        klist *n = w->lane.next;
+        klist_remove(n);
+        klist_push(front, n); /* before the old front: keeps their order */
+        s->nready++;
+        w->nlane--;
+        atomic_store_explicit(&s->laned, s->laned - 1, memory_order_relaxed);
+        wake_one(s);
+    }
+}
+
+/* Queue a complete request for the workers: in an awake waiter's lane
+ * (lanes), else in the shared queue, waking one sleeping worker. now is
+ * the I/O thread's clock. Returns 0, or -1 when the queue is full or
+ * stopped. */
+static int ready_push(kino_server *s, kino_conn *c, int64_t now) {
+    int r = 0;
+    pthread_mutex_lock(&s->mu);
+    if (s->stopped) r = -1;
+    else if (s->o.lanes && lane_push(s, c, now)) r = 0;
+    else if (s->nready >= s->o.queue_depth) r = -1;
+    else {
+        klist_push(&s->ready, &c->qlink);
+        s->nready++;
+        wake_one(s);
     }
     pthread_mutex_unlock(&s->mu);
-    return 0;
+    return r;
+}
+
+/* Lanes: look for lanes whose waiter stopped taking requests (a long
+ * request, a stuck handler) and give their requests back to the shared
+ * queue, where an idle worker takes them; at most every
+ * KINO_LANE_STALL_MS, and only while some lane holds a request. So a
+ * request waits in a lane at most about twice that longer than in the
+ * shared queue. I/O thread. */
+static void io_lanes(kino_io *io) {
+    kino_server *s = io->s;
+    if (!atomic_load_explicit(&s->laned, memory_order_relaxed) || io->now < io->lane_check) return;
+    io->lane_check = io->now + KINO_LANE_STALL_MS;
+    pthread_mutex_lock(&s->mu);
+    for (klist *k = s->lanes.next; k != &s->lanes; k = k->next) {
+        kino_waiter *w = KLIST_ENTRY(k, kino_waiter, lane_link);
+        if (w->nlane && io->now - w->took > KINO_LANE_STALL_MS) lane_return(s, w);
+    }
+    pthread_mutex_unlock(&s->mu);
 }
 
 /* Upper bounds (ms) of the queue-wait histogram buckets; the last
@@ -184,6 +250,59 @@ static void waiter_begin(kino_waiter *w, kino_conn *c) {
     w->taken_at = now;
 }
 
+/* Is there a request w could take? Its own lane, the shared queue, or
+ * (lanes) another's lane to steal from. With s->mu held. */
+static int work_for(kino_server *s, kino_waiter *w) {
+    return !s->stopped && (s->nready || w->nlane || atomic_load_explicit(&s->laned, memory_order_relaxed));
+}
+
+/* Take one request from the lane of another waiter, the fullest one:
+ * that waiter is busy, or it would have taken it. With s->mu held. */
+static kino_conn *lane_steal(kino_server *s, kino_waiter *w) {
+    kino_waiter *from = NULL;
+    for (klist *k = s->lanes.next; k != &s->lanes; k = k->next) {
+        kino_waiter *o = KLIST_ENTRY(k, kino_waiter, lane_link);
+        if (o != w && o->nlane && (!from || o->nlane > from->nlane)) from = o;
+    }
+    if (!from) return NULL;
+    from->nlane--;
+    atomic_store_explicit(&s->laned, s->laned - 1, memory_order_relaxed);
+    kino_conn *c = KLIST_ENTRY(from->lane.next, kino_conn, qlink);
+    klist_remove(&c->qlink);
+    return c;
+}
+
+/* Move up to o.batch requests onto w->held: its own lane first, then the
+ * shared queue; failing both, one stolen from another lane. Returns how
+ * many; *freed is set when the shared queue had been full. With s->mu
+ * held. */
+static int take_some(kino_server *s, kino_waiter *w, int *freed) {
+    int n = 0;
+    while (n < s->o.batch && w->nlane) {
+        klist *q = w->lane.next;
+        klist_remove(q);
+        klist_push(&w->held, q);
+        w->nlane--;
+        atomic_store_explicit(&s->laned, s->laned - 1, memory_order_relaxed);
+        n++;
+    }
+    while (n < s->o.batch && s->nready) {
+        klist *q = s->ready.next;
+        klist_remove(q);
+        klist_push(&w->held, q);
+        if (s->nready-- == s->o.queue_depth) *freed = 1;
+        n++;
+    }
+    if (!n && s->o.lanes) {
+        kino_conn *c = lane_steal(s, w);
+        if (c) {
+            klist_push(&w->held, &c->qlink);
+            n++;
+        }
+    }
+    return n;
+}
+
 /* Sleep on w's condition variable, listed among the sleepers so that
  * ready_push wakes it (the sleeper that came last is woken first). Called
  * and returns with s->mu held. On return w is off the list, whoever woke
@@ -199,38 +318,39 @@ static void sleep_until_woken(kino_server *s, kino_waiter *w) {
 }
 
 kino_conn *kino_take(kino_server *s, kino_waiter *w, int block) {
-    kino_conn *c = NULL;
-    int freed_space = 0;
-    pthread_mutex_lock(&s->mu);
-    for (;;) {
-        if (!klist_empty(&s->ready) && !s->stopped) {
-            c = KLIST_ENTRY(s->ready.next, kino_conn, qlink);
-            klist_remove(&c->qlink);
-            freed_space = s->nready-- == s->o.queue_depth;
-            break;
+    int freed_space = 0, n = 0;
+    if (klist_empty(&w->held)) { /* else: taken already, in a batch */
+        int64_t now = s->o.lanes ? mono_ms() : 0;
+        pthread_mutex_lock(&s->mu);
+        for (;;) {
+            if (!s->stopped && (n = take_some(s, w, &freed_space)) > 0) break;
+            if (s->stopped || !block || atomic_load(&w->interrupted)) break;
+            sleep_until_woken(s, w);
+            if (s->o.lanes) now = mono_ms();
         }
-        if (s->stopped || !block || atomic_load(&w->interrupted)) break;
-        sleep_until_woken(s, w);
-    }
-    pthread_mutex_unlock(&s->mu);
-    if (c) {
-        atomic_fetch_sub_explicit(&s->queued, 1, memory_order_relaxed);
-        atomic_fetch_add_explicit(&s->in_flight, 1, memory_order_relaxed);
-        waiter_begin(w, c);
-        if (s->o.log_sink) kino_access_capture(w, c);
+        if (n) w->took = now;
+        pthread_mutex_unlock(&s->mu);
+        if (!n) return NULL;
+        atomic_fetch_sub_explicit(&s->queued, (uint64_t)n, memory_order_relaxed);
+        atomic_fetch_add_explicit(&s->in_flight, (uint64_t)n, memory_order_relaxed);
         if (freed_space) /* I/O threads may hold requests waiting for room */
             for (int i = 0; i < s->nio; i++)
                 if (atomic_load(&s->io[i].parked)) wake_io(&s->io[i]);
     }
+    kino_conn *c = KLIST_ENTRY(w->held.next, kino_conn, qlink);
+    klist_remove(&c->qlink);
+    waiter_begin(w, c);
+    if (s->o.log_sink) kino_access_capture(w, c);
     return c;
 }
 
 int kino_wait_ready(kino_server *s, kino_waiter *w) {
     int ready;
+    if (!klist_empty(&w->held)) return 1;
     pthread_mutex_lock(&s->mu);
-    while (klist_empty(&s->ready) && !s->stopped && !atomic_load(&w->interrupted))
+    while (!work_for(s, w) && !s->stopped && !atomic_load(&w->interrupted))
         sleep_until_woken(s, w);
-    ready = !klist_empty(&s->ready) && !s->stopped;
+    ready = work_for(s, w);
     pthread_mutex_unlock(&s->mu);
     return ready;
 }
@@ -244,10 +364,13 @@ kino_waiter *kino_waiter_new(kino_server *s, int worker) {
     }
     pthread_cond_init(&w->cond, NULL);
     klist_init(&w->link);
+    klist_init(&w->lane);
+    klist_init(&w->held);
     w->s = s;
     w->worker = worker;
     pthread_mutex_lock(&s->mu);
     klist_push(&s->waiters, &w->all);
+    klist_push(&s->lanes, &w->lane_link);
     pthread_mutex_unlock(&s->mu);
     atomic_fetch_add(&s->nwaiters, 1);
     return w;
@@ -255,9 +378,30 @@ kino_waiter *kino_waiter_new(kino_server *s, int worker) {
 
 void kino_waiter_free(kino_waiter *w) {
     if (!w) return;
-    pthread_mutex_lock(&w->s->mu);
+    kino_server *s = w->s;
+    /* its lane, and the requests it took in a batch and never started, go
+     * back to the front of the queue; once the server stops, the batch
+     * goes to its I/O threads (answered 500, closed) */
+    pthread_mutex_lock(&s->mu);
     klist_remove(&w->all);
-    pthread_mutex_unlock(&w->s->mu);
+    klist_remove(&w->lane_link);
+    lane_return(s, w);
+    while (!s->stopped && !klist_empty(&w->held)) {
+        klist *q = w->held.prev;
+        klist_remove(q);
+        klist_push(s->ready.next, q);
+        s->nready++;
+        atomic_fetch_add_explicit(&s->queued, 1, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&s->in_flight, 1, memory_order_relaxed);
+        wake_one(s);
+    }
+    pthread_mutex_unlock(&s->mu);
+    while (!klist_empty(&w->held)) {
+        kino_conn *c = KLIST_ENTRY(w->held.next, kino_conn, qlink);
+        klist_remove(&c->qlink);
+        log_canned(s, -1, c, 500, 0); /* no worker started it */
+        kino_release(c, NEXT_ABORT);
+    }
     atomic_fetch_sub(&w->s->nwaiters, 1);
     pthread_cond_destroy(&w->cond);
     wakefd_close(w->wake);
@@ -516,7 +660,7 @@ static void conn_dispatch(kino_io *io, kino_conn *c) {
     c->state = C_AWAY;
     missed_clear(io, c);
     klist_remove(&c->tlink);
-    if (klist_empty(&io->t_parked) && ready_push(s, c) == 0) {
+    if (klist_empty(&io->t_parked) && ready_push(s, c, io->now) == 0) {
         /* From here a worker may own c: only I/O-thread fields change. */
         if (s->request_ms) timer_set(c, &io->t_away, io->now + s->request_ms);
         else klist_push(&io->t_held, &c->tlink);
@@ -534,7 +678,7 @@ static void io_admit(kino_io *io) {
     kino_server *s = io->s;
     while (!klist_empty(&io->t_parked)) {
         kino_conn *c = KLIST_ENTRY(io->t_parked.next, kino_conn, tlink);
-        if (ready_push(s, c) < 0) return;
+        if (ready_push(s, c, io->now) < 0) return;
         c->state = C_AWAY;
         klist_remove(&c->tlink);
         if (s->request_ms) timer_set(c, &io->t_away, io->now + s->request_ms);
@@ -1081,6 +1225,8 @@ static int io_timeout(kino_io *io) {
         if (d < t) t = d < 0 ? 0 : d;
     }
     if (io->resume_at && io->resume_at - io->now < t) t = io->resume_at - io->now;
+    if (atomic_load_explicit(&io->s->laned, memory_order_relaxed) && io->lane_check - io->now < t)
+        t = io->lane_check - io->now;
     return t < 0 ? 0 : (int)t;
 }
 
@@ -1164,7 +1310,8 @@ static void io_fail(kino_io *io, int e) {
  *      acknowledged, a connection acts on its state (on_event);
  *   4. take the connections workers handed back (io_returns);
  *   5. move parked requests into the ready queue while it has room
- *      (io_admit);
+ *      (io_admit), and (lanes) the requests of stalled lanes back to it
+ *      (io_lanes);
  *   6. apply drain and abort, once each (io_shutdown_steps);
  *   7. expire the heads of the timer lists (io_sweep);
  *   8. resume accepting when below the connection cap (io_resume_accept).
@@ -1200,6 +1347,7 @@ static void *io_main(void *arg) {
         }
         io_returns(io);
         io_admit(io);
+        if (s->o.lanes) io_lanes(io);
         io_shutdown_steps(io);
         io_sweep(io);
         io_resume_accept(io);
@@ -1227,6 +1375,8 @@ void kino_options_init(kino_options *o) {
     o->body_timeout = 30.0;
     o->max_body_size = 50u << 20;
     o->body_buffer = 1u << 20;
+    o->lanes = 0;
+    o->batch = 1;
 }
 
 static int64_t to_ms(double s) { return s > 0 ? (int64_t)(s * 1000.0 + 0.5) : 0; }
@@ -1483,6 +1633,10 @@ kino_server *kino_server_new(const kino_options *o, char *err, size_t errlen) {
         snprintf(err, errlen, "io_threads and queue_depth must be at least 1");
         return NULL;
     }
+    if (o->batch < 1 || o->batch > KINO_BATCH_MAX) {
+        snprintf(err, errlen, "batch must be from 1 to %d", KINO_BATCH_MAX);
+        return NULL;
+    }
     kino_server *s = calloc(1, sizeof *s);
     if (!s) {
         snprintf(err, errlen, "out of memory");
@@ -1516,6 +1670,7 @@ kino_server *kino_server_new(const kino_options *o, char *err, size_t errlen) {
     pthread_cond_init(&s->unlistened, NULL);
     klist_init(&s->ready);
     klist_init(&s->sleepers);
+    klist_init(&s->lanes);
     klist_init(&s->waiters);
     s->nio = o->io_threads;
     s->io = calloc((size_t)s->nio, sizeof *s->io);
@@ -1627,6 +1782,8 @@ void kino_server_abort(kino_server *s) {
     /* queued requests go back to their I/O threads to be answered */
     klist_init(&stolen);
     pthread_mutex_lock(&s->mu);
+    for (klist *k = s->lanes.next; k != &s->lanes; k = k->next)
+        lane_return(s, KLIST_ENTRY(k, kino_waiter, lane_link));
     while (!klist_empty(&s->ready)) {
         klist *n = s->ready.next;
         klist_remove(n);
@@ -1670,6 +1827,8 @@ void kino_server_stop(kino_server *s) {
         for (size_t k = 0; k < sizeof lists / sizeof *lists; k++) close_list(io, lists[k]);
     }
     pthread_mutex_lock(&s->mu);
+    for (klist *k = s->lanes.next; k != &s->lanes; k = k->next)
+        lane_return(s, KLIST_ENTRY(k, kino_waiter, lane_link));
     while (!klist_empty(&s->ready)) {
         kino_conn *c = KLIST_ENTRY(s->ready.next, kino_conn, qlink);
         klist_remove(&c->qlink);
@@ -1750,6 +1909,7 @@ int kino_server_workers(kino_server *s, kino_worker_stats *out, int max) {
         out[n].served = atomic_load_explicit(&w->served, memory_order_relaxed);
         out[n].busy_ms = atomic_load_explicit(&w->busy_ms, memory_order_relaxed);
         out[n].in_flight = atomic_load_explicit(&w->in_flight, memory_order_relaxed);
+        out[n].lane = w->nlane;
     }
     pthread_mutex_unlock(&s->mu);
     return n;

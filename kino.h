@@ -253,7 +253,16 @@ typedef struct kino_options {
     int log_format;            /* KINO_LOG_TEXT, _TEXT_COLOR or _JSON */
     uint64_t body_buffer;      /* request-body bytes gathered before a worker
                                   sees the request; 0 = stream every body */
+    int lanes;                 /* nonzero: each waiter gets a lane, a short
+                                  queue of its own (KINO_LANE_DEPTH) that
+                                  the I/O threads fill while it keeps taking
+                                  requests; idle waiters steal from others */
+    int batch;                 /* requests a waiter takes per visit to the
+                                  queue (1 to KINO_BATCH_MAX) */
 } kino_options;
+
+#define KINO_LANE_DEPTH 4      /* requests one lane holds */
+#define KINO_BATCH_MAX 64      /* the largest batch */
 
 /* Fill *o with the engine's defaults: the values Kino::Options::DEFAULTS
  * (lib/kino/options.rb) gives the same options; test/options_test.rb
@@ -344,6 +353,7 @@ typedef struct kino_worker_stats {
     int in_flight;         /* 1 while serving a request */
     uint64_t served;       /* responses completed */
     uint64_t busy_ms;      /* time spent serving */
+    int lane;              /* requests waiting in its lane (lanes) */
 } kino_worker_stats;
 
 /* One row per live waiter, at most max of them into out; returns the
@@ -373,7 +383,10 @@ int kino_waiter_interrupted(kino_waiter *w);
 /*
  * Take the next ready request. With block == 0 returns NULL at once when
  * none is queued; with block != 0 waits until one is, the server stops,
- * or the waiter is interrupted (then NULL).
+ * or the waiter is interrupted (then NULL). With o.batch > 1 one visit
+ * to the queue takes up to that many requests: the rest are the
+ * waiter's (in flight, answered by kino_server_abort like any other),
+ * and the next calls return them without touching the queue.
  */
 kino_conn *kino_take(kino_server *s, kino_waiter *w, int block);
 

@@ -97,6 +97,11 @@
 #define KINO_LINGER_MS 2000       /* drain time after an error response */
 #define KINO_LINGER_BYTES (1 << 20)
 #define KINO_POOL_BUFS 128        /* spare input buffers per I/O thread */
+#define KINO_LANE_STALL_MS 2      /* lanes: a waiter that took nothing for this
+                                     long gets no more, and its lane goes back
+                                     to the shared queue */
+#define KINO_CARRY_MAX 16384      /* response bytes held back for pipelined
+                                     requests (out_carry) */
 
 /* ================================================================== */
 /* 2. Platform                                                        */
@@ -660,6 +665,11 @@ typedef struct seg {
 struct kino_waiter {
     klist link;              /* on the sleepers list (server mutex) */
     klist all;               /* on the server's list of waiters (mutex) */
+    klist lane_link;         /* lanes: on the server's lane ring (mutex) */
+    klist lane;              /* lanes: requests queued for it (mutex) */
+    int nlane;
+    int64_t took;            /* lanes: ms of its last visit that took (mutex) */
+    klist held;              /* batch: taken, not yet started (its own) */
     kino_server *s;
     int worker;              /* worker number, for per-worker stats */
     int64_t taken_at;        /* ms: the current request was taken */
@@ -675,6 +685,9 @@ struct kino_waiter {
     int nseg, seg_i;         /* segments, and the first one unsent */
     size_t seg_off;          /* bytes of segs[seg_i] already sent */
     size_t unsent;           /* bytes in segments not yet sent */
+    size_t carry;            /* the first of them: complete responses to
+                                earlier pipelined requests, held back to
+                                go out with this one (out_carry) */
     char scratch[4096];      /* discarded request-body bytes */
     char *tls_buf;           /* HTTPS: segments gathered into one write */
     /* access log: the request line and X-Request-Id copied at take (the
@@ -706,6 +719,7 @@ struct kino_io {
     int deferred;                 /* shared listener: last accept left to others */
     int64_t now;
     int drained, aborted;
+    int64_t lane_check;           /* lanes: next look for stalled lanes (ms) */
     _Atomic int failed;           /* errno of a poller failure: thread ended */
 };
 
@@ -731,11 +745,14 @@ struct kino_server {
     uint64_t max_conns;
     int64_t header_ms, keepalive_ms, body_ms, queue_ms, request_ms;
 
-    /* the ready queue */
+    /* the ready queue: the shared FIFO, and with lanes each waiter's own */
     pthread_mutex_t mu;
     klist ready;
     long nready;
     klist sleepers;
+    klist lanes;                  /* waiters by lane_link: a ring, rotated
+                                     so that lanes are filled in turn */
+    _Atomic long laned;           /* requests in all lanes (written under mu) */
     int stopped;
 
     _Atomic int draining, aborting, stopping, io_gone;

@@ -1563,6 +1563,8 @@ static VALUE native_server_new(VALUE mod, VALUE opts) {
     o.log_sink = (int)opt_long(opts, "log_sink", o.log_sink);
     o.log_format = (int)opt_long(opts, "log_format", o.log_format);
     o.body_buffer = (uint64_t)opt_long(opts, "body_buffer", (long)o.body_buffer);
+    o.lanes = RTEST(rb_hash_lookup(opts, ID2SYM(rb_intern("lanes"))));
+    o.batch = (int)opt_long(opts, "batch", o.batch);
 
     kino_server *s = kino_server_new(&o, err, sizeof err);
     RB_GC_GUARD(opts);
@@ -1617,6 +1619,8 @@ static VALUE native_defaults(VALUE mod) {
     SET("body_timeout", DBL2NUM(o.body_timeout));
     SET("max_body_size", ULL2NUM(o.max_body_size));
     SET("body_buffer", ULL2NUM(o.body_buffer));
+    SET("lanes", o.lanes ? Qtrue : Qfalse);
+    SET("batch", INT2NUM(o.batch));
     SET("listen", o.nlisten ? INT2NUM(o.nlisten) : Qnil); /* none: bind and port */
     SET("tls", o.tls ? Qtrue : Qnil);                    /* none: plain HTTP */
     SET("shared_listener", o.shared_listener ? Qtrue : Qfalse); /* mode :cluster sets it */
@@ -1846,6 +1850,7 @@ static VALUE native_server_stats(VALUE mod, VALUE id) {
         rb_hash_aset(row, ID2SYM(rb_intern("served")), ULL2NUM(rows[i].served));
         rb_hash_aset(row, ID2SYM(rb_intern("in_flight")), INT2NUM(rows[i].in_flight));
         rb_hash_aset(row, ID2SYM(rb_intern("busy_ms")), ULL2NUM(rows[i].busy_ms));
+        rb_hash_aset(row, ID2SYM(rb_intern("lane")), INT2NUM(rows[i].lane));
         rb_ary_push(list, row);
     }
     if (heap) RB_ALLOCV_END(heap);

@@ -192,7 +192,9 @@ class CLITest < Minitest::Test
     threads: ["-t", 4, 5],
     mode: ["-m", :ractor, :threaded],
     log_requests: ["--log-requests=", "a.log", "b.log"],
-    log_format: ["--log-format", :json, :text]
+    log_format: ["--log-format", :json, :text],
+    lanes: ["--[no-]lanes", true, false],
+    batch: ["--batch", 4, 8]
   }.freeze
 
   def test_every_option_flag_has_a_precedence_case
@@ -207,7 +209,10 @@ class CLITest < Minitest::Test
 
       write("kino.rb", "#{name} #{file_value.inspect}\n")
       assert_equal file_value, plan[:options][name], "#{name}: config file over the default"
-      args = flag.end_with?("=") ? ["#{flag}#{flag_value}"] : [flag, flag_value.to_s]
+      args = if flag.end_with?("=") then ["#{flag}#{flag_value}"]
+             elsif flag.include?("[no-]") then [flag.sub("[no-]", flag_value ? "" : "no-")]
+             else [flag, flag_value.to_s]
+             end
       assert_equal flag_value, plan(*args)[:options][name], "#{name}: #{flag} over the config file"
     end
   end

@@ -51,7 +51,9 @@ class ConfigurationTest < Minitest::Test
     on_worker_boot: [FILE_HOOK, :from_file, KWARG_HOOK],
     on_worker_exit: [FILE_HOOK, :from_file, KWARG_HOOK],
     before_fork: [FILE_HOOK, :from_file, KWARG_HOOK],
-    preload: ["false", false, true]
+    preload: ["false", false, true],
+    lanes: ["true", true, false],
+    batch: ["4", 4, 8]
   }.freeze
 
   def write(source, name = "kino.rb")

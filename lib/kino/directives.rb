@@ -81,6 +81,22 @@ module Kino
               why: "Raise it (2 to 4) only when one I/O thread is saturated by very many " \
                    "small requests or connections, or by TLS handshakes (they run on I/O threads).",
               example: "io_threads 1"),
+      Doc.new(name: :lanes, group: "Concurrency", kind: :boolean,
+              summary: "give each worker thread a lane: a queue of up to 4 requests that the I/O thread " \
+                       "fills while that thread is busy, instead of waking a sleeping one; idle threads " \
+                       "steal from the others' lanes",
+              why: "Fewer wake-ups per request when workers keep up with the load (doc/dispatch.md " \
+                   "has the figures). A request waits behind the one its thread is serving, so " \
+                   "leave it off for apps whose requests take long; a lane whose thread stalls " \
+                   "for 2 ms goes back to the shared queue.",
+              example: "lanes false"),
+      Doc.new(name: :batch, group: "Concurrency", kind: :integer,
+              summary: "requests a worker thread takes from the queue at once (1 to 64); it serves " \
+                       "them one after the other",
+              why: "Fewer visits to the queue's lock under a flood of tiny requests. A request " \
+                   "taken in a batch waits for the ones before it in that thread, so keep 1 " \
+                   "unless the benchmark says otherwise (doc/dispatch.md).",
+              example: "batch 1"),
       Doc.new(name: :queue_depth, group: "Limits and timeouts", kind: :integer,
               summary: "parsed requests that may wait for a worker",
               why: "Larger absorbs bursts; smaller sheds load (503) sooner.",

@@ -30,6 +30,8 @@ module Kino
       keepalive_timeout: 65.0,
       body_timeout: 30.0,
       max_connections: nil,   # nil: 80% of the open-file limit
+      lanes: false,           # each worker thread gets a short queue of its own
+      batch: 1,               # requests a worker thread takes per visit to the queue
       tls: nil,               # {cert:, key:, ...}: HTTPS (see TLS_KEYS, doc/tls.md)
       pidfile: nil,           # path of a pid file to claim at start
       log_requests: nil,      # access log: nil/false off, true stdout, or a path to append to
@@ -51,6 +53,7 @@ module Kino
     TLS_VERIFY = { none: 0, peer: 1 }.freeze
     TLS_VERSIONS = { "1.2" => 12, "1.3" => 13 }.freeze
     LOG_FORMATS = %i[text json].freeze
+    BATCH_MAX = 64 # KINO_BATCH_MAX (kino.h)
 
     # The given options over the defaults, validated and frozen. Raises
     # ArgumentError naming the first unknown or invalid option.
@@ -73,8 +76,10 @@ module Kino
         Listeners.control(value) unless value.nil?
       when :control_token
         invalid(name, value, "a non-empty String without spaces, or nil") unless value.nil? || (value.is_a?(String) && value.match?(/\A[\x21-\x7e]+\z/))
-      when :proxy_protocol
+      when :proxy_protocol, :lanes
         invalid(name, value, "true or false") unless [true, false].include?(value)
+      when :batch
+        invalid(name, value, "an Integer from 1 to #{BATCH_MAX}") unless value.is_a?(Integer) && value.between?(1, BATCH_MAX)
       when :port
         invalid(name, value, "an Integer from 0 to 65535") unless value.is_a?(Integer) && value.between?(0, 65_535)
       when :workers, :threads, :max_connections
@@ -173,6 +178,8 @@ module Kino
         max_body_size: options[:max_body_size] || 0,
         max_connections: options[:max_connections] || 0,
         body_buffer: options[:body_buffer],
+        lanes: options[:lanes],
+        batch: options[:batch],
         tls: native_tls(options[:tls]),
         shared_listener: options[:mode] == :cluster # forked workers accept on it (ProcessPool)
       }

@@ -161,7 +161,8 @@ module Kino
     # Counters (README, Stats): the configuration, then while running accepted,
     # connections, served, queued, in_flight, rejected, timeouts, errors,
     # queue_wait_ms (a histogram: upper bound in ms => requests) and
-    # per_worker rows ({worker:, served:, in_flight:, busy_ms:}).
+    # per_worker rows ({worker:, served:, in_flight:, busy_ms:}); with lanes,
+    # lane_depths: the requests waiting in each worker thread's lane.
     #
     # In :cluster mode the master asks every worker process and adds their
     # counters up (ProcessPool#stats); each per_worker row is one process
@@ -174,7 +175,8 @@ module Kino
       return base.merge(@pool.stats) if @mode == :cluster
 
       live = Native.server_stats(@id)
-      base.merge(live.except(:threads_detail)).merge(per_worker: per_worker(live[:threads_detail]))
+      stats = base.merge(live.except(:threads_detail)).merge(per_worker: per_worker(live[:threads_detail]))
+      @options[:lanes] ? stats.merge(lane_depths: live[:threads_detail].map { |row| row[:lane] }) : stats
     end
 
     # The stats as one line (what kill -USR1 prints).

@@ -1,8 +1,11 @@
 /*
  * test_queue.c -- the intrusive list and the bounded ready queue between
  * I/O threads and workers: FIFO order, the bound, every item taken
- * exactly once under many producers and consumers, interrupts that wake
- * exactly the waiter they name, and stop waking everyone.
+ * exactly once under many producers and consumers (with and without
+ * lanes and batches), interrupts that wake exactly the waiter they name,
+ * and stop waking everyone; lanes (filled while their waiter keeps
+ * taking, stolen from, given back when it stalls) and batches (taken in
+ * one visit, given back when their waiter goes).
  */
 
 static void test_klist(void) {
@@ -38,7 +41,7 @@ static void *q_producer(void *arg) {
     int base = (int)(intptr_t)arg * Q_ITEMS;
     for (int i = 0; i < Q_ITEMS; i++) {
         kino_conn *c = &q_conns[base + i];
-        while (ready_push(q_server, c) < 0) sched_yield(); /* full: retry */
+        while (ready_push(q_server, c, mono_ms()) < 0) sched_yield(); /* full: retry */
     }
     return NULL;
 }
@@ -60,21 +63,25 @@ static void *q_sleeper(void *arg) {
     return kino_take(q_server, w, 1);
 }
 
-static void test_ready_queue(void) {
+static void test_ready_queue(int lanes, int batch) {
     char err[256];
     kino_options o;
     kino_options_init(&o);
     o.queue_depth = 8;
+    o.lanes = lanes;
+    o.batch = batch;
+    memset(q_seen, 0, sizeof q_seen);
+    atomic_store(&q_taken_total, 0);
     q_server = kino_server_new(&o, err, sizeof err);
     CHECKF(q_server != NULL, "server: %s", err);
     if (!q_server) return;
     q_conns = calloc(Q_PRODUCERS * Q_ITEMS, sizeof *q_conns);
     for (int i = 0; i < Q_PRODUCERS * Q_ITEMS; i++) klist_init(&q_conns[i].qlink);
 
-    /* FIFO and bounded */
+    /* FIFO and bounded (nobody took anything yet: no lane is used) */
     kino_waiter *w = kino_waiter_new(q_server, 0);
-    for (int i = 0; i < 8; i++) CHECK(ready_push(q_server, &q_conns[i]) == 0);
-    CHECK(ready_push(q_server, &q_conns[8]) < 0);
+    for (int i = 0; i < 8; i++) CHECK(ready_push(q_server, &q_conns[i], mono_ms()) == 0);
+    CHECK(ready_push(q_server, &q_conns[8], mono_ms()) < 0);
     int fifo = 1;
     for (int i = 0; i < 8; i++) fifo &= kino_take(q_server, w, 0) == &q_conns[i];
     CHECK(fifo);
@@ -91,7 +98,8 @@ static void test_ready_queue(void) {
     kino_waiter_interrupt(w1);
     pthread_join(t1, &r1);
     CHECK(r1 == NULL);
-    CHECK(ready_push(q_server, &q_conns[9]) == 0); /* w2 is still waiting */
+    /* (w took a moment ago; with lanes, long after that: no lane then) */
+    CHECK(ready_push(q_server, &q_conns[9], mono_ms() + 1000) == 0); /* w2 is still waiting */
     pthread_join(t2, &r2);
     CHECK(r2 == &q_conns[9]);
     /* an interrupt sent before the wait makes the wait return at once */
@@ -111,13 +119,120 @@ static void test_ready_queue(void) {
     int once = 1;
     for (int i = 0; i < Q_PRODUCERS * Q_ITEMS; i++) once &= atomic_load(&q_seen[i]) == 1;
     CHECKF(once && atomic_load(&q_taken_total) == Q_PRODUCERS * Q_ITEMS,
-           "queue stress: %d taken", atomic_load(&q_taken_total));
+           "queue stress (lanes %d, batch %d): %d taken", lanes, batch, atomic_load(&q_taken_total));
     CHECK(kino_server_stopped(q_server));
     kino_server_free(q_server);
     free(q_conns);
 }
 
+/* The lane of w, as kino_server_workers reports it. */
+static int q_lane(kino_server *s, kino_waiter *w) {
+    kino_worker_stats rows[8];
+    int n = kino_server_workers(s, rows, 8);
+    pthread_mutex_lock(&s->mu);
+    int i = 0;
+    for (klist *k = s->waiters.next; k != &s->waiters && KLIST_ENTRY(k, kino_waiter, all) != w; k = k->next) i++;
+    pthread_mutex_unlock(&s->mu);
+    return i < n ? rows[i].lane : -1;
+}
+
+static void test_lanes(void) {
+    char err[256];
+    kino_options o;
+    kino_options_init(&o);
+    o.queue_depth = 8;
+    o.lanes = 1;
+    kino_server *s = kino_server_new(&o, err, sizeof err);
+    CHECKF(s != NULL, "server: %s", err);
+    if (!s) return;
+    kino_conn c[20];
+    memset(c, 0, sizeof c);
+    for (int i = 0; i < 20; i++) klist_init(&c[i].qlink);
+    kino_waiter *w1 = kino_waiter_new(s, 0), *w2 = kino_waiter_new(s, 1);
+    int64_t now = mono_ms();
+
+    /* nobody has taken anything: the shared queue; once w1 takes, its lane */
+    CHECK(ready_push(s, &c[0], now) == 0 && s->nready == 1);
+    CHECK(kino_take(s, w1, 0) == &c[0]);
+    CHECK(ready_push(s, &c[1], now) == 0);
+    CHECK(s->nready == 0 && q_lane(s, w1) == 1);
+    /* an idle waiter steals it */
+    CHECK(kino_take(s, w2, 0) == &c[1]);
+    CHECK(q_lane(s, w1) == 0 && s->laned == 0);
+
+    /* lanes fill in turn, up to their depth, then the shared queue */
+    for (int i = 2; i < 2 + 2 * KINO_LANE_DEPTH; i++) CHECK(ready_push(s, &c[i], now) == 0);
+    CHECK(q_lane(s, w1) == KINO_LANE_DEPTH && q_lane(s, w2) == KINO_LANE_DEPTH && s->nready == 0);
+    CHECK(ready_push(s, &c[10], now) == 0 && s->nready == 1);
+    /* its own lane first, in order (c[2], c[4], ... went to one lane) */
+    kino_conn *a = kino_take(s, w1, 0), *b = kino_take(s, w1, 0);
+    CHECK(a && b && b - a == 2);
+    CHECK(q_lane(s, w1) == KINO_LANE_DEPTH - 2);
+
+    /* stalled lanes go back to the front of the shared queue, each in
+     * order, before what was queued there; not before they stall */
+    kino_io io;
+    memset(&io, 0, sizeof io);
+    io.s = s;
+    io.now = now;
+    io_lanes(&io);
+    CHECK(s->laned == 2 * KINO_LANE_DEPTH - 2 && s->nready == 1);
+    io.now = mono_ms() + KINO_LANE_STALL_MS + 1;
+    io_lanes(&io);
+    CHECK(q_lane(s, w1) == 0 && q_lane(s, w2) == 0 && s->laned == 0 && s->nready == 7);
+    int taken = 0;
+    kino_conn *t, *last = NULL;
+    while ((t = kino_take(s, w2, 0)) != NULL) {
+        taken++;
+        last = t;
+    }
+    CHECK(taken == 7 && last == &c[10]);
+
+    /* stopped: nothing is taken, whatever is laned */
+    CHECK(kino_take(s, w1, 0) == NULL);
+    kino_waiter_free(w1);
+    kino_waiter_free(w2);
+    kino_server_free(s);
+}
+
+static void test_batch(void) {
+    char err[256];
+    kino_options o;
+    kino_options_init(&o);
+    o.queue_depth = 8;
+    o.batch = 4;
+    kino_server *s = kino_server_new(&o, err, sizeof err);
+    CHECKF(s != NULL, "server: %s", err);
+    if (!s) return;
+    kino_conn c[8];
+    memset(c, 0, sizeof c);
+    for (int i = 0; i < 8; i++) klist_init(&c[i].qlink);
+    for (int i = 0; i < 6; i++) CHECK(ready_push(s, &c[i], 0) == 0);
+    atomic_store(&s->queued, 6);
+    kino_waiter *w = kino_waiter_new(s, 0);
+    /* one visit takes four: they are in flight, two stay queued */
+    CHECK(kino_take(s, w, 0) == &c[0]);
+    CHECK(s->nready == 2 && atomic_load(&s->in_flight) == 4 && atomic_load(&s->queued) == 2);
+    CHECK(kino_take(s, w, 0) == &c[1]);
+    /* a waiter that goes gives back what it had not started, first in line */
+    kino_waiter_free(w);
+    CHECK(s->nready == 4 && atomic_load(&s->in_flight) == 2 && atomic_load(&s->queued) == 4);
+    w = kino_waiter_new(s, 0);
+    int order = 1;
+    for (int i = 2; i < 6; i++) order &= kino_take(s, w, 0) == &c[i];
+    CHECK(order);
+    CHECK(kino_take(s, w, 0) == NULL);
+    kino_waiter_free(w);
+    /* the bound */
+    o.batch = KINO_BATCH_MAX + 1;
+    CHECK(kino_server_new(&o, err, sizeof err) == NULL && strstr(err, "batch"));
+    kino_server_free(s);
+}
+
 static void test_queue(void) {
     test_klist();
-    test_ready_queue();
+    for (int lanes = 0; lanes < 2; lanes++)
+        for (int batch = 1; batch <= 4; batch += 3) test_ready_queue(lanes, batch);
+    test_lanes();
+    test_batch();
 }
