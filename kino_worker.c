@@ -4,7 +4,8 @@
  * kino.c). kino.h gives the contract of each call. It reads top to bottom:
  *
  *    1. request body     reads, Expect: 100-continue, rate limits, skipping
- *    2. response writer  status, headers, framing, body, flush, hand-off
+ *    2. response writer  status, headers, framing, body, flush, hand-off,
+ *                        the pipelining carry (doc/dispatch.md)
  *    3. hand-back        hijack, giving the connection back (kino_next)
  *
  * The I/O thread owns a connection whenever a worker does not; the
@@ -300,11 +301,31 @@ static int out_ref(kino_waiter *w, const char *p, size_t n) {
     return KINO_OK;
 }
 
+/* Empty the response writer, but for the carry: held-back responses stay
+ * first in line, as one copied segment at the start of w->out. */
 static void out_reset(kino_waiter *w) {
-    w->out_len = 0;
-    w->nseg = w->seg_i = 0;
+    w->out_len = w->unsent = w->carry;
+    w->nseg = w->carry ? 1 : 0;
+    if (w->carry) w->segs[0] = (seg){NULL, 0, w->carry};
+    w->seg_i = 0;
     w->seg_off = 0;
-    w->unsent = 0;
+}
+
+/* Pipelining: may the complete response in w stay unsent, to go out with
+ * the next one in a single send? Only when the next request has (at
+ * least begun to) arrive already, so the wait is this worker's own next
+ * request; when the bytes are all copies (none refers to the app's
+ * memory) and few; and when nobody else may answer on this connection
+ * meanwhile (no request_timeout, no drain). kino_next sends what is held
+ * once no complete request follows. */
+static int out_carry(kino_conn *c, kino_waiter *w) {
+    kino_server *s = c->io->s;
+    if (c->r_close || c->len <= c->bpos || s->request_ms || atomic_load(&s->draining) ||
+        w->nseg != 1 || w->segs[0].ref || w->seg_i || w->seg_off || w->unsent > KINO_CARRY_MAX ||
+        (c->body != B_NONE && c->body != B_DONE))
+        return 0;
+    w->carry = w->unsent;
+    return 1;
 }
 
 static const char *seg_ptr(kino_waiter *w, const seg *g) {
@@ -335,7 +356,9 @@ int kino_resp_flush(kino_conn *c, kino_waiter *w) {
             if (errno == EAGAIN || errno == EWOULDBLOCK) return KINO_AGAIN;
             return conn_fail(c, "client gone");
         }
-        c->sent += (uint64_t)sent;
+        size_t held = (size_t)sent < w->carry ? (size_t)sent : w->carry;
+        w->carry -= held; /* earlier responses go first */
+        c->sent += (uint64_t)sent - held;
         w->unsent -= (size_t)sent;
         while (sent > 0) { /* advance over what went out */
             size_t left = w->segs[w->seg_i].len - w->seg_off;
@@ -367,6 +390,7 @@ static int handoff(kino_conn *c, kino_waiter *w) {
     c->out_len = at;
     c->out_off = 0;
     atomic_fetch_add_explicit(&c->io->s->handed, at, memory_order_relaxed);
+    w->carry = 0;
     out_reset(w);
     return KINO_OK;
 }
@@ -590,6 +614,7 @@ int kino_resp_end(kino_conn *c, kino_waiter *w) {
          * keep-alive only when that was possible (else close after it) */
         if (!c->r_close && !body_skip(c, w)) c->r_close = 1;
         c->r_done = 1;
+        if (out_carry(c, w)) return KINO_OK;
     }
     int r = kino_resp_flush(c, w);
     if (r == KINO_AGAIN && handoff_fits(c->io->s, w->unsent)) return handoff(c, w);
@@ -678,6 +703,7 @@ int kino_hijack(kino_conn *c, kino_waiter *w, const char **rest, size_t *rest_le
         c->error = "cannot hijack: an HTTPS connection's TLS session stays in Kino";
         return KINO_ERROR;
     }
+    if (w->carry && w->unsent == w->carry && kino_resp_flush(c, w) == KINO_OK) w->carry = 0;
     if (c->broken || w->unsent || c->out) {
         c->error = "cannot hijack: the client is gone or response bytes are unsent";
         return KINO_ERROR;
@@ -733,6 +759,24 @@ void kino_release(kino_conn *c, int next) {
     if (urgent || atomic_load(&io->missed_away) || atomic_load(&s->draining)) wake_io(io);
 }
 
+/* Send the responses out_carry held back, before c goes back to its I/O
+ * thread: now, or by that thread when the socket is full (handoff). */
+static void carry_send(kino_conn *c, kino_waiter *w) {
+    if (!w->carry) return;
+    if (kino_resp_flush(c, w) == KINO_AGAIN && handoff(c, w) != KINO_OK) conn_fail(c, "out of memory");
+    w->carry = 0;
+    out_reset(w);
+}
+
+/* Give c back to its I/O thread, held-back responses sent first. */
+static kino_conn *next_release(kino_conn *c, kino_waiter *w, int next) {
+    carry_send(c, w);
+    if (next == NEXT_KEEP && c->broken) next = NEXT_CLOSE;
+    kino_release(c, next);
+    atomic_store_explicit(&w->in_flight, 0, memory_order_relaxed);
+    return NULL;
+}
+
 kino_conn *kino_next(kino_conn *c, kino_waiter *w) {
     kino_server *s = c->io->s;
     int served = c->r_done && !c->broken;
@@ -744,19 +788,13 @@ kino_conn *kino_next(kino_conn *c, kino_waiter *w) {
         atomic_store_explicit(&w->in_flight, 0, memory_order_relaxed);
         return NULL;
     }
-    out_reset(w);
+    out_reset(w); /* but for the carry */
     waiter_end(w, served);
     if (served) atomic_fetch_add_explicit(&s->served, 1, memory_order_relaxed);
-    if (!c->r_done && !c->broken) { /* nobody answered: 500, then close */
-        kino_release(c, NEXT_ABORT);
-        atomic_store_explicit(&w->in_flight, 0, memory_order_relaxed);
-        return NULL;
-    }
-    if (c->broken || c->r_close || (c->body != B_DONE && c->body != B_NONE)) {
-        kino_release(c, NEXT_CLOSE);
-        atomic_store_explicit(&w->in_flight, 0, memory_order_relaxed);
-        return NULL;
-    }
+    if (!c->r_done && !c->broken) /* nobody answered: 500, then close */
+        return next_release(c, w, NEXT_ABORT);
+    if (c->broken || c->r_close || (c->body != B_DONE && c->body != B_NONE))
+        return next_release(c, w, NEXT_CLOSE);
     /* the current request is consumed: the next one starts at bpos */
     c->off = c->bpos;
     c->scanned = 0;
@@ -767,9 +805,7 @@ kino_conn *kino_next(kino_conn *c, kino_waiter *w) {
         if (s->o.log_sink) kino_access_capture(w, c);
         return c; /* pipelined, body and all: serve it now, in order */
     }
-    kino_release(c, NEXT_KEEP);
-    atomic_store_explicit(&w->in_flight, 0, memory_order_relaxed);
-    return NULL;
+    return next_release(c, w, NEXT_KEEP);
 }
 
 int kino_respond_simple(kino_conn *c, kino_waiter *w, int status, const char *content_type,
