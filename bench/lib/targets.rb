@@ -25,6 +25,10 @@ module Bench
     DESCRIPTIONS = {
       "kino-threaded" => "Kino, threaded mode: workers = CPUs, 3 threads each (bench/serve_kino.rb)",
       "kino-ractor" => "Kino, ractor mode: workers = CPUs, 1 thread each (bench/serve_kino.rb)",
+      "kino-ractor-lanes" => "kino-ractor with lanes true",
+      "kino-ractor-batch" => "kino-ractor with batch 4",
+      "kino-threaded-lanes" => "kino-threaded with lanes true",
+      "kino-threaded-batch" => "kino-threaded with batch 4",
       "kino-cluster" => "Kino, cluster mode: workers = CPUs processes, 3 threads each (bench/serve_kino.rb)",
       "puma-cluster" => "Puma, cluster mode: -w CPUs -t 3:3",
       "puma-single" => "Puma, single mode: -w 0 -t 3:3",
@@ -57,6 +61,10 @@ module Bench
       case name
       when "kino-threaded" then kino(name, settings, "threaded", settings.threads)
       when "kino-ractor" then kino(name, settings, "ractor", 1)
+      when "kino-ractor-lanes" then kino(name, settings, "ractor", 1, "lanes")
+      when "kino-ractor-batch" then kino(name, settings, "ractor", 1, "batch=4")
+      when "kino-threaded-lanes" then kino(name, settings, "threaded", settings.threads, "lanes")
+      when "kino-threaded-batch" then kino(name, settings, "threaded", settings.threads, "batch=4")
       when "kino-cluster" then kino(name, settings, "cluster", settings.threads)
       when "puma-cluster" then puma(name, settings, settings.workers)
       when "puma-single" then puma(name, settings, 0)
@@ -68,10 +76,11 @@ module Bench
       end
     end
 
-    # Kino from this checkout, via bench/serve_kino.rb.
-    def self.kino(name, settings, mode, threads)
+    # Kino from this checkout, via bench/serve_kino.rb; +extra+: its
+    # dispatch options ("lanes", "batch=4").
+    def self.kino(name, settings, mode, threads, extra = nil)
       argv = [RbConfig.ruby, File.join(BENCH_DIR, "serve_kino.rb"), settings.port, mode, settings.workers, threads,
-              settings.io_threads || 1]
+              settings.io_threads || 1, *extra]
       Target.new(name: name, port: settings.port, argv: argv.map(&:to_s), env: {})
     end
 
