@@ -87,8 +87,8 @@ build:
 # The engine: kino.c (I/O side, server), kino_http.c (parser), kino_worker.c
 # (worker side), sharing the private header kino_engine.h (doc/architecture.md
 # section 8).
-ENGINE_C = kino.c kino_http.c kino_worker.c
-ENGINE_H = kino.h kino_engine.h kino_tls.h kino_log.h kino_hpack.h
+ENGINE_C = kino.c kino_http.c kino_worker.c kino_h2.c
+ENGINE_H = kino.h kino_engine.h kino_tls.h kino_log.h kino_hpack.h kino_h2.h
 
 build/%.o: %.c $(ENGINE_H) | build
 	$(CC) $(KINO_CFLAGS) $(TLS_CFLAGS) -c $< -o $@
@@ -96,7 +96,7 @@ build/%.o: %.c $(ENGINE_H) | build
 build/kino_ruby.o: kino_ruby.c kino.h kino_log.h | build
 	$(CC) $(KINO_CFLAGS) $(SAN_NO_STACK) -isystem $(RB_HDR) -isystem $(RB_ARCH_HDR) -c $< -o $@
 
-$(EXT): build/kino.o build/kino_http.o build/kino_worker.o build/kino_control.o build/kino_tls.o build/kino_log.o build/kino_hpack.o build/kino_ruby.o
+$(EXT): build/kino.o build/kino_http.o build/kino_worker.o build/kino_control.o build/kino_tls.o build/kino_log.o build/kino_hpack.o build/kino_h2.o build/kino_ruby.o
 	$(CC) $(SHARED) $(SAN_LDFLAGS) -pthread -o $@ $^ $(RB_LIBS) $(TLS_LIBS)
 
 # C tests: one binary, a unity build so it can test static helpers too.
@@ -275,7 +275,7 @@ FUZZ_CFLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=u
 FUZZ_DEFS ?=
 FUZZ_SECONDS ?= 600
 FUZZ_MAX_LEN ?= 16384
-FUZZ_NAMES = head chunked pipeline proxy hpack
+FUZZ_NAMES = head chunked pipeline proxy hpack h2
 
 .PHONY: fuzz fuzz-build fuzz-smoke fuzz-toolchain fuzz-regress fuzz-coverage
 
@@ -292,6 +292,10 @@ build/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz.h kino_http.c kino.h kino_engine.h build/.
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_DEFS) -o $@ $< kino_http.c
 
 # HPACK stands alone: the harness includes kino_hpack.c (for its tables).
+# The HTTP/2 frame layer and, through it, the HPACK decoder.
+build/fuzz_h2: fuzz/fuzz_h2.c fuzz/fuzz.h kino_h2.c kino_h2.h kino_hpack.c kino_hpack.h build/.fuzz-toolchain | build
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_DEFS) -o $@ $< kino_h2.c kino_hpack.c
+
 build/fuzz_hpack: fuzz/fuzz_hpack.c fuzz/fuzz.h kino_hpack.c kino_hpack.h build/.fuzz-toolchain | build
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_DEFS) -o $@ $<
 

@@ -30,6 +30,7 @@ static int test_thread_create(pthread_t *t, const pthread_attr_t *a, void *(*f)(
 #include "../../kino_control.c"
 #include "../../kino_log.c"
 #include "../../kino_hpack.c"
+#include "../../kino_h2.c"
 #include "check.h"
 
 #include "test_parser.c"
@@ -42,6 +43,7 @@ static int test_thread_create(pthread_t *t, const pthread_attr_t *a, void *(*f)(
 #include "test_log.c"
 #include "test_control.c"
 #include "test_hpack.c"
+#include "test_h2.c"
 
 int main(void) {
     signal(SIGPIPE, SIG_IGN);
@@ -62,6 +64,7 @@ int main(void) {
     test_log();
     test_control();
     test_hpack();
+    test_h2();
     printf("%d passed, %d failed\n", checks_passed, checks_failed);
     return checks_failed ? 1 : 0;
 }
