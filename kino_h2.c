@@ -1393,6 +1393,10 @@ void kino_h2_shutdown(kino_h2 *h) {
     h->shutdown = 2;
 }
 
+int kino_h2_shutdown_phase(const kino_h2 *h) {
+    return h->shutdown;
+}
+
 int kino_h2_finished(const kino_h2 *h) {
     if (h->state == P_DEAD) return 1;
     return (h->shutdown == 2 || h->peer_goaway) && h->nstreams == 0;

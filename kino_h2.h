@@ -191,6 +191,10 @@ void kino_h2_stream_done(kino_h2 *h, uint32_t id);
  */
 void kino_h2_shutdown(kino_h2 *h);
 
+/* 0 before kino_h2_shutdown, 1 after the first GOAWAY, 2 after the
+ * final one. */
+int kino_h2_shutdown_phase(const kino_h2 *h);
+
 /* Nonzero when the connection can be closed: after a connection error,
  * or once both sides said GOAWAY (or the final one was sent) and no
  * stream is left. Flush the output first. */
