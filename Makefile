@@ -24,6 +24,8 @@
 #   make test-rails      examples/rails-hello under Kino, every feature over real sockets
 #   make bench-rails     the Rails example: Kino :cluster, :threaded, Puma cluster
 #   make bench-tls       HTTPS: Kino against nginx and Puma (bench/tls.rb)
+#   make test-h2         HTTP/2 with curl, nghttp, h2load and python3-h2 (test/http2_test.rb)
+#   make bench-h2        HTTP/2 against HTTP/1.1 with h2load (bench/http2.rb)
 #   make bench-hpack     HPACK ns per header, against nghttp2's (bench/hpack.c)
 #   make clean
 
@@ -77,7 +79,7 @@ GEMS = .gems
 # KINO_TLS: the gem test's build (extconf.rb) follows this one's TLS choice
 TEST_ENV = GEM_PATH=$(CURDIR)/$(GEMS):$(RB_GEM_PATH) KINO_TLS=$(TLS) $(SAN_ENV)
 
-.PHONY: all test test-c test-ruby test-deploy serve bench bench-all bench-tls clean gems check-kqueue valgrind openssl-dev test-tls test-ruby3.3 test-ruby3.4 test-ruby4 tsan
+.PHONY: all test test-c test-ruby test-deploy serve bench bench-all bench-tls clean gems check-kqueue valgrind openssl-dev test-tls test-ruby3.3 test-ruby3.4 test-ruby4 tsan test-h2 bench-h2
 
 all: $(EXT)
 
@@ -87,7 +89,7 @@ build:
 # The engine: kino.c (I/O side, server), kino_http.c (parser), kino_worker.c
 # (worker side), sharing the private header kino_engine.h (doc/architecture.md
 # section 8).
-ENGINE_C = kino.c kino_http.c kino_worker.c kino_h2.c
+ENGINE_C = kino.c kino_http.c kino_worker.c kino_stream.c kino_h2.c
 ENGINE_H = kino.h kino_engine.h kino_tls.h kino_log.h kino_hpack.h kino_h2.h
 
 build/%.o: %.c $(ENGINE_H) | build
@@ -96,7 +98,7 @@ build/%.o: %.c $(ENGINE_H) | build
 build/kino_ruby.o: kino_ruby.c kino.h kino_log.h | build
 	$(CC) $(KINO_CFLAGS) $(SAN_NO_STACK) -isystem $(RB_HDR) -isystem $(RB_ARCH_HDR) -c $< -o $@
 
-$(EXT): build/kino.o build/kino_http.o build/kino_worker.o build/kino_control.o build/kino_tls.o build/kino_log.o build/kino_hpack.o build/kino_h2.o build/kino_ruby.o
+$(EXT): build/kino.o build/kino_http.o build/kino_worker.o build/kino_control.o build/kino_tls.o build/kino_log.o build/kino_hpack.o build/kino_h2.o build/kino_stream.o build/kino_ruby.o
 	$(CC) $(SHARED) $(SAN_LDFLAGS) -pthread -o $@ $^ $(RB_LIBS) $(TLS_LIBS)
 
 # C tests: one binary, a unity build so it can test static helpers too.
@@ -162,6 +164,21 @@ openssl-dev:
 test-tls: $(EXT) gems
 	bench/need curl openssl sslscan
 	$(TEST_ENV) KINO_SSLSCAN=1 TESTS=test/tls_test.rb $(RUBY) -Ilib -Itest test/run.rb
+
+# HTTP/2 with the clients people use (test/http2_test.rb): curl, nghttp
+# and h2load from Debian's nghttp2-client, and python3-h2 for the
+# frame-level cases (test/h2/frames.py), installed when missing
+# (test/h2/need); about 40 s. make test runs the same file and skips a
+# case whose client is missing.
+test-h2: $(EXT) gems
+	test/h2/need
+	$(TEST_ENV) KINO_H2_TOOLS=required TESTS=test/http2_test.rb $(RUBY) -Ilib -Itest test/run.rb
+
+# HTTP/2 against HTTP/1.1 on the same Kino with h2load (bench/http2.rb);
+# BENCH_LOCK=/path serializes it on a shared machine.
+bench-h2: $(EXT)
+	test/h2/need
+	$(if $(BENCH_LOCK),flock $(BENCH_LOCK)) $(RUBY) bench/http2.rb
 
 # Kino against what it is deployed with -- nginx, HAProxy, promtool,
 # systemd-socket-activate -- every configuration doc/deploy.md shows

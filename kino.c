@@ -19,6 +19,7 @@
  * flusher) kino_log.c.
  */
 #include "kino_engine.h"
+#include "kino_h2.h"
 
 static void listeners_close(kino_server *s);
 /* section 8 */
@@ -531,6 +532,11 @@ static void out_free(kino_server *s, kino_conn *c) {
 /* Free a connection; io is NULL once the I/O threads are gone. The fd
  * of a hijacked connection is the app's: it stays open. */
 void kino_conn_destroy(kino_server *s, kino_io *io, kino_conn *c) {
+    if (c->st) { /* an HTTP/2 stream's request: its connection frees it */
+        kino_h2conn_dropped(c);
+        return;
+    }
+    if (c->h2) kino_h2conn_destroyed(c); /* its streams first */
     if (c->missed) atomic_fetch_sub(&c->io->missed_away, 1);
     klist_remove(&c->tlink);
     conn_tls_free(c);
@@ -642,6 +648,7 @@ int kino_conn_prepare(kino_server *s, kino_conn *c) {
     if (s->o.log_sink) c->t_start = now_us();
     atomic_store_explicit(&c->answer, ANS_OPEN, memory_order_relaxed);
     c->r_done = 0;
+    c->trailing = 0;
     c->r_close = 0;
     c->hinted = 0;
     c->final = 0;
@@ -766,6 +773,34 @@ static int conn_advance(kino_io *io, kino_conn *c, int more) {
     return 1;
 }
 
+/* The first bytes of a connection (cleartext, or TLS without ALPN h2,
+ * after any PROXY header): 1 when they are HTTP/2's client preface (RFC
+ * 9113 3.3, prior knowledge), 0 while they could still be, -1 when they
+ * are not: HTTP/1.1 from then on (with http2 off, always: "PRI *
+ * HTTP/2.0" then gets the parser's 505). One memcmp per read, on the
+ * first request of a connection only. */
+static int preface_sniff(kino_server *s, kino_conn *c) {
+    size_t n = c->len - c->off;
+    if (n > KINO_H2_PREFACE_LEN) n = KINO_H2_PREFACE_LEN;
+    if (!s->o.http2 || memcmp(c->buf->data + c->off, KINO_H2_PREFACE, n) != 0) {
+        c->fresh = 0;
+        return -1;
+    }
+    return n == KINO_H2_PREFACE_LEN ? 1 : 0;
+}
+
+/* After a TLS handshake: did ALPN pick h2? Then the connection is
+ * HTTP/2's from its first byte (1); else 0. */
+static int h2_by_alpn(kino_io *io, kino_conn *c) {
+#ifdef KINO_TLS
+    if (io->s->o.http2 && kino_tls_alpn_h2(c->tls)) {
+        if (kino_h2conn_start(io, c) < 0) conn_close(io, c);
+        return 1;
+    }
+#endif
+    return 0;
+}
+
 /* Read what the socket holds and act on it. Edge-triggered: keep reading
  * until a short read proves the socket empty. */
 static void conn_read(kino_io *io, kino_conn *c, int hup) {
@@ -820,6 +855,17 @@ static void conn_read(kino_io *io, kino_conn *c, int hup) {
             if (r == 0) {
                 if ((size_t)n < room && !hup) return;
                 continue;
+            }
+        }
+        if (c->fresh) { /* HTTP/2 with prior knowledge? */
+            int r = preface_sniff(io->s, c);
+            if (r == 0) {
+                if ((size_t)n < room && !hup) return;
+                continue;
+            }
+            if (r == 1) {
+                if (kino_h2conn_start(io, c) < 0) conn_close(io, c);
+                return;
             }
         }
         int more = conn_more(c, n, room);
@@ -915,6 +961,10 @@ static void conn_preempt(kino_io *io, kino_conn *c, int status, int claim, int o
 
 /* A connection handed back by a worker. */
 static void conn_returned(kino_io *io, kino_conn *c) {
+    if (c->st) { /* an HTTP/2 stream with news, not a connection */
+        kino_h2conn_returned(io, c);
+        return;
+    }
     int ans = atomic_load(&c->answer);
     klist_remove(&c->tlink);
     if (c->next == NEXT_HIJACKED) { /* the fd is the app's now */
@@ -1000,6 +1050,7 @@ static void conn_handshake(kino_io *io, kino_conn *c) {
         return;
     }
     c->state = C_READING; /* the header deadline still counts from accept */
+    if (h2_by_alpn(io, c)) return;
     conn_read(io, c, 0);  /* the request may have come with the handshake */
 #else
     conn_close(io, c);
@@ -1119,6 +1170,7 @@ static void io_accept(kino_io *io, kino_lsock *l) {
         atomic_fetch_add(&s->conns, 1);
         /* header_timeout runs from accept (over TLS: the handshake too) */
         c->state = (l->flags & KINO_LISTEN_TLS) ? C_HANDSHAKE : C_READING;
+        c->fresh = 1;
         timer_set(c, &io->t_header, after(io, s->header_ms));
     }
 }
@@ -1160,6 +1212,9 @@ static void on_event(kino_io *io, kino_conn *c, int mask) {
         break;
     case C_HANDSHAKE:
         conn_handshake(io, c);
+        break;
+    case C_H2:
+        kino_h2conn_event(io, c, mask);
         break;
     default: /* away with a worker: look again when it comes back */
         missed_set(io, c);
@@ -1255,6 +1310,7 @@ static void io_shutdown_steps(kino_io *io) {
     kino_server *s = io->s;
     if (atomic_load(&s->draining) && !io->drained) {
         io_release_listener(io);
+        kino_h2conn_drain(io); /* GOAWAY: no new streams */
         close_list(io, &io->t_idle);
         /* connections that never sent a byte are idle too -- except in
          * a hand-over (hot restart), where a client that just connected
@@ -1276,8 +1332,12 @@ static void io_shutdown_steps(kino_io *io) {
         }
         klist *away[] = {&io->t_away, &io->t_held};
         for (int k = 0; k < 2; k++)
-            for (klist *n = away[k]->next; n != away[k]; n = n->next)
-                conn_preempt(io, KLIST_ENTRY(n, kino_conn, tlink), 500, ANS_SHUTDOWN, 0);
+            for (klist *n = away[k]->next, *nx; n != away[k]; n = nx) {
+                nx = n->next;
+                kino_conn *c = KLIST_ENTRY(n, kino_conn, tlink);
+                if (c->h2) conn_close(io, c); /* its streams' workers then fail */
+                else conn_preempt(io, c, 500, ANS_SHUTDOWN, 0);
+            }
         atomic_store(&io->parked, 0);
         close_list(io, &io->t_header);
         close_list(io, &io->t_body);
@@ -1377,6 +1437,7 @@ void kino_options_init(kino_options *o) {
     o->body_buffer = 1u << 20;
     o->lanes = 0;
     o->batch = 1;
+    o->http2 = 1;
 }
 
 static int64_t to_ms(double s) { return s > 0 ? (int64_t)(s * 1000.0 + 0.5) : 0; }
@@ -1619,7 +1680,7 @@ static int server_tls_open(kino_server *s, const kino_options *o, char *err, siz
         snprintf(err, errlen, "TLS: a TLS listener needs a certificate and a key (the tls settings)");
         return -1;
     }
-    s->tls = kino_tls_ctx_new(o->tls, err, errlen);
+    s->tls = kino_tls_ctx_new(o->tls, o->http2, err, errlen);
     return s->tls ? 0 : -1;
 #else
     snprintf(err, errlen, "TLS was asked for, but this Kino was built without it "
@@ -1690,6 +1751,7 @@ kino_server *kino_server_new(const kino_options *o, char *err, size_t errlen) {
         klist *lists[] = {&io->t_header, &io->t_body, &io->t_idle, &io->t_parked, &io->t_away,
                           &io->t_held, &io->t_flush, &io->t_linger};
         for (size_t k = 0; k < sizeof lists / sizeof *lists; k++) klist_init(lists[k]);
+        klist_init(&s->io[i].h2conns);
     }
     date_refresh();
     kino_log_start(); /* once per process: canned answers leave notes */
@@ -2089,3 +2151,12 @@ static void log_canned(kino_server *s, int io_index, kino_conn *c, int status, s
         kino_log_messagef(KINO_LOG_WARN, source, "%d%s%s: %s%s", status, c ? " from " : "",
                           c ? c->peer : "", why, more);
 }
+
+/* ================================================================== */
+/* Shared with kino_stream.c                                          */
+/* ================================================================== */
+
+int kino_ready_push(kino_server *s, kino_conn *c) { return ready_push(s, c, c->io->now); }
+kino_buf *kino_buf_get(kino_io *io) { return buf_get(io); }
+void kino_buf_put(kino_io *io, kino_buf *b) { buf_put(io, b); }
+int64_t kino_now_us(void) { return now_us(); }

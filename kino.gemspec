@@ -19,7 +19,7 @@ Gem::Specification.new do |spec|
   spec.license = "MIT"
   spec.required_ruby_version = ">= 3.1"
 
-  spec.files = Dir.glob(%w[kino.c kino_http.c kino_worker.c kino_engine.h kino_control.c kino.h kino_tls.c kino_tls.h kino_log.c kino_log.h kino_hpack.c kino_hpack.h kino_h2.c kino_h2.h kino_ruby.c lib/**/*.rb bin/kino man/kino.1 ext/kino/extconf.rb
+  spec.files = Dir.glob(%w[kino.c kino_http.c kino_worker.c kino_engine.h kino_control.c kino.h kino_tls.c kino_tls.h kino_log.c kino_log.h kino_hpack.c kino_hpack.h kino_h2.c kino_h2.h kino_stream.c kino_ruby.c lib/**/*.rb bin/kino man/kino.1 ext/kino/extconf.rb
                            README.md LICENSE], base: __dir__)
   spec.bindir = "bin"
   spec.executables = ["kino"]

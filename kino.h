@@ -259,6 +259,8 @@ typedef struct kino_options {
                                   requests; idle waiters steal from others */
     int batch;                 /* requests a waiter takes per visit to the
                                   queue (1 to KINO_BATCH_MAX) */
+    int http2;                 /* HTTP/2: ALPN h2 over TLS, the client
+                                  preface on cleartext (kino_stream.c) */
 } kino_options;
 
 #define KINO_LANE_DEPTH 4      /* requests one lane holds */
@@ -411,6 +413,7 @@ int kino_conn_local_port(kino_conn *c);     /* its listener's port */
 unsigned kino_conn_flags(kino_conn *c);     /* its listener's KINO_LISTEN_* */
 int kino_conn_fd(kino_conn *c);
 int kino_conn_tls(kino_conn *c);            /* nonzero over HTTPS */
+int kino_conn_http2(kino_conn *c);          /* nonzero for an HTTP/2 stream */
 /* The client certificate of an HTTPS connection as PEM (malloc'd, free it;
  * *len bytes), or NULL when the client sent none. */
 char *kino_conn_peer_cert(kino_conn *c, size_t *len);
@@ -490,6 +493,17 @@ int kino_resp_flush(kino_conn *c, kino_waiter *w);
  * response is complete or small enough to be finished by the I/O thread;
  * KINO_AGAIN as for kino_resp_flush. */
 int kino_resp_end(kino_conn *c, kino_waiter *w);
+
+/* A trailer field, sent after the body when kino_resp_end finishes it
+ * (the Rack 3 body#trailers contract, as gRPC uses it): on an HTTP/2
+ * stream a trailing HEADERS frame, on a chunked HTTP/1.1 response the
+ * trailer section. Add them after the last body write. A response with
+ * no place for trailers (Content-Length or HTTP/1.0 framing) drops them
+ * (KINO_OK). KINO_ERROR, nothing added, for a name that is not a token,
+ * a value with CR, LF or NUL, or a call before the head or after the
+ * end. */
+int kino_resp_trailer(kino_conn *c, kino_waiter *w, const char *name, size_t nlen,
+                      const char *val, size_t vlen);
 
 /* Bytes of the final response already handed to the kernel (0 means the
  * client has seen none of it, so an error response is still possible). */

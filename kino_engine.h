@@ -577,6 +577,8 @@ enum {
     C_FLUSH,     /* I/O thread; t_flush: finishing a response a worker handed off */
     C_LINGER,    /* I/O thread; t_linger: closing, reading and dropping what the client still sends */
     C_HANDSHAKE, /* I/O thread; t_header: a TLS handshake (kino_tls.c) before the head */
+    C_H2,        /* I/O thread: an HTTP/2 connection (kino_stream.c); t_header until
+                    its first stream, t_held while one is open, t_idle between */
 };
 /* What the I/O thread does with a connection handed back by a worker;
  * NEXT_HIJACKED: free the struct, never touch the fd (kino_hijack). */
@@ -590,6 +592,9 @@ enum { B_NONE, B_LENGTH, B_CHUNKED, B_DONE };
 enum { R_LENGTH, R_CHUNKED, R_RAW, R_NOBODY };
 
 typedef struct kino_io kino_io;
+
+typedef struct kino_h2conn kino_h2conn;
+typedef struct kino_stream kino_stream;
 
 struct kino_conn {
     klist qlink;             /* ready queue (under the server mutex) */
@@ -639,6 +644,7 @@ struct kino_conn {
     unsigned hinted : 1;     /* an informational (1xx) response went out */
     unsigned final : 1;      /* the final response has begun */
     unsigned r_done : 1;     /* response complete (maybe in c->out) */
+    unsigned trailing : 1;   /* chunked: the last chunk and trailers began */
     unsigned broken : 1;     /* unusable: client gone or framing lost */
     unsigned seen_date : 1, seen_server : 1, seen_length : 1;
     unsigned seen_te : 2;    /* app-set Transfer-Encoding: 1 chunked, 2 other */
@@ -651,6 +657,9 @@ struct kino_conn {
     const char *error;
     const struct kino_lsock *ls; /* the listener that accepted it */
     unsigned char proxy;     /* a PROXY header is still owed */
+    unsigned char fresh;     /* no request yet: an HTTP/2 preface may come */
+    kino_h2conn *h2;         /* an HTTP/2 connection: its side (kino_stream.c) */
+    kino_stream *st;         /* a stream's request object: the stream */
     int peer_port;
     char peer[INET6_ADDRSTRLEN];
 };
@@ -711,6 +720,7 @@ struct kino_io {
     klist t_header, t_body, t_idle, t_parked, t_away, t_held, t_flush, t_linger;
     _Atomic int parked;           /* t_parked is not empty */
     _Atomic int missed_away;      /* away conns whose missed is set */
+    klist h2conns;                /* HTTP/2 connections (kino_stream.c) */
     kino_buf *pool;
     int npool;
     int listening;
@@ -920,6 +930,34 @@ int kino_conn_prepare(kino_server *s, kino_conn *c) KINO_HIDDEN;
 size_t kino_canned(char *buf, size_t cap, int status) KINO_HIDDEN;
 void kino_access_capture(kino_waiter *w, kino_conn *c) KINO_HIDDEN;
 void kino_access_taken(kino_conn *c, kino_waiter *w) KINO_HIDDEN;
+int kino_ready_push(kino_server *s, kino_conn *c) KINO_HIDDEN;
+kino_buf *kino_buf_get(kino_io *io) KINO_HIDDEN;
+void kino_buf_put(kino_io *io, kino_buf *b) KINO_HIDDEN;
+int64_t kino_now_us(void) KINO_HIDDEN;
+/* kino_stream.c: HTTP/2 on the I/O thread ... */
+int kino_h2conn_start(kino_io *io, kino_conn *c) KINO_HIDDEN;
+void kino_h2conn_event(kino_io *io, kino_conn *c, int mask) KINO_HIDDEN;
+void kino_h2conn_returned(kino_io *io, kino_conn *c) KINO_HIDDEN;
+void kino_h2conn_destroyed(kino_conn *c) KINO_HIDDEN;
+void kino_h2conn_dropped(kino_conn *c) KINO_HIDDEN;
+void kino_h2conn_drain(kino_io *io) KINO_HIDDEN;
+/* ... and the worker API on a stream (c->st set) */
+int kino_stream_wait(kino_conn *c, kino_waiter *w, int events) KINO_HIDDEN;
+long kino_stream_body_read(kino_conn *c, kino_waiter *w, char *buf, size_t n) KINO_HIDDEN;
+int kino_stream_resp_begin(kino_conn *c, kino_waiter *w, int status) KINO_HIDDEN;
+int kino_stream_resp_header(kino_conn *c, kino_waiter *w, const char *name, size_t nlen,
+                            const char *val, size_t vlen) KINO_HIDDEN;
+int kino_stream_resp_end_head(kino_conn *c, kino_waiter *w, int body, uint64_t length) KINO_HIDDEN;
+int kino_stream_resp_write(kino_conn *c, kino_waiter *w, const char *p, size_t n) KINO_HIDDEN;
+int kino_stream_resp_flush(kino_conn *c, kino_waiter *w) KINO_HIDDEN;
+int kino_stream_resp_end(kino_conn *c, kino_waiter *w) KINO_HIDDEN;
+int kino_stream_resp_sendfile(kino_conn *c, kino_waiter *w, int fd, uint64_t *offset,
+                              uint64_t *left) KINO_HIDDEN;
+int kino_stream_resp_error(kino_conn *c, kino_waiter *w, int status) KINO_HIDDEN;
+kino_conn *kino_stream_next(kino_conn *c, kino_waiter *w) KINO_HIDDEN;
+int kino_stream_tls(kino_conn *c) KINO_HIDDEN;
+int kino_stream_resp_trailer(kino_conn *c, kino_waiter *w, const char *name, size_t nlen,
+                             const char *val, size_t vlen) KINO_HIDDEN;
 /* kino_worker.c */
 void kino_release(kino_conn *c, int next) KINO_HIDDEN;
 int kino_send_continue(kino_conn *c) KINO_HIDDEN;

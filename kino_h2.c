@@ -70,6 +70,7 @@ typedef struct h2_stream {
     unsigned remote_closed : 1;  /* the peer sent END_STREAM */
     unsigned local_closed : 1;   /* Kino sent END_STREAM */
     unsigned head_sent : 1;      /* the response head went out */
+    unsigned counted : 1;        /* open or half closed: counted in nopen */
     int64_t send_window;         /* may go below 0 after SETTINGS */
     int64_t recv_window;         /* what the peer may still send */
     uint32_t unacked;            /* bytes read, not yet given back */
@@ -133,7 +134,9 @@ struct kino_h2 {
 
     /* streams */
     h2_stream *streams;
-    int nstreams;
+    int nstreams, cap;           /* in the table, and its room */
+    int nopen;                   /* open or half closed (RFC 9113 5.1.2):
+                                  what MAX_CONCURRENT_STREAMS limits */
     uint32_t last_id;            /* highest stream id the peer opened */
     uint32_t recent[RECENT];     /* id, | RECENT_RESET when Kino reset it */
     unsigned recent_next;
@@ -308,9 +311,20 @@ static h2_stream *stream_find(kino_h2 *h, uint32_t id) {
     return NULL;
 }
 
+/* Both sides sent END_STREAM: the stream no longer counts against
+ * MAX_CONCURRENT_STREAMS, though its slot stays until the caller is
+ * done with it (the peer may open the next stream at once). */
+static void stream_check_closed(kino_h2 *h, h2_stream *s) {
+    if (s->counted && s->remote_closed && s->local_closed) {
+        s->counted = 0;
+        h->nopen--;
+    }
+}
+
 /* Remove a stream from the table (swap with the last). The h2_stream
  * pointer is invalid afterwards. */
 static void stream_drop(kino_h2 *h, h2_stream *s) {
+    if (s->counted) h->nopen--;
     h2_stream *last = &h->streams[h->nstreams - 1];
     if (s != last) *s = *last;
     h->nstreams--;
@@ -621,6 +635,7 @@ static void block_done(kino_h2 *h) {
             return;
         }
         s->remote_closed = 1;
+        stream_check_closed(h, s);
         if (h->cb.data) h->cb.data(h->ctx, s->user, NULL, 0, 1);
         return;
     }
@@ -637,7 +652,7 @@ static void block_done(kino_h2 *h) {
         glitch(h, "malformed requests");
         return;
     }
-    if ((uint32_t)h->nstreams >= h->lim.max_streams) {
+    if ((uint32_t)h->nopen >= h->lim.max_streams || h->nstreams == h->cap) {
         rst(h, id, KINO_H2_REFUSED_STREAM);
         glitch(h, "streams past MAX_CONCURRENT_STREAMS");
         return;
@@ -665,6 +680,8 @@ static void block_done(kino_h2 *h) {
     s->recv_window = h->lim.stream_window;
     s->content_length = head.content_length;
     s->remote_closed = end ? 1 : 0;
+    s->counted = 1;
+    h->nopen++;
     void *user = h->cb.request ? h->cb.request(h->ctx, id, &head, end) : NULL;
     s = stream_find(h, id); /* the callback may have queued output only */
     if (!s) return;
@@ -1066,6 +1083,7 @@ static void frame_end(kino_h2 *h) {
             return;
         }
         s->remote_closed = 1;
+        stream_check_closed(h, s);
         if (h->cb.data) h->cb.data(h->ctx, s->user, NULL, 0, 1);
         return;
     }
@@ -1230,7 +1248,10 @@ int kino_h2_send_head(kino_h2 *h, uint32_t id, int status, const kino_header *f,
     if (!s || s->head_sent || status < 100 || status > 999 || (status < 200 && end)) return KINO_ERROR;
     if (send_block(h, id, status, f, n, end) != KINO_OK) return KINO_ERROR;
     if (status >= 200) s->head_sent = 1; /* 1xx: a final head follows */
-    if (end) s->local_closed = 1;
+    if (end) {
+        s->local_closed = 1;
+        stream_check_closed(h, s);
+    }
     return KINO_OK;
 }
 
@@ -1239,6 +1260,7 @@ int kino_h2_send_trailers(kino_h2 *h, uint32_t id, const kino_header *f, size_t 
     if (!s || !s->head_sent) return KINO_ERROR;
     if (send_block(h, id, 0, f, n, 1) != KINO_OK) return KINO_ERROR;
     s->local_closed = 1;
+    stream_check_closed(h, s);
     return KINO_OK;
 }
 
@@ -1271,6 +1293,7 @@ long kino_h2_send_data(kino_h2 *h, uint32_t id, const char *p, size_t n, int end
     if (end && take == n) {
         if (n == 0 && !out_frame(h, F_DATA, FL_END_STREAM, id, NULL, 0)) return KINO_ERROR;
         s->local_closed = 1;
+        stream_check_closed(h, s);
     }
     return (long)take;
 }
@@ -1329,7 +1352,10 @@ kino_h2 *kino_h2_new(const kino_h2_limits *l, const kino_h2_callbacks *cb, void 
     if (h->lim.output_max < 4096) h->lim.output_max = 4096;
     h->cb = *cb;
     h->ctx = ctx;
-    h->streams = calloc(h->lim.max_streams, sizeof *h->streams);
+    /* twice the streams allowed: a closed stream keeps its slot until the
+     * caller is done with it, while the peer opens the next */
+    h->cap = (int)h->lim.max_streams * 2;
+    h->streams = calloc((size_t)h->cap, sizeof *h->streams);
     h->fields = malloc(h->lim.header_list);
     if (!h->streams || !h->fields ||
         kino_hpack_decoder_init(&h->dec, KINO_HPACK_TABLE_SIZE, h->lim.header_list, NULL, 0) != 0) {
@@ -1403,7 +1429,7 @@ int kino_h2_finished(const kino_h2 *h) {
 }
 
 int kino_h2_streams(const kino_h2 *h) {
-    return h->nstreams;
+    return h->nopen;
 }
 
 uint32_t kino_h2_error(const kino_h2 *h) {

@@ -47,7 +47,7 @@
 static VALUE mKino, mNative, cInput, cNullInput, cWorker, cStream, cEarlyHints, cHijack;
 static VALUE eError, eClientDisconnected, eInputError, eResponseError;
 static VALUE null_input;
-static ID id_call, id_each, id_to_ary, id_close, id_report, id_to_i, id_to_path, id_read, id_to_str,
+static ID id_trailers, id_call, id_each, id_to_ary, id_close, id_report, id_to_i, id_to_path, id_read, id_to_str,
     id_socket;
 
 /* ================================================================== */
@@ -60,7 +60,7 @@ static VALUE K_REQUEST_METHOD, K_SCRIPT_NAME, K_PATH_INFO, K_QUERY_STRING, K_SER
     K_SERVER_SOFTWARE, K_RACK_INPUT, K_RACK_ERRORS, K_RACK_URL_SCHEME, K_RACK_MULTITHREAD,
     K_RACK_MULTIPROCESS, K_RACK_RUN_ONCE, K_RACK_RESPONSE_FINISHED, K_RACK_HIJACKP,
     K_RACK_HIJACK, K_RACK_HIJACK_IO, K_RACK_EARLY_HINTS, K_HTTPS, K_SSL_CLIENT_CERT;
-static VALUE S_EMPTY, S_HTTP, S_HTTP10, S_HTTP11, S_PORT80, S_SOFTWARE, S_HTTPS, S_ON, S_PORT443;
+static VALUE S_EMPTY, S_HTTP, S_HTTP10, S_HTTP11, S_HTTP2, S_PORT80, S_SOFTWARE, S_HTTPS, S_ON, S_PORT443;
 
 /* Methods and request headers common enough to deserve a prebuilt
  * string; everything else is built per request. */
@@ -125,6 +125,7 @@ static void init_strings(void) {
     S_HTTP = frozen("http");
     S_HTTP10 = frozen("HTTP/1.0");
     S_HTTP11 = frozen("HTTP/1.1");
+    S_HTTP2 = frozen("HTTP/2");
     S_PORT80 = frozen("80");
     K_HTTPS = frozen("HTTPS");
     K_SSL_CLIENT_CERT = frozen("SSL_CLIENT_CERT");
@@ -845,7 +846,14 @@ static VALUE build_env(worker *wk, kino_conn *c) {
     if (method != method_strs[0]) rb_hash_aset(env, K_REQUEST_METHOD, method);
     rb_hash_aset(env, K_PATH_INFO, str_span(h->path));
     if (h->query.n) rb_hash_aset(env, K_QUERY_STRING, str_span(h->query));
+    int h2 = kino_conn_http2(c);
     if (!h->minor) rb_hash_aset(env, K_SERVER_PROTOCOL, S_HTTP10);
+    if (h2) {
+        rb_hash_aset(env, K_SERVER_PROTOCOL, S_HTTP2);
+        /* a stream shares its connection: no socket to hand over */
+        rb_hash_aset(env, K_RACK_HIJACKP, Qfalse);
+        rb_hash_delete(env, K_RACK_HIJACK);
+    }
     if (host == Qundef) rb_hash_delete(env, common_keys[0]); /* no Host: no HTTP_HOST */
     if (tls) {
         size_t n = 0;
@@ -889,8 +897,8 @@ static VALUE build_env(worker *wk, kino_conn *c) {
     RB_OBJ_WRITE(wk->self, &wk->input, input);
     if (input != null_input) rb_hash_aset(env, K_RACK_INPUT, input);
     rb_hash_aset(env, K_RACK_RESPONSE_FINISHED, rb_ary_new());
-    if (h->minor) rb_hash_aset(env, K_RACK_EARLY_HINTS, hints_new(wk));
-    else rb_hash_delete(env, K_RACK_EARLY_HINTS); /* no 1xx for HTTP/1.0 */
+    if (h->minor && !h2) rb_hash_aset(env, K_RACK_EARLY_HINTS, hints_new(wk));
+    else rb_hash_delete(env, K_RACK_EARLY_HINTS); /* no 1xx for HTTP/1.0 (nor, yet, HTTP/2) */
     return env;
 }
 
@@ -1021,6 +1029,27 @@ static void finish(worker *wk) {
     if (r != KINO_OK) raise_conn_error(wk);
 }
 
+/* Rack 3 trailers (body#trailers, called after each): a Hash of
+ * lowercase names to String values, sent after the body -- as a trailing
+ * HEADERS frame over HTTP/2, in the chunked trailer section over
+ * HTTP/1.1. A response that cannot carry them (HTTP/1.0) drops them. */
+static int trailer_i(VALUE name, VALUE value, VALUE arg) {
+    worker *wk = (worker *)arg;
+    if (!RB_TYPE_P(name, T_STRING) || !RB_TYPE_P(value, T_STRING))
+        rb_raise(eResponseError, "malformed response: trailers must map Strings to Strings");
+    if (kino_resp_trailer(wk->c, wk->w, RSTRING_PTR(name), (size_t)RSTRING_LEN(name), RSTRING_PTR(value),
+                          (size_t)RSTRING_LEN(value)) != KINO_OK)
+        rb_raise(eResponseError, "malformed response: trailer %" PRIsVALUE " is not a valid field", name);
+    return ST_CONTINUE;
+}
+
+static void write_trailers(worker *wk, VALUE trailers) {
+    if (NIL_P(trailers)) return;
+    VALUE h = rb_check_hash_type(trailers);
+    if (NIL_P(h)) rb_raise(eResponseError, "malformed response: body.trailers is not a Hash");
+    rb_hash_foreach(h, trailer_i, (VALUE)wk);
+}
+
 /* Array bodies: one Content-Length response, usually one send(2). */
 static void write_array(worker *wk, struct response *r, VALUE ary) {
     uint64_t total = 0;
@@ -1134,6 +1163,7 @@ static VALUE write_response(VALUE arg) {
     } else if (rb_respond_to(body, id_each)) {
         if (!write_head(wk, r, KINO_BODY_STREAM, 0)) return Qnil;
         rb_block_call(body, id_each, 0, NULL, each_chunk, (VALUE)wk);
+        if (rb_respond_to(body, id_trailers)) write_trailers(wk, rb_funcall(body, id_trailers, 0));
         finish(wk);
     } else if (rb_respond_to(body, id_call)) { /* Rack 3 streaming body */
         if (!write_head(wk, r, KINO_BODY_STREAM, 0)) return Qnil;
@@ -1560,6 +1590,7 @@ static VALUE native_server_new(VALUE mod, VALUE opts) {
         o.tls = &tls;
     }
     o.shared_listener = RTEST(rb_hash_lookup2(opts, ID2SYM(rb_intern("shared_listener")), Qfalse));
+    o.http2 = RTEST(rb_hash_lookup2(opts, ID2SYM(rb_intern("http2")), o.http2 ? Qtrue : Qfalse));
     o.log_sink = (int)opt_long(opts, "log_sink", o.log_sink);
     o.log_format = (int)opt_long(opts, "log_format", o.log_format);
     o.body_buffer = (uint64_t)opt_long(opts, "body_buffer", (long)o.body_buffer);
@@ -1624,6 +1655,7 @@ static VALUE native_defaults(VALUE mod) {
     SET("listen", o.nlisten ? INT2NUM(o.nlisten) : Qnil); /* none: bind and port */
     SET("tls", o.tls ? Qtrue : Qnil);                    /* none: plain HTTP */
     SET("shared_listener", o.shared_listener ? Qtrue : Qfalse); /* mode :cluster sets it */
+    SET("http2", o.http2 ? Qtrue : Qfalse);
 #undef SET
     return h;
 }
@@ -1970,6 +2002,7 @@ void Init_kino(void) {
     id_report = rb_intern("report");
     id_to_i = rb_intern("to_i");
     id_to_path = rb_intern("to_path");
+    id_trailers = rb_intern("trailers");
     id_read = rb_intern("read");
     id_to_str = rb_intern("to_str");
     id_socket = rb_intern("socket");

@@ -199,9 +199,10 @@ struct kino_tls_ctx {
 };
 
 /* The protocols ALPN may pick, in the server's order of preference, in
- * the wire format (length-prefixed). HTTP/2 will add "\x02h2" in front.
+ * the wire format (length-prefixed): h2 first when HTTP/2 is on.
  * Static storage: OpenSSL's answer points into it. */
-static const unsigned char alpn_protos[] = "\x08http/1.1";
+static const unsigned char alpn_h2[] = "\x02h2\x08http/1.1";
+static const unsigned char alpn_h1[] = "\x08http/1.1";
 
 /* Pick the first protocol of ours the client offers. An empty client
  * list is refused before SSL_select_next_proto sees it (CVE-2024-5535:
@@ -211,11 +212,11 @@ static const unsigned char alpn_protos[] = "\x08http/1.1";
 static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
                        const unsigned char *in, unsigned int inlen, void *arg) {
     unsigned char *chosen = NULL;
+    const unsigned char *ours = arg ? alpn_h2 : alpn_h1;
+    unsigned int len = arg ? sizeof alpn_h2 - 1 : sizeof alpn_h1 - 1;
     (void)ssl;
-    (void)arg;
-    if (inlen == 0 || sizeof alpn_protos <= 1) return SSL_TLSEXT_ERR_NOACK;
-    if (SSL_select_next_proto(&chosen, outlen, alpn_protos, (unsigned int)(sizeof alpn_protos - 1),
-                              in, inlen) != OPENSSL_NPN_NEGOTIATED)
+    if (inlen == 0) return SSL_TLSEXT_ERR_NOACK;
+    if (SSL_select_next_proto(&chosen, outlen, ours, len, in, inlen) != OPENSSL_NPN_NEGOTIATED)
         return SSL_TLSEXT_ERR_ALERT_FATAL;
     *out = chosen;
     return SSL_TLSEXT_ERR_OK;
@@ -225,7 +226,7 @@ static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outle
  * (TLS 1.3's suites are all of that kind and stay OpenSSL's). */
 #define KINO_TLS12_CIPHERS "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL"
 
-kino_tls_ctx *kino_tls_ctx_new(const kino_tls_options *o, char *err, size_t errlen) {
+kino_tls_ctx *kino_tls_ctx_new(const kino_tls_options *o, int h2, char *err, size_t errlen) {
     char why[256];
     if (!o->cert || !*o->cert || !o->key || !*o->key) {
         snprintf(err, errlen, "TLS needs both a certificate (cert) and a private key (key)");
@@ -270,7 +271,7 @@ kino_tls_ctx *kino_tls_ctx_new(const kino_tls_options *o, char *err, size_t errl
     SSL_CTX_set_read_ahead(ctx, 1);
     SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"kino", 4);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
-    SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
+    SSL_CTX_set_alpn_select_cb(ctx, alpn_select, h2 ? (void *)alpn_h2 : NULL);
     const char *ciphers = o->ciphers && *o->ciphers ? o->ciphers : KINO_TLS12_CIPHERS;
     if (SSL_CTX_set_cipher_list(ctx, ciphers) != 1) {
         snprintf(err, errlen, "TLS: no usable cipher in ciphers \"%s\" (%s)", ciphers,
@@ -382,6 +383,13 @@ int kino_tls_handshake(kino_tls *t) {
     int r = SSL_do_handshake(t->ssl);
     if (r == 1) return KINO_OK;
     return failed(t, r) < 0 && errno == EAGAIN ? KINO_AGAIN : KINO_ERROR;
+}
+
+int kino_tls_alpn_h2(const kino_tls *t) {
+    const unsigned char *p = NULL;
+    unsigned int n = 0;
+    SSL_get0_alpn_selected(t->ssl, &p, &n);
+    return n == 2 && p[0] == 'h' && p[1] == '2';
 }
 
 ssize_t kino_tls_read(kino_tls *t, void *buf, size_t n) {

@@ -33,7 +33,7 @@ typedef struct kino_tls kino_tls;         /* one per TLS connection */
 
 /* A context from the options; NULL with a message naming TLS and the
  * file or option at fault in err. */
-kino_tls_ctx *kino_tls_ctx_new(const kino_tls_options *o, char *err, size_t errlen);
+kino_tls_ctx *kino_tls_ctx_new(const kino_tls_options *o, int h2, char *err, size_t errlen);
 void kino_tls_ctx_free(kino_tls_ctx *x);
 
 /* Does the first byte a client sent start a TLS record (a handshake,
@@ -50,6 +50,10 @@ void kino_tls_free(kino_tls *t);
 /* Advance the handshake: KINO_OK once done, KINO_AGAIN to call again on
  * the next readiness event, KINO_ERROR when the client failed it. */
 int kino_tls_handshake(kino_tls *t);
+
+/* After the handshake: did ALPN pick "h2"? (Offered first, and only,
+ * when the context was made with h2 on.) */
+int kino_tls_alpn_h2(const kino_tls *t);
 
 ssize_t kino_tls_read(kino_tls *t, void *buf, size_t n);
 ssize_t kino_tls_write(kino_tls *t, const void *buf, size_t n);

@@ -17,7 +17,8 @@
 /* 1. Request body                                                    */
 /* ================================================================== */
 
-int kino_conn_tls(kino_conn *c) { return conn_tls(c); }
+int kino_conn_tls(kino_conn *c) { return c->st ? kino_stream_tls(c) : conn_tls(c); }
+int kino_conn_http2(kino_conn *c) { return c->st != NULL; }
 
 char *kino_conn_peer_cert(kino_conn *c, size_t *len) {
 #ifdef KINO_TLS
@@ -67,6 +68,7 @@ static int64_t body_patience(kino_conn *c) {
 }
 
 int kino_wait(kino_conn *c, kino_waiter *w, int events) {
+    if (c->st) return kino_stream_wait(c, w, events);
     events = conn_wants(c, events);
     struct pollfd p[2] = {
         {.fd = c->fd, .events = (short)((events & KINO_WAIT_READ ? POLLIN : 0) |
@@ -131,6 +133,7 @@ static long body_fill(kino_conn *c) {
 }
 
 long kino_body_read(kino_conn *c, kino_waiter *w, char *buf, size_t n) {
+    if (c->st) return kino_stream_body_read(c, w, buf, n);
     (void)w;
     if (c->broken || c->refused) return KINO_ERROR;
     if (c->body == B_NONE || c->body == B_DONE || n == 0) return 0;
@@ -339,6 +342,7 @@ static char *tls_gather(kino_conn *c, kino_waiter *w) {
 }
 
 int kino_resp_flush(kino_conn *c, kino_waiter *w) {
+    if (c->st) return kino_stream_resp_flush(c, w);
     if (c->broken) return KINO_ERROR;
     char *gather = tls_gather(c, w);
     if (conn_tls(c) && !gather) return conn_fail(c, "out of memory");
@@ -406,6 +410,7 @@ static int handoff_fits(kino_server *s, size_t n) {
 }
 
 int kino_resp_begin(kino_conn *c, kino_waiter *w, int status) {
+    if (c->st) return kino_stream_resp_begin(c, w, status);
     int open = ANS_OPEN;
     if (c->refused) return KINO_ERROR; /* answer with kino_resp_error */
     if (!atomic_compare_exchange_strong(&c->answer, &open, ANS_APP) && !(open == ANS_APP && c->hinted))
@@ -426,6 +431,7 @@ static int status_bodiless(int st) { return st < 200 || st == 204 || st == 304; 
 
 int kino_resp_header(kino_conn *c, kino_waiter *w, const char *name, size_t nlen, const char *val,
                      size_t vlen) {
+    if (c->st) return kino_stream_resp_header(c, w, name, nlen, val, vlen);
     kino_span n = {name, nlen};
     if (nlen == 0) return KINO_ERROR;
     for (size_t i = 0; i < nlen; i++)
@@ -492,6 +498,7 @@ static const char *framing_error(kino_conn *c, int body) {
 }
 
 int kino_resp_end_head(kino_conn *c, kino_waiter *w, int body, uint64_t length) {
+    if (c->st) return kino_stream_resp_end_head(c, w, body, length);
     kino_server *s = c->io->s;
     int st = c->status;
     int bodiless = c->head.is_head || status_bodiless(st);
@@ -583,6 +590,7 @@ static int maybe_flush(kino_conn *c, kino_waiter *w) {
  * into the output (ref == 0), or referenced where they are until the
  * next flush (ref == 1, for large bodies the caller keeps alive). */
 static int resp_write(kino_conn *c, kino_waiter *w, const char *p, size_t n, int ref) {
+    if (c->trailing) return KINO_ERROR; /* no body after the trailers */
     int r = body_bytes(c, n);
     if (r) return r < 0 ? r : KINO_OK;
     if (n == 0) return KINO_OK;
@@ -594,17 +602,20 @@ static int resp_write(kino_conn *c, kino_waiter *w, const char *p, size_t n, int
 }
 
 int kino_resp_write(kino_conn *c, kino_waiter *w, const char *p, size_t n) {
+    if (c->st) return kino_stream_resp_write(c, w, p, n);
     return resp_write(c, w, p, n, 0);
 }
 
 int kino_resp_write_ref(kino_conn *c, kino_waiter *w, const char *p, size_t n) {
+    if (c->st) return kino_stream_resp_write(c, w, p, n);
     return resp_write(c, w, p, n, 1);
 }
 
 int kino_resp_end(kino_conn *c, kino_waiter *w) {
+    if (c->st) return kino_stream_resp_end(c, w);
     if (c->broken) return KINO_ERROR;
     if (!c->r_done) {
-        if (c->framing == R_CHUNKED && out_str(w, "0\r\n\r\n")) return KINO_ERROR;
+        if (c->framing == R_CHUNKED && out_str(w, c->trailing ? "\r\n" : "0\r\n\r\n")) return KINO_ERROR;
         if (c->framing == R_LENGTH && c->r_left > 0) {
             c->r_close = 1; /* the client will see a short body and a close */
             c->error = "response body shorter than its Content-Length";
@@ -621,7 +632,26 @@ int kino_resp_end(kino_conn *c, kino_waiter *w) {
     return r;
 }
 
+int kino_resp_trailer(kino_conn *c, kino_waiter *w, const char *name, size_t nlen, const char *val,
+                      size_t vlen) {
+    if (c->st) return kino_stream_resp_trailer(c, w, name, nlen, val, vlen);
+    if (!c->final || c->r_done || c->broken || nlen == 0) return KINO_ERROR;
+    for (size_t i = 0; i < nlen; i++)
+        if (!IS_TCHAR(name[i])) return KINO_ERROR;
+    for (size_t i = 0; i < vlen; i++)
+        if (val[i] == '\r' || val[i] == '\n' || val[i] == '\0') return KINO_ERROR;
+    if (c->framing != R_CHUNKED) return KINO_OK; /* no place for it: dropped */
+    /* the last chunk, then the fields (RFC 9112 7.1.2); kino_resp_end
+     * ends the section */
+    if (!c->trailing && out_str(w, "0\r\n")) return KINO_ERROR;
+    c->trailing = 1;
+    if (out_put(w, name, nlen) || out_put(w, ": ", 2) || out_put(w, val, vlen) || out_put(w, "\r\n", 2))
+        return KINO_ERROR;
+    return KINO_OK;
+}
+
 int kino_resp_info_begin(kino_conn *c, kino_waiter *w, int status) {
+    if (c->st) return KINO_ERROR; /* no 1xx on an HTTP/2 stream (yet) */
     int open = ANS_OPEN;
     if (c->head.minor == 0 || c->final || c->broken || c->refused || status < 100 || status > 199)
         return KINO_ERROR;
@@ -634,11 +664,13 @@ int kino_resp_info_begin(kino_conn *c, kino_waiter *w, int status) {
 }
 
 int kino_resp_info_end(kino_conn *c, kino_waiter *w) {
+    if (c->st) return KINO_ERROR;
     if (out_put(w, "\r\n", 2)) return KINO_ERROR;
     return kino_resp_flush(c, w);
 }
 
 int kino_resp_sendfile(kino_conn *c, kino_waiter *w, int fd, uint64_t *offset, uint64_t *left) {
+    if (c->st) return kino_stream_resp_sendfile(c, w, fd, offset, left);
     int r = kino_resp_flush(c, w); /* the head first */
     if (r != KINO_OK) return r;
     if (c->framing == R_NOBODY) {
@@ -669,6 +701,7 @@ int kino_resp_sendfile(kino_conn *c, kino_waiter *w, int fd, uint64_t *offset, u
 }
 
 int kino_resp_error(kino_conn *c, kino_waiter *w, int status) {
+    if (c->st) return kino_stream_resp_error(c, w, status);
     char msg[512];
     int open = ANS_OPEN;
     if (!atomic_compare_exchange_strong(&c->answer, &open, ANS_APP) && open != ANS_APP)
@@ -698,6 +731,10 @@ int kino_resp_error(kino_conn *c, kino_waiter *w, int status) {
 /* ================================================================== */
 
 int kino_hijack(kino_conn *c, kino_waiter *w, const char **rest, size_t *rest_len) {
+    if (c->st) {
+        c->error = "cannot hijack: an HTTP/2 stream shares its connection with other streams";
+        return KINO_ERROR;
+    }
     int cur = atomic_load(&c->answer);
     if (conn_tls(c)) {
         c->error = "cannot hijack: an HTTPS connection's TLS session stays in Kino";
@@ -778,6 +815,7 @@ static kino_conn *next_release(kino_conn *c, kino_waiter *w, int next) {
 }
 
 kino_conn *kino_next(kino_conn *c, kino_waiter *w) {
+    if (c->st) return kino_stream_next(c, w);
     kino_server *s = c->io->s;
     int served = c->r_done && !c->broken;
     if (s->o.log_sink) kino_access_taken(c, w); /* every request a worker took, hijacked ones too */

@@ -26,6 +26,7 @@ class ConfigurationTest < Minitest::Test
     bind: ['"0.0.0.0"', "0.0.0.0", "::1"],
     port: ["4000", 4000, 5000],
     proxy_protocol: ["true", true, false],
+    http2: ["false", false, true],
     control_bind: [%("127.0.0.1:9300"), "127.0.0.1:9300", "unix:///run/k.sock"],
     control_token: [%("abc"), "abc", "def"],
     workers: ["2", 2, 3],

@@ -205,8 +205,16 @@ class TLSTest < Minitest::Test
     end
   end
 
-  def test_alpn_offers_http_1_1_and_refuses_h2_only_clients
+  def test_alpn_prefers_h2_and_offers_http_1_1_alone_with_http2_off
     serve_tls do |server|
+      out, status = s_client(server.port, "-alpn", "http/1.1,h2", "-tls1_3", input: "Q\n")
+      assert status.success?, out
+      assert_includes out, "ALPN protocol: h2"
+      out, status = s_client(server.port, "-alpn", "http/1.1", input: "Q\n")
+      assert status.success?, out
+      assert_includes out, "ALPN protocol: http/1.1"
+    end
+    serve_tls(http2: false) do |server|
       out, status = s_client(server.port, "-alpn", "h2,http/1.1", "-tls1_3", input: "Q\n")
       assert status.success?, out
       assert_includes out, "ALPN protocol: http/1.1"

@@ -17,7 +17,7 @@ $VPATH << root
 $INCFLAGS << " -I#{root}"
 $CFLAGS << " -std=c11 -pthread"
 $LDFLAGS << " -pthread"
-$objs = %w[kino.o kino_http.o kino_worker.o kino_control.o kino_tls.o kino_log.o kino_hpack.o kino_h2.o kino_ruby.o]
+$objs = %w[kino.o kino_http.o kino_worker.o kino_control.o kino_tls.o kino_log.o kino_hpack.o kino_h2.o kino_stream.o kino_ruby.o]
 
 # HTTPS (kino_tls.c) when OpenSSL's headers and libraries are found, as
 # `make` does; KINO_TLS=0 in the environment builds without it.

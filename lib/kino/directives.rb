@@ -50,6 +50,12 @@ module Kino
                    "after the certificate; ca: with verify: :peer requires client certificates " \
                    "(the app sees SSL_CLIENT_CERT). min_version is \"1.2\" unless set. See doc/tls.md.",
               example: 'tls cert: "config/ssl/cert.pem", key: "config/ssl/key.pem"'),
+      Doc.new(name: :http2, group: "Listening", kind: :boolean, default: "true",
+              summary: "serve HTTP/2 too: h2 by ALPN over TLS, h2c by prior knowledge on plain " \
+                       "listeners, next to HTTP/1.1 on the same port",
+              why: "Say false to speak HTTP/1.1 only (ALPN then offers http/1.1 alone, and the " \
+                   "HTTP/2 preface gets 505). See doc/http2.md.",
+              example: "http2 false"),
       Doc.new(name: :mode, group: "Concurrency", kind: :mode,
               summary: ":auto, :ractor, :threaded or :cluster (see MODES in man kino)",
               why: "Say :cluster for apps that are not Ractor-shareable (Rails, Sinatra) on " \

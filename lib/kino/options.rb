@@ -33,6 +33,7 @@ module Kino
       lanes: false,           # each worker thread gets a short queue of its own
       batch: 1,               # requests a worker thread takes per visit to the queue
       tls: nil,               # {cert:, key:, ...}: HTTPS (see TLS_KEYS, doc/tls.md)
+      http2: true,            # HTTP/2: ALPN h2 over TLS, prior-knowledge h2c (doc/http2.md)
       pidfile: nil,           # path of a pid file to claim at start
       log_requests: nil,      # access log: nil/false off, true stdout, or a path to append to
       log_format: :text,      # access log lines: :text or :json
@@ -96,7 +97,7 @@ module Kino
         positive_number(name, value)
       when *HOOKS
         invalid(name, value, "a callable (responds to call), or nil") unless value.nil? || value.respond_to?(:call)
-      when :preload
+      when :preload, :http2
         invalid(name, value, "true or false") unless [true, false].include?(value)
       when :pidfile
         invalid(name, value, "a path (String), or nil") unless value.nil? || (value.is_a?(String) && !value.empty?)
@@ -181,6 +182,7 @@ module Kino
         lanes: options[:lanes],
         batch: options[:batch],
         tls: native_tls(options[:tls]),
+        http2: options[:http2],
         shared_listener: options[:mode] == :cluster # forked workers accept on it (ProcessPool)
       }
     end

@@ -26,6 +26,7 @@ static int test_thread_create(pthread_t *t, const pthread_attr_t *a, void *(*f)(
 #include "../../kino.c"
 #include "../../kino_http.c"
 #include "../../kino_worker.c"
+#include "../../kino_stream.c"
 #include "../../kino_tls.c"
 #include "../../kino_control.c"
 #include "../../kino_log.c"

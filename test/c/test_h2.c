@@ -875,6 +875,19 @@ static void test_h2_limits(void) {
            "5.1.2: REFUSED_STREAM past MAX_CONCURRENT_STREAMS");
     case_free(c);
 
+    /* a stream both sides ended no longer counts, though its caller has
+     * not let go of it yet: the peer may open the next one at once */
+    c = opened(&l);
+    for (uint32_t id = 1; id <= 31; id += 2) w_headers(&c->w, id, FL_END_STREAM, GET_ROOT);
+    case_feed(c, 0);
+    for (uint32_t id = 1; id <= 31; id += 2) kino_h2_send_head(c->h, id, 204, NULL, 0, 1);
+    CHECK(kino_h2_streams(c->h) == 0);
+    for (uint32_t id = 33; id <= 63; id += 2) w_headers(&c->w, id, FL_END_STREAM, GET_ROOT);
+    case_feed(c, 0);
+    CHECKF(c->r.requests == 32 && count_of(&c->o, F_RST_STREAM) == 0,
+           "5.1.2: closed streams held by the caller do not count (%d requests)", c->r.requests);
+    case_free(c);
+
     /* HPACK bomb: a decoded list past the cap is answered 431 */
     kino_h2_limits_default(&l, 4);
     l.header_list = 1024;
@@ -1042,6 +1055,139 @@ static void test_h2_limits(void) {
     case_free(c);
 }
 
+
+/* ---- over a socket: the engine serving streams --------------------- */
+
+#ifdef KINO_ENGINE_H /* built with the engine (test/c/run.c) */
+
+/* Read frames from fd until streams 1, 3 and 5 have ended (or 5 s),
+ * answering nothing but WINDOW_UPDATE for the body of stream 5. Bodies
+ * go to body[id]; the status of each stream to status[id]. */
+typedef struct h2_client {
+    int fd;
+    char raw[1 << 18];
+    size_t n;
+    kino_hpack_decoder dec;
+    int status[8];
+    char body[8][300];
+    size_t blen[8];
+    int ended[8];
+    uint32_t window5;           /* WINDOW_UPDATE credit for stream 5 */
+} h2_client;
+
+static int status_cb(void *ud, const kino_hpack_field *f) {
+    int *status = ud;
+    if (f->name_len == 7 && memcmp(f->name, ":status", 7) == 0) *status = atoi(f->value);
+    return 0;
+}
+
+/* One frame from the socket into the client; 0 on timeout or close. */
+static int h2_client_frame(h2_client *cl, uint8_t *type, uint8_t *flags, uint32_t *sid,
+                           const uint8_t **pay, uint32_t *len) {
+    for (;;) {
+        if (cl->n >= 9) {
+            const uint8_t *b = (const uint8_t *)cl->raw;
+            uint32_t l = (uint32_t)b[0] << 16 | (uint32_t)b[1] << 8 | b[2];
+            if (cl->n >= 9 + l) {
+                *type = b[3];
+                *flags = b[4];
+                *sid = get32(b + 5) & 0x7fffffffu;
+                *len = l;
+                *pay = b + 9;
+                return 1;
+            }
+        }
+        ssize_t r = recv(cl->fd, cl->raw + cl->n, sizeof cl->raw - cl->n, 0);
+        if (r <= 0) return 0;
+        cl->n += (size_t)r;
+    }
+}
+
+static void h2_client_pop(h2_client *cl, uint32_t len) {
+    memmove(cl->raw, cl->raw + 9 + len, cl->n - 9 - len);
+    cl->n -= 9 + len;
+}
+
+static void test_h2_engine(void) {
+    char err[256];
+    kino_options o;
+    pthread_t workers[2];
+    kino_options_init(&o);
+    srv = kino_server_new(&o, err, sizeof err);
+    CHECKF(srv != NULL, "server_new: %s", err);
+    if (!srv) return;
+    CHECK(kino_server_start(srv, err, sizeof err) == KINO_OK);
+    for (int i = 0; i < 2; i++) pthread_create(&workers[i], NULL, srv_worker, NULL);
+
+    static h2_client cl;
+    memset(&cl, 0, sizeof cl);
+    kino_hpack_decoder_init(&cl.dec, 4096, 65536, NULL, 0);
+    cl.fd = srv_connect();
+    static wbuf w;
+    w.n = 0;
+    w_start(&w);
+    w_headers(&w, 1, FL_END_STREAM, ":method\0GET\0:scheme\0http\0:path\0/a\0:authority\0x\0");
+    w_headers(&w, 3, 0, ":method\0POST\0:scheme\0http\0:path\0/b\0content-length\0" "5\0");
+    w_frame(&w, F_DATA, FL_END_STREAM, 3, "hello", 5);
+    /* stream 5: a body larger than the stream window (65535) */
+    w_headers(&w, 5, 0, ":method\0PUT\0:scheme\0http\0:path\0/c\0");
+    static char big[69000];
+    memset(big, 'z', sizeof big);
+    size_t sent5 = 0;
+    while (sent5 < 65535) {
+        size_t k = 65535 - sent5 < 16384 ? 65535 - sent5 : 16384;
+        w_frame(&w, F_DATA, 0, 5, big + sent5, k);
+        sent5 += k;
+    }
+    srv_send(cl.fd, w.b, w.n);
+    uint8_t type, flags;
+    uint32_t sid, len;
+    const uint8_t *pay;
+    int updates = 0;
+    while (!(cl.ended[1] && cl.ended[3] && cl.ended[5]) && h2_client_frame(&cl, &type, &flags, &sid, &pay, &len)) {
+        if (type == F_WINDOW_UPDATE && sid == 5) {
+            updates++;
+            uint32_t credit = get32(pay);
+            size_t k = sizeof big - sent5 < credit ? sizeof big - sent5 : credit;
+            w.n = 0;
+            while (k) { /* the rest of the body, as the window allows */
+                size_t f = k < 16384 ? k : 16384;
+                w_frame(&w, F_DATA, sent5 + f == sizeof big ? FL_END_STREAM : 0, 5, big + sent5, f);
+                sent5 += f;
+                k -= f;
+            }
+            srv_send(cl.fd, w.b, w.n);
+        }
+        if (sid < 8 && type == F_HEADERS) kino_hpack_decode(&cl.dec, pay, len, status_cb, &cl.status[sid]);
+        if (sid < 8 && type == F_DATA) {
+            size_t k = len < sizeof cl.body[sid] - cl.blen[sid] ? len : sizeof cl.body[sid] - cl.blen[sid];
+            memcpy(cl.body[sid] + cl.blen[sid], pay, k);
+            cl.blen[sid] += k;
+            if (len) { /* keep the server's windows open */
+                w.n = 0;
+                w_u32(&w, F_WINDOW_UPDATE, 0, len);
+                w_u32(&w, F_WINDOW_UPDATE, sid, len);
+                srv_send(cl.fd, w.b, w.n);
+            }
+        }
+        if (sid < 8 && (type == F_HEADERS || type == F_DATA) && (flags & FL_END_STREAM)) cl.ended[sid] = 1;
+        h2_client_pop(&cl, len);
+    }
+    CHECKF(cl.status[1] == 200 && cl.blen[1] == 7 && memcmp(cl.body[1], "GET /a ", 7) == 0,
+           "engine: GET on stream 1 (%d, %.*s)", cl.status[1], (int)cl.blen[1], cl.body[1]);
+    CHECKF(cl.status[3] == 200 && cl.blen[3] == 13 && memcmp(cl.body[3], "POST /b hello", 13) == 0,
+           "engine: POST with a body on stream 3 (%.*s)", (int)cl.blen[3], cl.body[3]);
+    CHECKF(cl.status[5] == 200 && sent5 == sizeof big && updates >= 1,
+           "engine: a body past the stream window, WINDOW_UPDATE as the worker reads (%zu sent, %d updates)",
+           sent5, updates);
+    close(cl.fd);
+    kino_hpack_decoder_free(&cl.dec);
+    kino_server_stop(srv);
+    for (int i = 0; i < 2; i++) pthread_join(workers[i], NULL);
+    kino_server_free(srv);
+}
+#endif
+
 static void test_h2(void) {
     test_h2_preface();
     test_h2_request_response();
@@ -1054,4 +1200,7 @@ static void test_h2(void) {
     test_h2_response_framing();
     test_h2_goaway();
     test_h2_limits();
+#ifdef KINO_ENGINE_H
+    test_h2_engine(); /* the engine is in this build (test/c/run.c) */
+#endif
 }

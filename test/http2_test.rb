@@ -1,0 +1,292 @@
+# frozen_string_literal: true
+
+# HTTP/2 over real sockets: h2 by ALPN over TLS and h2c by prior knowledge
+# on the same port as HTTP/1.1, with the clients people use (curl,
+# nghttp, h2load from Debian's nghttp2-client) and frame-level cases
+# written with python3-h2 (test/h2/frames.py): every RFC 9113 rule the
+# frame layer enforces, the attack limits, flow control both ways, no
+# head-of-line blocking. `make test-h2` installs the clients and runs
+# this file with them required; elsewhere a case whose client is missing
+# is skipped and says so.
+require_relative "helper"
+require "fileutils"
+require "open3"
+require "tmpdir"
+
+class HTTP2Test < Minitest::Test
+  include KinoTest
+
+  PYTHON = "/usr/bin/python3"
+  FRAMES = File.expand_path("h2/frames.py", __dir__)
+  REQUIRED = ENV["KINO_H2_TOOLS"] == "required"
+
+  class Counter
+    def initialize
+      @n = 0
+      @mutex = Mutex.new
+    end
+
+    def bump = @mutex.synchronize { @n += 1 }
+    def value = @mutex.synchronize { @n }
+  end
+
+  class Chunks
+    def each
+      3.times { |i| yield "chunk#{i}\n" }
+    end
+  end
+
+  class WithTrailers # a gRPC-shaped body: bytes, then the status as trailers
+    def each
+      yield "reply"
+    end
+
+    def trailers = { "grpc-status" => "0", "grpc-message" => "fine" }
+  end
+
+  def app(counter = Counter.new)
+    lambda do |env|
+      counter.bump unless env["PATH_INFO"] == "/count"
+      case env["PATH_INFO"]
+      when "/" then [200, { "content-type" => "text/plain" }, ["hello"]]
+      when "/proto" then [200, { "content-type" => "text/plain" }, [env["SERVER_PROTOCOL"]]]
+      when "/slow" then sleep 1
+                        [200, {}, ["slow"]]
+      when "/big" then [200, { "content-type" => "text/plain" }, ["x" * 1_000_000]]
+      when "/stream" then [200, { "content-type" => "text/plain" }, Chunks.new]
+      when "/trailers" then [200, { "content-type" => "application/grpc", "trailer" => "grpc-status" }, WithTrailers.new]
+      when "/echo"
+        body = env["rack.input"] ? env["rack.input"].read : ""
+        [200, { "content-type" => "text/plain" }, ["got #{body.bytesize}:#{body[0, 8].unpack1('H*')}"]]
+      when "/count" then [200, {}, [counter.value.to_s]]
+      else [404, {}, ["no"]]
+      end
+    end
+  end
+
+  def tool(name)
+    return true if system("command -v #{name} >/dev/null 2>&1") && (name != PYTHON || python_h2?)
+    flunk "#{name} is missing (make test-h2 installs it)" if REQUIRED
+    skip "#{name} is missing (make test-h2 installs nghttp2-client and python3-h2)"
+  end
+
+  def python_h2?
+    system(PYTHON, "-c", "import h2, hyperframe, hpack", err: File::NULL)
+  end
+
+  def h2_serve(**options, &block)
+    serve(app, workers: 1, threads: 4, **options, &block)
+  end
+
+  def curl(*args)
+    out, status = Open3.capture2e("curl", "-sS", "--max-time", "10", *args)
+    [out, status]
+  end
+
+  # ---- protocol selection ----------------------------------------
+
+  def test_h2c_by_prior_knowledge_and_http_1_1_on_the_same_port
+    tool("curl")
+    h2_serve do |server|
+      url = "http://127.0.0.1:#{server.port}/proto"
+      out, status = curl("--http2-prior-knowledge", "-w", " %{http_version}", url)
+      assert status.success?, out
+      assert_equal "HTTP/2 2", out
+      out, = curl("--http1.1", "-w", " %{http_version}", url)
+      assert_equal "HTTP/1.1 1.1", out
+    end
+  end
+
+  def test_http2_false_treats_the_preface_as_http_1
+    h2_serve(http2: false) do |server|
+      response = raw(server.port, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+      assert_match(%r{\AHTTP/1\.1 505 }, response)
+    end
+  end
+
+  def with_certs
+    Dir.mktmpdir do |dir|
+      key, cert = File.join(dir, "key.pem"), File.join(dir, "cert.pem")
+      _, status = Open3.capture2e("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                                  "-out", cert, "-days", "1", "-subj", "/CN=localhost",
+                                  "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1")
+      assert status.success?
+      yield({ cert: cert, key: key })
+    end
+  end
+
+  def test_h2_by_alpn_over_tls_next_to_http_1_1
+    tool("curl")
+    with_certs do |tls|
+      h2_serve(tls: tls) do |server|
+        url = "https://127.0.0.1:#{server.port}/proto"
+        out, status = curl("-k", "--http2", "-w", " %{http_version}", url)
+        assert status.success?, out
+        assert_equal "HTTP/2 2", out
+        out, = curl("-k", "--http1.1", "-w", " %{http_version}", url)
+        assert_equal "HTTP/1.1 1.1", out
+        out, = curl("-k", "--http2", "--data-binary", "@#{tls[:cert]}", "https://127.0.0.1:#{server.port}/echo")
+        assert_equal "got #{File.size(tls[:cert])}:#{File.binread(tls[:cert], 8).unpack1('H*')}", out
+      end
+      h2_serve(tls: tls, http2: false) do |server|
+        out, = curl("-k", "--http2", "-w", " %{http_version}", "https://127.0.0.1:#{server.port}/proto")
+        assert_equal "HTTP/1.1 1.1", out, "http2 false: ALPN offers http/1.1 alone"
+      end
+    end
+  end
+
+  # ---- real clients ----------------------------------------------
+
+  def test_curl_bodies_both_ways_and_streaming
+    tool("curl")
+    h2_serve do |server|
+      base = "http://127.0.0.1:#{server.port}"
+      Dir.mktmpdir do |dir|
+        upload = File.join(dir, "up.bin")
+        File.binwrite(upload, Random.new(7).bytes(300_000))
+        out, = curl("--http2-prior-knowledge", "--data-binary", "@#{upload}", "#{base}/echo")
+        assert_equal "got 300000:#{File.binread(upload, 8).unpack1('H*')}", out
+      end
+      out, = curl("--http2-prior-knowledge", "#{base}/big")
+      assert_equal 1_000_000, out.bytesize
+      out, = curl("--http2-prior-knowledge", "#{base}/stream")
+      assert_equal "chunk0\nchunk1\nchunk2\n", out
+      out, = curl("--http2-prior-knowledge", "-w", "%{http_code}", "-o", "/dev/null", "#{base}/missing")
+      assert_equal "404", out
+    end
+  end
+
+  def test_trailers_end_the_stream_in_a_trailing_headers_frame
+    tool("nghttp")
+    h2_serve(lint: false) do |server| # Rack::Lint's body wrapper hides #trailers
+      out, status = Open3.capture2e("nghttp", "-nv", "http://127.0.0.1:#{server.port}/trailers")
+      assert status.success?, out
+      assert_match(/recv DATA frame <length=5, flags=0x00, stream_id=13>/, out)
+      assert_match(/recv \(stream_id=13\) grpc-status: 0\n.*recv \(stream_id=13\) grpc-message: fine\n.*recv HEADERS frame <length=\d+, flags=0x05, stream_id=13>/m, out)
+      # and over HTTP/1.1, the chunked trailer section
+      response = raw(server.port, "GET /trailers HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+      assert response.end_with?("5\r\nreply\r\n0\r\ngrpc-status: 0\r\ngrpc-message: fine\r\n\r\n"), response
+    end
+  end
+
+  def test_nghttp_frame_trace
+    tool("nghttp")
+    h2_serve do |server|
+      out, status = Open3.capture2e("nghttp", "-nv", "http://127.0.0.1:#{server.port}/")
+      assert status.success?, out
+      assert_match(/recv SETTINGS frame .*\n.*\n\s+\[SETTINGS_MAX_CONCURRENT_STREAMS\(0x03\):16\]/, out)
+      assert_match(/recv \(stream_id=13\) :status: 200/, out)
+      assert_match(/recv DATA frame <length=5, flags=0x01, stream_id=13>/, out)
+      out, status = Open3.capture2e("nghttp", "-d", FRAMES, "http://127.0.0.1:#{server.port}/echo")
+      assert status.success?, out
+      assert_equal "got #{File.size(FRAMES)}:#{File.binread(FRAMES, 8).unpack1('H*')}", out
+    end
+  end
+
+  def test_h2load_over_h2c_and_tls
+    tool("h2load")
+    with_certs do |tls|
+      h2_serve(tls: tls) do |server|
+        out, = Open3.capture2e("h2load", "-n", "500", "-c", "4", "-m", "10", "https://127.0.0.1:#{server.port}/")
+        assert_includes out, "Application protocol: h2"
+        assert_includes out, "500 succeeded, 0 failed, 0 errored"
+      end
+    end
+    h2_serve do |server|
+      out, = Open3.capture2e("h2load", "-n", "500", "-c", "4", "-m", "10", "http://127.0.0.1:#{server.port}/")
+      assert_includes out, "Application protocol: h2c"
+      assert_includes out, "500 succeeded, 0 failed, 0 errored"
+      out, = Open3.capture2e("h2load", "-n", "100", "-c", "2", "-m", "10", "-d", FRAMES,
+                             "http://127.0.0.1:#{server.port}/echo")
+      assert_includes out, "100 succeeded, 0 failed, 0 errored"
+    end
+  end
+
+  module Protocol # shareable, for :ractor
+    def self.call(env) = [200, {}, [env["SERVER_PROTOCOL"]]]
+  end
+
+  def test_every_mode_serves_h2c_and_h2
+    tool("curl")
+    with_certs do |tls|
+      %i[threaded ractor cluster].each do |mode|
+        serve(Protocol, mode: mode, workers: 2, threads: 1, lint: false, on_error: nil) do |server|
+          out, = curl("--http2-prior-knowledge", "http://127.0.0.1:#{server.port}/")
+          assert_equal "HTTP/2", out, "#{mode} h2c"
+        end
+        serve(Protocol, mode: mode, workers: 2, threads: 1, lint: false, on_error: nil, tls: tls) do |server|
+          out, = curl("-k", "--http2", "https://127.0.0.1:#{server.port}/")
+          assert_equal "HTTP/2", out, "#{mode} h2"
+        end
+      end
+    end
+  end
+
+  # ---- shutdown ---------------------------------------------------
+
+  def test_graceful_goaway_on_shutdown
+    Thread.report_on_exception = false
+    release = Queue.new
+    slow = lambda do |env|
+      release.pop if env["PATH_INFO"] == "/hold"
+      [200, {}, ["done"]]
+    end
+    server = Kino::Server.new(slow, workers: 1, threads: 2, mode: :threaded).start
+    sock = TCPSocket.new("127.0.0.1", server.port)
+    sock.write("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(4, 0, 0, ""))
+    # GET /hold on stream 1 (static :method GET, :scheme http; literal :path)
+    sock.write(frame(1, 5, 1, "\x82\x86\x04\x05/hold".b))
+    sleep 0.2
+    stopper = Thread.new { server.shutdown(timeout: 5) }
+    goaways = []
+    Timeout.timeout(10) do
+      until goaways.size == 2
+        type, flags, sid, payload = read_frame(sock)
+        goaways << payload.unpack("NN") if type == 7
+        sock.write(frame(6, 1, 0, payload)) if type == 6 && flags & 1 == 0 # PING ACK
+      end
+    end
+    assert_equal [[0x7fffffff, 0], [1, 0]], goaways, "GOAWAY 2^31-1, then the last stream id"
+    release << true
+    Timeout.timeout(10) do
+      loop do
+        type, flags, sid, payload = read_frame(sock)
+        break if type == 0 && sid == 1 && flags & 1 == 1 && payload == "done"
+      end
+    end
+    stopper.join
+  ensure
+    sock&.close
+  end
+
+  def frame(type, flags, sid, payload)
+    [payload.bytesize >> 16, payload.bytesize & 0xffff, type, flags, sid].pack("CnCCN") + payload.b
+  end
+
+  def read_frame(sock)
+    head = sock.read(9)
+    raise "connection closed" unless head && head.bytesize == 9
+
+    hi, lo, type, flags, sid = head.unpack("CnCCN")
+    [type, flags, sid, sock.read((hi << 16) | lo).to_s]
+  end
+
+  # ---- frame-level cases (python3-h2) ------------------------------
+
+  def frames(name, port)
+    out, status = Open3.capture2e(PYTHON, FRAMES, port.to_s, name)
+    assert status.success?, out
+    assert_equal "ok #{name}", out.strip
+  end
+
+  %w[preface_and_settings bad_preface ping idle_stream_frames frame_sizes settings_values stream_ids
+     closed_streams continuation header_rules request_body_flow_control response_flow_control
+     no_head_of_line_blocking concurrent_streams_limit hpack_bomb continuation_flood rapid_reset
+     control_floods].each do |name|
+    define_method("test_frames_#{name}") do
+      tool(PYTHON)
+      counter = Counter.new
+      serve(app(counter), workers: 1, threads: 4) { |server| frames(name, server.port) }
+    end
+  end
+end
