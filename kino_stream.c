@@ -161,7 +161,7 @@ static kino_conn *stream_conn(kino_h2conn *hc, const kino_head *h) {
     char *p = (char *)(hdrs + h->nheaders);
 #define COPY(dst, src) \
     do { \
-        memcpy(p, (src).p, (src).n); \
+        if ((src).n) memcpy(p, (src).p, (src).n); /* an empty span may be NULL */ \
         (dst).p = p; \
         (dst).n = (src).n; \
         p += (src).n; \
@@ -722,8 +722,8 @@ static int record_add(char **buf, size_t *len, size_t *cap, int *count, const ch
     char *p = *buf + *len;
     memcpy(p, &nl, 2);
     memcpy(p + 2, &vl, 4);
-    memcpy(p + 6, name, nlen);
-    memcpy(p + 6 + nlen, val, vlen);
+    if (nlen) memcpy(p + 6, name, nlen);
+    if (vlen) memcpy(p + 6 + nlen, val, vlen);
     *len += 6 + nlen + vlen;
     (*count)++;
     return KINO_OK;
