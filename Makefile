@@ -168,7 +168,7 @@ test-tls: $(EXT) gems
 # HTTP/2 with the clients people use (test/http2_test.rb): curl, nghttp
 # and h2load from Debian's nghttp2-client, and python3-h2 for the
 # frame-level cases (test/h2/frames.py), installed when missing
-# (test/h2/need); about 40 s. make test runs the same file and skips a
+# (test/h2/need); about 15 s. make test runs the same file and skips a
 # case whose client is missing.
 test-h2: $(EXT) gems
 	test/h2/need
