@@ -1797,6 +1797,7 @@ static VALUE native_control_new(VALUE mod, VALUE id, VALUE opts) {
     o.workers = (int)opt_long(opts, "workers", 0);
     o.threads = (int)opt_long(opts, "threads", 0);
     o.io_threads = (int)opt_long(opts, "io_threads", 0);
+    o.published = RTEST(rb_hash_lookup2(opts, ID2SYM(rb_intern("published")), Qfalse));
     kino_control *c = kino_control_new(s, &o, err, sizeof err);
     RB_GC_GUARD(opts);
     if (!c) rb_raise(eError, "%s", err);
@@ -1828,6 +1829,69 @@ static VALUE native_control_state(VALUE mod, VALUE obj, VALUE state) {
     rb_raise(rb_eArgError, "unknown control state");
 }
 
+/* The kino_stats counters Kino::Server#stats names as they are (its
+ * respawns come from the pool; queue_wait is the queue_wait_ms Hash). */
+#define STATS_COUNTERS(X) \
+    X(accepted) X(connections) X(served) X(queued) X(in_flight) X(rejected) X(timeouts) X(errors) \
+    X(hijacked) X(queue_wait_sum_ms)
+
+/* A counter of a stats Hash: 0 when absent. */
+static uint64_t stat_u64(VALUE h, const char *k) {
+    VALUE v = rb_hash_lookup2(h, ID2SYM(rb_intern(k)), Qnil);
+    return NIL_P(v) ? 0 : NUM2ULL(v);
+}
+
+/* Kino::Native.control_publish(control, stats, answered): show +stats+
+ * (Kino::Server#stats' Hash, as the :cluster master gathers it) on
+ * /stats and /metrics; +answered+ is the number of questions read from
+ * control_question_fd so far. */
+static VALUE native_control_publish(VALUE mod, VALUE obj, VALUE stats, VALUE answered) {
+    (void)mod;
+    Check_Type(stats, T_HASH);
+    kino_control *c = control_of(obj);
+    kino_stats st = {0};
+#define STAT(k) st.k = stat_u64(stats, #k);
+    STATS_COUNTERS(STAT)
+    STAT(respawns)
+#undef STAT
+    VALUE waits = rb_hash_lookup2(stats, ID2SYM(rb_intern("queue_wait_ms")), Qnil);
+    for (int i = 0; i < KINO_WAIT_BUCKETS && RB_TYPE_P(waits, T_HASH); i++) {
+        int64_t bound = kino_wait_bucket_ms(i);
+        VALUE n = rb_hash_lookup2(waits, bound < 0 ? DBL2NUM(HUGE_VAL) : LL2NUM(bound), Qnil);
+        st.queue_wait[i] = NIL_P(n) ? 0 : NUM2ULL(n);
+    }
+    VALUE list = rb_hash_lookup2(stats, ID2SYM(rb_intern("per_worker")), Qnil);
+    long n = RB_TYPE_P(list, T_ARRAY) ? RARRAY_LEN(list) : 0;
+    if (n > KINO_CONTROL_ROWS) rb_raise(rb_eArgError, "more than %d per_worker rows", KINO_CONTROL_ROWS);
+    VALUE heap = 0;
+    kino_control_row *rows = RB_ALLOCV_N(kino_control_row, heap, n ? n : 1);
+    static const char *const states[] = {"serving", "booting", "unresponsive"};
+    for (long i = 0; i < n; i++) {
+        VALUE r = rb_ary_entry(list, i);
+        Check_Type(r, T_HASH);
+        VALUE state = rb_hash_lookup2(r, ID2SYM(rb_intern("state")), Qnil);
+        rows[i] = (kino_control_row){.worker = (int)opt_long(r, "worker", 0), .pid = (int)opt_long(r, "pid", 0),
+                                     .in_flight = (int)opt_long(r, "in_flight", 0),
+                                     .served = stat_u64(r, "served"), .busy_ms = stat_u64(r, "busy_ms"),
+                                     .accepted = stat_u64(r, "accepted"), .connections = stat_u64(r, "connections"),
+                                     .respawns = stat_u64(r, "respawns")};
+        for (int j = 0; j < 3 && SYMBOL_P(state); j++)
+            if (SYM2ID(state) == rb_intern(states[j])) rows[i].state = j;
+    }
+    int workers = (int)opt_long(stats, "workers", 0);
+    int r = kino_control_publish(c, &st, workers, rows, (int)n, NUM2ULL(answered));
+    RB_ALLOCV_END(heap);
+    if (r != KINO_OK) rb_raise(eError, "this control plane shows the server's own numbers");
+    return Qnil;
+}
+
+/* Kino::Native.control_question_fd(control): the pipe the control thread
+ * writes a byte to per question (control_publish answers). */
+static VALUE native_control_question_fd(VALUE mod, VALUE obj) {
+    (void)mod;
+    return INT2NUM(kino_control_question_fd(control_of(obj)));
+}
+
 static void *control_free_nogvl(void *c) {
     kino_control_free(c);
     return NULL;
@@ -1848,16 +1912,8 @@ static VALUE native_server_stats(VALUE mod, VALUE id) {
     VALUE h = rb_hash_new();
     (void)mod;
     kino_server_stats(server_of(id), &st);
-#define STAT(k) rb_hash_aset(h, ID2SYM(rb_intern(#k)), ULL2NUM(st.k))
-    STAT(accepted);
-    STAT(connections);
-    STAT(served);
-    STAT(queued);
-    STAT(in_flight);
-    STAT(rejected);
-    STAT(timeouts);
-    STAT(errors);
-    STAT(hijacked);
+#define STAT(k) rb_hash_aset(h, ID2SYM(rb_intern(#k)), ULL2NUM(st.k));
+    STATS_COUNTERS(STAT)
 #undef STAT
     VALUE waits = rb_hash_new(); /* upper bound in ms (or Infinity) => requests */
     for (int i = 0; i < KINO_WAIT_BUCKETS; i++) {
@@ -2078,6 +2134,8 @@ void Init_kino(void) {
     rb_define_module_function(mNative, "control_port", native_control_port, 1);
     rb_define_module_function(mNative, "control_state", native_control_state, 2);
     rb_define_module_function(mNative, "control_free", native_control_free, 1);
+    rb_define_module_function(mNative, "control_publish", native_control_publish, 3);
+    rb_define_module_function(mNative, "control_question_fd", native_control_question_fd, 1);
     rb_define_module_function(mNative, "defaults", native_defaults, 0);
     rb_define_module_function(mNative, "sleep", native_sleep, 1);
     init_log();

@@ -160,7 +160,8 @@ module Kino
 
     # Counters (README, Stats): the configuration, then while running accepted,
     # connections, served, queued, in_flight, rejected, timeouts, errors,
-    # queue_wait_ms (a histogram: upper bound in ms => requests) and
+    # queue_wait_ms (a histogram: upper bound in ms => requests),
+    # queue_wait_sum_ms (the time they all waited) and
     # per_worker rows ({worker:, served:, in_flight:, busy_ms:}); with lanes,
     # lane_depths: the requests waiting in each worker thread's lane.
     #
