@@ -23,13 +23,17 @@ module Kino
   #     exits.
   #
   # TERM drains a child (ClusterWorker); #grow and #shrink (TTIN, TTOU)
-  # change the number of children; the supervisor (Pool) replaces a child
-  # that dies, calling on_worker_exit in the master.
+  # change the number of children; #phased_restart replaces them one at a
+  # time; the supervisor (Pool) replaces a child that dies, calling
+  # on_worker_exit in the master.
   class ProcessPool < Pool
     # One forked worker: its slot, pid and control socket; +ready+ once it
-    # said so; +retiring+ once #shrink or #stop asked it to end.
-    # +last+: its latest stats answer (or final report).
-    Child = Struct.new(:slot, :pid, :control, :ready, :retiring, :lock, :seq, :last, keyword_init: true)
+    # said so; +retiring+ once #shrink, #stop or #phased_restart asked it
+    # to end, +replacing+ when a new child takes its slot at once;
+    # +ended+ once the supervisor took its exit. +last+: its latest stats
+    # answer (or final report).
+    Child = Struct.new(:slot, :pid, :control, :ready, :retiring, :replacing, :ended, :lock, :seq, :last,
+                       keyword_init: true)
 
     # How long the master waits for a child's stats answer.
     STATS_TIMEOUT = 1.0
@@ -39,6 +43,9 @@ module Kino
     # counted stays in the totals, so they never go down when a worker is
     # replaced.
     GAUGES = %i[connections queued in_flight].freeze
+    # The counters of a per_worker row, carried over from the children
+    # that ended in its slot: a row's counters never go down either.
+    ROW_COUNTERS = %i[served busy_ms accepted respawns].freeze
 
     # What the master does to its heap before the first fork, when the
     # app is preloaded: :gc, a full GC.start, so garbage left by loading
@@ -70,7 +77,14 @@ module Kino
       @lock = Mutex.new
       @retired = Hash.new(0)
       @retired_waits = Hash.new(0)
+      @carried = Hash.new { |carried, slot| carried[slot] = Hash.new(0) }
+      @changed = ConditionVariable.new
+      @phasing = Mutex.new
     end
+
+    # Called with the number of children that serve, each time it may
+    # have changed (a child said "ready", or ended): what /ready says.
+    attr_writer :on_serving
 
     # The number of children the pool keeps (#grow and #shrink change it).
     def workers
@@ -122,6 +136,30 @@ module Kino
       @children.values.each { |child| signal(child, "KILL") }
     end
 
+    # Replace every child, one at a time, each only once the one before
+    # serves (phased restart, SIGURG): the app is loaded again in each new
+    # child, so new code is picked up while the other children serve.
+    # Only with preload false (with preload the children are forks of the
+    # master's app: USR2 restarts the master). Stops at a new child that
+    # dies while booting (the supervisor keeps retrying its slot; the rest
+    # keep the code they run). Returns the number of children replaced,
+    # or nil when it could not run.
+    def phased_restart
+      unless @app.is_a?(Loader)
+        Log.warn("main", "phased restart: needs preload false (the workers fork the master's app; USR2 restarts it)")
+        return nil
+      end
+      unless @phasing.try_lock
+        Log.warn("main", "phased restart: one is already running")
+        return nil
+      end
+      begin
+        replace_each
+      ensure
+        @phasing.unlock
+      end
+    end
+
     # The pids of the children, by worker number.
     def pids
       @lock.synchronize { @children.values.sort_by(&:slot).map(&:pid) }
@@ -130,22 +168,29 @@ module Kino
     # The workers' counters added up, in Kino::Server#stats' vocabulary:
     # each Integer counter summed, queue_wait_ms summed bucket by bucket
     # (the counters that only grow include what ended workers had counted:
-    # their final report when they drained, else their last answer), and
+    # their final report when they drained, else their last answer; a
+    # child that does not answer counts with its last answer), and
     # per_worker with one row per child: worker, pid, state (:serving,
     # :booting, or :unresponsive when it did not answer within
-    # STATS_TIMEOUT), its own served, in_flight, busy_ms, accepted,
-    # connections, and respawns (its threads that were replaced).
+    # STATS_TIMEOUT), served, in_flight, busy_ms, accepted, connections,
+    # and respawns (threads replaced). A row's served, busy_ms, accepted
+    # and respawns include the children that ended in its slot, so a
+    # Prometheus counter per worker never goes down when one is replaced.
+    # The children are asked at once, in parallel.
     def stats
-      children = @lock.synchronize { @children.values.sort_by(&:slot) }
-      answers = children.map { |child| [child, ask(child)] }
-      total, waits = @lock.synchronize { [@retired.dup, @retired_waits.dup] }
+      children, total, waits, carried = @lock.synchronize do
+        [@children.values.sort_by(&:slot), @retired.dup, @retired_waits.dup,
+         @carried.transform_values(&:dup)]
+      end
+      answers = children.map { |child| Thread.new { ask(child) } }.map(&:value)
       GAUGES.each { |key| total[key] = 0 }
-      rows = answers.map do |child, answer|
-        next { worker: worker_of(child.slot), pid: child.pid, state: child.ready ? :unresponsive : :booting } unless answer
-
-        counters(answer).each { |key, n| total[key] += n }
-        answer[:queue_wait_ms].each { |bound, n| waits[bound] += n }
-        row(child, answer)
+      rows = children.zip(answers).map do |child, answer|
+        counted = answer || child.last
+        if counted
+          counters(counted).each { |key, n| total[key] += n }
+          counted[:queue_wait_ms].each { |bound, n| waits[bound] += n }
+        end
+        row(child, answer, counted, carried.fetch(child.slot, Hash.new(0)))
       end
       total.merge(queue_wait_ms: waits.sort_by(&:first).to_h, per_worker: rows)
     end
@@ -187,6 +232,7 @@ module Kino
         rescue IOError, SystemCallError
           false
         end
+        changed if child.ready
         _, status = Process.wait2(child.pid)
         @events << [child, status]
       end
@@ -206,6 +252,7 @@ module Kino
         else
           child, status = event
           ended(child)
+          spawn(child.slot) if child.replacing && !@stopping && keep?(child.slot)
           clean = child.retiring && status.success?
           return [child.slot, clean ? nil : WorkerCrash.new(explain(status)), !child.ready]
         end
@@ -223,9 +270,60 @@ module Kino
         if final
           counters(final).each { |key, n| @retired[key] += n unless GAUGES.include?(key) }
           final[:queue_wait_ms].each { |bound, n| @retired_waits[bound] += n }
+          own(final).each { |key, n| @carried[child.slot][key] += n }
         end
+        child.ended = true
         @children.delete(child.slot) if @children[child.slot].equal?(child)
         @idle.broadcast if @children.empty?
+      end
+      changed
+    end
+
+    # Wake #replace_each and tell on_serving how many children serve.
+    def changed
+      serving = @lock.synchronize do
+        @changed.broadcast
+        @children.each_value.count(&:ready)
+      end
+      @on_serving&.call(serving)
+    end
+
+    # #phased_restart's loop: for each slot, TERM its child (which drains)
+    # and wait for the child that replaces it to serve.
+    def replace_each
+      replaced = 0
+      @lock.synchronize { @children.keys.sort }.each do |slot|
+        old = @lock.synchronize { @children[slot] } or next
+        return replaced if @stopping
+
+        old.replacing = true
+        retire(old)
+        fresh = successor(slot, old)
+        return replaced if @stopping
+        unless fresh&.ready
+          Log.error("main", "phased restart stopped: the new #{describe(slot)} did not boot " \
+                            "(#{replaced} replaced; the others keep their code)")
+          return replaced
+        end
+        replaced += 1
+        Log.info("main", "phased restart: #{describe(slot)} replaced (pid #{old.pid} -> #{fresh.pid})")
+      end
+      replaced
+    end
+
+    # The child that took +slot+ after +old+, once it serves or has
+    # ended (nil when the pool stops first).
+    def successor(slot, old)
+      @lock.synchronize do
+        loop do
+          return nil if @stopping
+
+          fresh = @children[slot]
+          return fresh if fresh && !fresh.equal?(old) && (fresh.ready || fresh.ended)
+          return nil if old.ended && fresh.nil? && slot >= @workers # #shrink took the slot away
+
+          @changed.wait(@lock, 1.0)
+        end
       end
     end
 
@@ -327,11 +425,24 @@ module Kino
       answer.select { |key, value| value.is_a?(Integer) && key != :respawns }
     end
 
-    def row(child, answer)
-      { worker: worker_of(child.slot), pid: child.pid, state: :serving,
-        served: answer[:served], in_flight: answer[:in_flight],
-        busy_ms: answer[:per_worker].sum { |r| r[:busy_ms] },
-        accepted: answer[:accepted], connections: answer[:connections], respawns: answer[:respawns] }
+    # A child's own counters for its row: served, busy_ms, accepted,
+    # respawns.
+    def own(answer)
+      { served: answer[:served], busy_ms: answer[:per_worker].sum { |r| r[:busy_ms] },
+        accepted: answer[:accepted], respawns: answer[:respawns] }
+    end
+
+    # The per_worker row of +child+: +answer+ now (nil: booting or not
+    # answering), +counted+ the answer its counters come from (its last
+    # one when it does not answer: its gauges are then that answer's too),
+    # +carried+ what ended children of its slot counted.
+    def row(child, answer, counted, carried)
+      state = answer ? :serving : (child.ready ? :unresponsive : :booting)
+      mine = counted ? own(counted) : {}
+      counters = ROW_COUNTERS.to_h { |key| [key, carried[key] + mine.fetch(key, 0)] }
+      { worker: worker_of(child.slot), pid: child.pid, state: state, served: counters[:served],
+        in_flight: counted ? counted[:in_flight] : 0, busy_ms: counters[:busy_ms], accepted: counters[:accepted],
+        connections: counted ? counted[:connections] : 0, respawns: counters[:respawns] }
     end
 
     # See FORK_GC.

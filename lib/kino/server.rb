@@ -91,8 +91,10 @@ module Kino
           @port = @bound.zip(@listeners).find { |b, _| b[:kind] == :tcp }&.first&.fetch(:port)
           @control = start_control
           @pool = start_workers
-          Native.control_state(@control, :running) if @control
+          @publisher = ControlPublisher.start(@control, self) if @control && @mode == :cluster
+          Native.control_state(@control, :running) if @control && @mode != :cluster # :cluster: once a worker serves
         rescue Exception # rubocop:disable Lint/RescueException
+          @publisher&.stop
           Native.control_free(@control) if @control
           if @id
             Native.server_stop(@id)
@@ -305,7 +307,8 @@ module Kino
       where = Listeners.control(@options[:control_bind])
       control = Native.control_new(@id, where.merge(token: @options[:control_token], mode: @mode.to_s,
                                                     workers: workers, threads: threads,
-                                                    io_threads: @options[:io_threads]))
+                                                    io_threads: @options[:io_threads],
+                                                    published: @mode == :cluster))
       Native.control_start(control)
       control
     end
@@ -315,7 +318,10 @@ module Kino
       hooks = @options.slice(:on_worker_boot, :on_worker_exit, :before_fork)
       shape = { workers: workers, threads: threads, handler: handler, hooks: hooks }
       case @mode
-      when :cluster then ProcessPool.new(@id, @app, shutdown_timeout: @options[:shutdown_timeout], **shape).start
+      when :cluster
+        pool = ProcessPool.new(@id, @app, shutdown_timeout: @options[:shutdown_timeout], **shape)
+        pool.on_serving = ->(serving) { serving_changed(serving) }
+        pool.start
       when :ractor then RactorPool.new(@id, @app, **shape).start
       else ThreadPool.new(@id, @app, **shape).start
       end
@@ -343,14 +349,28 @@ module Kino
       return Server.drain_engine(@id, @pool, timeout, &release_control) unless @mode == :cluster
 
       @pool.stop # every worker process drains its own engine
+      @publisher&.stop
       Native.server_stop(@id) # the master's engine never started: this closes the listeners
       release_control.call
       Native.server_free(@id)
     end
 
+    # :cluster: /ready says 200 while at least one worker process serves
+    # (the listener is the master's: any serving worker takes its
+    # connections), 503 "booting" before the first and while none does;
+    # "draining" once a stop or restart began stays.
+    def serving_changed(serving)
+      @lock.synchronize do
+        return unless @control && %i[new running].include?(@state)
+
+        Native.control_state(@control, serving.positive? ? :running : :booting)
+      end
+    end
+
     # INT/TERM: graceful shutdown, the second one exits at once (in
     # :cluster, after KILLing the workers); USR1: print the stats line;
-    # TTIN/TTOU (:cluster): one worker process more or fewer; HUP: reopen
+    # TTIN/TTOU (:cluster): one worker process more or fewer; URG
+    # (:cluster): phased restart; HUP: reopen
     # every log file this process opened (the access log, Kino::Logger
     # files), for logrotate. Handlers only start threads or queue lines: a
     # trap context may not take locks. A :cluster
@@ -379,9 +399,20 @@ module Kino
       if @mode == :cluster
         previous["TTIN"] = Signal.trap("TTIN", &master_only.call { @pool.grow })
         previous["TTOU"] = Signal.trap("TTOU", &master_only.call { @pool.shrink })
+        previous["URG"] = Signal.trap("URG", &master_only.call { phased_restart })
       end
       previous["HUP"] = Signal.trap("HUP", &master_only.call { reopen_logs })
       previous
+    end
+
+    # URG (:cluster): replace the worker processes one at a time
+    # (ProcessPool#phased_restart); the master and its listeners stay.
+    def phased_restart
+      return unless running?
+
+      Log.warn("main", "URG received, phased restart: replacing #{workers} worker process(es) one at a time")
+      replaced = @pool.phased_restart
+      Log.info("main", "phased restart done: #{replaced} worker process(es) replaced") if replaced
     end
 
     # HUP: reopen this process's log files, and in :cluster have every
