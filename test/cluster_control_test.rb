@@ -51,15 +51,6 @@ class ClusterControlTest < Minitest::Test
     flunk "never: #{json.inspect}"
   end
 
-  def children(pid)
-    Dir.glob("/proc/[0-9]*/stat").filter_map do |path|
-      fields = File.read(path).split(") ").last.split
-      File.basename(File.dirname(path)).to_i if fields[1].to_i == pid
-    rescue Errno::ENOENT, Errno::ESRCH
-      nil
-    end.sort
-  end
-
   def test_stats_and_metrics_add_up_the_worker_processes
     cluster do |port, pid|
       stats_until { |s| s["per_worker"].all? { |w| w["state"] == "serving" } }
@@ -71,7 +62,7 @@ class ClusterControlTest < Minitest::Test
       assert_operator json["stats_age_ms"], :<, 5000
       rows = json["per_worker"]
       assert_equal [0, 1], rows.map { |w| w["worker"] }
-      assert_equal children(pid), rows.map { |w| w["pid"] }.sort, "one row per worker process"
+      assert_equal child_pids(pid), rows.map { |w| w["pid"] }.sort, "one row per worker process"
       assert_equal 7, rows.sum { |w| w["served"] }
       assert_equal 7, rows.sum { |w| w["accepted"] }
 
@@ -113,7 +104,7 @@ class ClusterControlTest < Minitest::Test
       stats_until { |s| s["per_worker"].all? { |w| w["state"] == "serving" } }
       5.times { http_get(port) }
       assert_equal 5, stats["served"]
-      workers = children(pid)
+      workers = child_pids(pid)
       workers.each { |child| Process.kill("STOP", child) }
       begin
         assert_equal 200, get(@cport, "/live").status
@@ -140,7 +131,7 @@ class ClusterControlTest < Minitest::Test
       listener = listening_inode(port)
       master = fd_targets(pid)
       assert_includes master, "socket:[#{control}]"
-      children(pid).each do |child|
+      child_pids(pid).each do |child|
         worker = fd_targets(child)
         refute_includes worker, "socket:[#{control}]", "worker #{child} holds the control socket"
         shared = (worker & master) - ours

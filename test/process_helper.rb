@@ -71,6 +71,16 @@ module KinoProcess
     socket&.close
   end
 
+  # The pids of the processes whose parent is +pid+ (Linux /proc), sorted.
+  def child_pids(pid)
+    Dir.glob("/proc/[0-9]*/stat").filter_map do |path|
+      fields = File.read(path).split(") ").last.split
+      File.basename(File.dirname(path)).to_i if fields[1].to_i == pid
+    rescue Errno::ENOENT, Errno::ESRCH
+      nil
+    end.sort
+  end
+
   # A port that was free a moment ago (for hosts that cannot take port 0).
   def free_port
     server = TCPServer.new("127.0.0.1", 0)

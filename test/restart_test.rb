@@ -39,6 +39,60 @@ class RestartTest < Minitest::Test
     hot_restart_under_load(%w[-m ractor -w 2])
   end
 
+  # The master executes itself again; its worker processes drain first.
+  def test_hot_restart_under_load_cluster
+    hot_restart_under_load(%w[-m cluster -w 2 -t 2])
+  end
+
+  # URG in :cluster with preload false: the worker processes are replaced
+  # one at a time under load; no request on a new connection fails, the
+  # one in flight on an old worker finishes, the master stays.
+  def test_phased_restart_under_load_cluster
+    File.write(File.join(@dir, "kino.rb"), "preload false\n", mode: "a")
+    cmd = [RbConfig.ruby, KINO, "-m", "cluster", "-w", "2", "-t", "2", "-p", "0"]
+    with_server(cmd, dir: @dir) do |port, _banner, pid, out|
+      Timeout.timeout(20) { sleep 0.05 until child_pids(pid).size == 2 && one_request(port).first == 200 }
+      old = child_pids(pid)
+      in_flight = TCPSocket.new("127.0.0.1", port)
+      in_flight.write("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+      sleep 0.2
+      results = Queue.new
+      stop = false
+      load = Array.new(4) { Thread.new { results << one_request(port) until stop } }
+      sleep 0.3
+      Process.kill("URG", pid)
+      slow = read_response(in_flight, timeout: 20)
+      assert_equal [200, "close"], [slow.status, slow["connection"]]
+      assert_includes old, slow.body.split.last.to_i
+      log = read_until(out, "phased restart done", 60)
+      sleep 0.3
+      stop = true
+      load.each(&:join)
+      all = []
+      all << results.pop until results.empty?
+      failed = all.reject { |status, _| status == 200 }
+      assert_empty failed, "#{failed.size} of #{all.size} requests on new connections failed"
+      fresh = child_pids(pid)
+      assert_equal 2, fresh.size
+      assert_empty fresh & old, "every worker process was replaced"
+      assert_equal 2, log.scan(/phased restart: worker process \d replaced/).size, log
+      assert_includes fresh, one_request(port)[1].split.last.to_i
+      assert_equal pid.to_s, File.read(File.join(@dir, "kino.pid")).strip
+    ensure
+      in_flight&.close
+    end
+  end
+
+  def test_phased_restart_needs_preload_false
+    cmd = [RbConfig.ruby, KINO, "-m", "cluster", "-w", "1", "-p", "0"]
+    with_server(cmd, dir: @dir) do |_port, _banner, pid, out|
+      workers = child_pids(pid)
+      Process.kill("URG", pid)
+      assert_includes read_until(out, "needs preload false", 20), "USR2 restarts it"
+      assert_equal workers, child_pids(pid)
+    end
+  end
+
   # One request per new connection: [status or the error's class, body].
   def one_request(port)
     socket = TCPSocket.new("127.0.0.1", port)
@@ -55,7 +109,8 @@ class RestartTest < Minitest::Test
     sock = File.join(@dir, "k.sock")
     cmd = [RbConfig.ruby, KINO, *flags, "-b", "tcp://127.0.0.1:0", "-b", "unix://#{sock}"]
     output = with_server(cmd, dir: @dir) do |port, _banner, pid|
-      first_boot = one_request(port)[1]
+      cluster = flags.include?("cluster") # bodies name the worker process; the stamp is the master's boot
+      first_boot = one_request(port)[1].split.first
       assert_equal pid.to_s, File.read(File.join(@dir, "kino.pid")).strip
 
       idle = TCPSocket.new("127.0.0.1", port) # keep-alive, idle at the signal
@@ -78,7 +133,7 @@ class RestartTest < Minitest::Test
       # the request in flight finishes, on the old program, and tells the
       # keep-alive client to reconnect; the idle one is closed
       slow = read_response(keep_alive, timeout: 20)
-      assert_equal [200, first_boot, "close"], [slow.status, slow.body, slow["connection"]]
+      assert_equal [200, first_boot, "close"], [slow.status, slow.body.split.first, slow["connection"]]
       assert_equal "", read_all(keep_alive, timeout: 10), "closed after the response"
       assert_equal "", read_all(idle, timeout: 10), "the idle keep-alive connection is closed"
 
@@ -87,7 +142,7 @@ class RestartTest < Minitest::Test
         loop do
           status, body = one_request(port)
           boots << body
-          break if status == 200 && body != first_boot
+          break if status == 200 && body.split.first != first_boot
           sleep 0.05
         end
       end
@@ -100,17 +155,17 @@ class RestartTest < Minitest::Test
       failed = all.reject { |status, _| status == 200 }
       assert_empty failed, "#{failed.size} of #{all.size} requests on new connections failed: " \
                            "#{failed.map(&:first).tally}"
-      bodies = all.map(&:last).uniq
-      assert_includes bodies, first_boot
-      assert_operator bodies.size, :>=, 2, "served by the old and then the new program: #{bodies.inspect}"
+      stamps = all.map { |_, body| body.split.first }.uniq
+      assert_includes stamps, first_boot
+      assert_operator stamps.size, :>=, 2, "served by the old and then the new program: #{stamps.inspect}"
       new_boot, new_pid = boots.last.split
-      assert_equal pid.to_s, new_pid, "same pid"
-      refute_equal first_boot.split.first, new_boot
+      assert_equal pid.to_s, new_pid, "same pid" unless cluster
+      refute_equal first_boot, new_boot
       assert_equal pid.to_s, File.read(File.join(@dir, "kino.pid")).strip
 
       unix = UNIXSocket.new(sock)
       unix.write("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-      assert_equal boots.last, parse_responses(read_all(unix)).first.body
+      assert_equal new_boot, parse_responses(read_all(unix)).first.body.split.first
       unix.close
     ensure
       keep_alive&.close
