@@ -8,13 +8,18 @@
 # program answers. Prints, per run, the requests, the failures (refused,
 # reset, not 200), the longest request and the p99 outside the restart
 # window; then the median of RUNS runs. Run it under flock /work/bench.lock
-# on a shared machine. Modes: threaded (default) and ractor.
+# on a shared machine. Modes: threaded (default), ractor, cluster (USR2:
+# the worker processes drain, the master runs again) and phased (cluster
+# with preload false, URG: the workers are replaced one at a time; "to
+# new banner" is then to "phased restart done").
 require "rbconfig"
 require "socket"
+require "tmpdir"
 
 ROOT = File.expand_path("..", __dir__)
 CLIENTS = Integer(ENV.fetch("CLIENTS", "4"))
 RUNS = Integer(ENV.fetch("RUNS", "3"))
+PRELOAD_FALSE = File.join(Dir.mktmpdir, "kino.rb").tap { |path| File.write(path, "preload false\n") }
 
 def request(port)
   started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
@@ -32,7 +37,9 @@ end
 def one_run(mode)
   port = TCPServer.open("127.0.0.1", 0) { |s| s.addr[1] }
   log = IO.pipe
-  pid = Process.spawn(RbConfig.ruby, File.join(ROOT, "bin", "kino"), "-m", mode, "-w", "2", "-p", port.to_s,
+  phased = mode == "phased"
+  flags = phased ? ["-m", "cluster", "-C", PRELOAD_FALSE] : ["-m", mode]
+  pid = Process.spawn(RbConfig.ruby, File.join(ROOT, "bin", "kino"), *flags, "-w", "2", "-p", port.to_s,
                       File.join(ROOT, "bench", "config.ru"), out: log[1], err: log[1])
   log[1].close
   output = +""
@@ -42,8 +49,12 @@ def one_run(mode)
   clients = Array.new(CLIENTS) { Thread.new { results << request(port) until stop } }
   sleep 2
   signalled = Process.clock_gettime(Process::CLOCK_MONOTONIC)
-  Process.kill("USR2", pid)
-  output << log[0].readpartial(4096) until output.scan("Ctrl-C").size == 2
+  Process.kill(phased ? "URG" : "USR2", pid)
+  if phased
+    output << log[0].readpartial(4096) until output.include?("phased restart done")
+  else
+    output << log[0].readpartial(4096) until output.scan("Ctrl-C").size == 2
+  end
   ready = Process.clock_gettime(Process::CLOCK_MONOTONIC)
   sleep 2
   stop = true
@@ -62,11 +73,11 @@ modes.each do |mode|
   runs = Array.new(RUNS) do |i|
     r = one_run(mode)
     printf("%-8s run %d: %d requests, %d failed, longest %.0f ms, p99 outside the restart %.1f ms, " \
-           "USR2 to new banner %.0f ms\n", mode, i + 1, r[:requests], r[:failed], r[:longest] * 1000,
+           "signal to restarted %.0f ms\n", mode, i + 1, r[:requests], r[:failed], r[:longest] * 1000,
            r[:p99_outside] * 1000, r[:restart] * 1000)
     r
   end
   median = ->(key) { runs.map { |r| r[key] }.sort[runs.size / 2] }
-  printf("%-8s median of %d: longest request %.0f ms, USR2 to new banner %.0f ms, failed %d\n", mode, RUNS,
+  printf("%-8s median of %d: longest request %.0f ms, signal to restarted %.0f ms, failed %d\n", mode, RUNS,
          median.(:longest) * 1000, median.(:restart) * 1000, runs.sum { |r| r[:failed] })
 end

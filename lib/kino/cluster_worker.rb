@@ -18,7 +18,7 @@ module Kino
     # Signals the master uses, or that would stop or kill a child by
     # default when sent to the whole process group. (HUP, which the master
     # forwards, reopens this process's log files.)
-    IGNORED = %w[TTIN TTOU USR1 USR2].freeze
+    IGNORED = %w[TTIN TTOU USR1 USR2 URG].freeze
 
     def initialize(server_id:, app:, worker:, threads:, handler:, boot_hook:, control:, shutdown_timeout:)
       @server_id = server_id

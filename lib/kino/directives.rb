@@ -74,7 +74,8 @@ module Kino
               summary: ":cluster: load the app once in the master and fork the workers from it",
               why: "Keep it: the workers share the loaded app's memory copy-on-write. Say false " \
                    "to load config.ru in each worker process instead (with `kino`; an app " \
-                   "built before the server, as under `rails s`, is always preloaded).",
+                   "built before the server, as under `rails s`, is always preloaded): then " \
+                   "kill -URG is a phased restart that loads new code one worker at a time.",
               example: "preload true"),
       Doc.new(name: :threads, group: "Concurrency", kind: :integer,
               default: "1 in :ractor mode, 3 in :threaded and :cluster modes",
@@ -180,9 +181,10 @@ module Kino
       Doc.new(name: :control_bind, group: "Operations", kind: :string, default: "off (nil)",
               summary: "where the control plane listens (HOST:PORT or unix:///PATH): GET /live, /ready, " \
                        "/stats (JSON), /metrics (Prometheus)",
-              why: "Point Kubernetes probes at /live and /ready (503 while booting or draining) and " \
-                   "Prometheus at /metrics; its own thread answers even when every worker is stuck. " \
-                   "Keep it on a private address or set control_token.",
+              why: "Point Kubernetes probes at /live and /ready (503 while booting or draining; in " \
+                   ":cluster 200 while a worker process serves) and Prometheus at /metrics (in :cluster " \
+                   "the master adds the workers up); its own thread answers even when every worker is " \
+                   "stuck. Keep it on a private address or set control_token.",
               example: 'control_bind "127.0.0.1:9293"'),
       Doc.new(name: :control_token, group: "Operations", kind: :string, default: "none (nil)",
               summary: "bearer token that /stats and /metrics require (Authorization: Bearer TOKEN); " \
