@@ -56,22 +56,14 @@ class RestartTest < Minitest::Test
       in_flight = TCPSocket.new("127.0.0.1", port)
       in_flight.write("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
       sleep 0.2
-      results = Queue.new
-      stop = false
-      load = Array.new(4) { Thread.new { results << one_request(port) until stop } }
-      sleep 0.3
-      Process.kill("URG", pid)
-      slow = read_response(in_flight, timeout: 20)
-      assert_equal [200, "close"], [slow.status, slow["connection"]]
-      assert_includes old, slow.body.split.last.to_i
-      log = read_until(out, "phased restart done", 60)
-      sleep 0.3
-      stop = true
-      load.each(&:join)
-      all = []
-      all << results.pop until results.empty?
-      failed = all.reject { |status, _| status == 200 }
-      assert_empty failed, "#{failed.size} of #{all.size} requests on new connections failed"
+      log = nil
+      under_load(port) do
+        Process.kill("URG", pid)
+        slow = read_response(in_flight, timeout: 20)
+        assert_equal [200, "close"], [slow.status, slow["connection"]]
+        assert_includes old, slow.body.split.last.to_i
+        log = read_until(out, "phased restart done", 60)
+      end
       fresh = child_pids(pid)
       assert_equal 2, fresh.size
       assert_empty fresh & old, "every worker process was replaced"
@@ -91,6 +83,26 @@ class RestartTest < Minitest::Test
       assert_includes read_until(out, "needs preload false", 20), "USR2 restarts it"
       assert_equal workers, child_pids(pid)
     end
+  end
+
+  # Four clients making one request per new connection from before the
+  # block until 0.3 s after it; fails if any of them failed. Returns
+  # every [status, body].
+  def under_load(port)
+    results = Queue.new
+    stop = false
+    load = Array.new(4) { Thread.new { results << one_request(port) until stop } }
+    sleep 0.3
+    yield
+    sleep 0.3 # load keeps running on the new program
+    stop = true
+    load.each(&:join)
+    all = []
+    all << results.pop until results.empty?
+    failed = all.reject { |status, _| status == 200 }
+    assert_empty failed, "#{failed.size} of #{all.size} requests on new connections failed: " \
+                         "#{failed.map(&:first).tally}"
+    all
   end
 
   # One request per new connection: [status or the error's class, body].
@@ -123,38 +135,24 @@ class RestartTest < Minitest::Test
       keep_alive.write("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
       sleep 0.2
 
-      results = Queue.new
-      stop = false
-      load = Array.new(4) do
-        Thread.new { results << one_request(port) until stop }
-      end
-      sleep 0.3
-      Process.kill("USR2", pid)
-      # the request in flight finishes, on the old program, and tells the
-      # keep-alive client to reconnect; the idle one is closed
-      slow = read_response(keep_alive, timeout: 20)
-      assert_equal [200, first_boot, "close"], [slow.status, slow.body.split.first, slow["connection"]]
-      assert_equal "", read_all(keep_alive, timeout: 10), "closed after the response"
-      assert_equal "", read_all(idle, timeout: 10), "the idle keep-alive connection is closed"
-
       boots = []
-      Timeout.timeout(60) do
-        loop do
-          status, body = one_request(port)
-          boots << body
-          break if status == 200 && body.split.first != first_boot
-          sleep 0.05
+      all = under_load(port) do
+        Process.kill("USR2", pid)
+        # the request in flight finishes, on the old program, and tells the
+        # keep-alive client to reconnect; the idle one is closed
+        slow = read_response(keep_alive, timeout: 20)
+        assert_equal [200, first_boot, "close"], [slow.status, slow.body.split.first, slow["connection"]]
+        assert_equal "", read_all(keep_alive, timeout: 10), "closed after the response"
+        assert_equal "", read_all(idle, timeout: 10), "the idle keep-alive connection is closed"
+        Timeout.timeout(60) do
+          loop do
+            status, body = one_request(port)
+            boots << body
+            break if status == 200 && body.split.first != first_boot
+            sleep 0.05
+          end
         end
       end
-      sleep 0.3 # load keeps running on the new program
-      stop = true
-      load.each(&:join)
-
-      all = []
-      all << results.pop until results.empty?
-      failed = all.reject { |status, _| status == 200 }
-      assert_empty failed, "#{failed.size} of #{all.size} requests on new connections failed: " \
-                           "#{failed.map(&:first).tally}"
       stamps = all.map { |_, body| body.split.first }.uniq
       assert_includes stamps, first_boot
       assert_operator stamps.size, :>=, 2, "served by the old and then the new program: #{stamps.inspect}"
