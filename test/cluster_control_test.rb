@@ -3,7 +3,6 @@
 require_relative "helper"
 require_relative "process_helper"
 require "json"
-require "tmpdir"
 
 # The control plane of :cluster mode lives in the master and shows what
 # the worker processes counted, added up (the master publishes
@@ -11,21 +10,17 @@ require "tmpdir"
 # process, /ready once a worker serves, answers while every worker is
 # stopped, and a control socket the workers do not hold.
 class ClusterControlTest < Minitest::Test
+  include TempDir
   include KinoTest
   include KinoProcess
 
   def setup
-    @dir = Dir.mktmpdir
     File.write(File.join(@dir, "config.ru"), <<~RUBY)
       gate = ENV["KINO_TEST_GATE"]
       sleep 0.02 until gate.nil? || File.exist?(gate) # preload false: each worker waits here
       run ->(env) { [200, { "content-type" => "text/plain" }, ["\#{Process.pid}"]] }
     RUBY
     File.write(File.join(@dir, "kino.rb"), "control_bind \"127.0.0.1:0\"\nshutdown_timeout 5\n")
-  end
-
-  def teardown
-    FileUtils.remove_entry(@dir)
   end
 
   def cluster(*flags, env: {}, signal: "TERM", &block)
