@@ -168,7 +168,8 @@ static int lane_push(kino_server *s, kino_conn *c, int64_t now) {
     if (s->nready) return 0;
     for (klist *k = s->lanes.next; k != &s->lanes; k = k->next) {
         kino_waiter *w = KLIST_ENTRY(k, kino_waiter, lane_link);
-        if (w->sleeping || w->nlane >= KINO_LANE_DEPTH || now - w->took > KINO_LANE_STALL_MS)
+        if (w->sleeping || w->nlane >= KINO_LANE_DEPTH || now - w->took > KINO_LANE_STALL_MS ||
+            atomic_load_explicit(&w->retiring, memory_order_relaxed))
             continue;
         klist_push(&w->lane, &c->qlink);
         w->nlane++;
@@ -247,8 +248,8 @@ static void waiter_begin(kino_waiter *w, kino_conn *c) {
     atomic_fetch_add_explicit(&w->s->queue_wait[b], 1, memory_order_relaxed);
     if (waited > 0) /* rare under normal load: most requests wait under 1 ms */
         atomic_fetch_add_explicit(&w->s->queue_wait_sum_ms, (uint64_t)waited, memory_order_relaxed);
-    atomic_store_explicit(&w->in_flight, 1, memory_order_relaxed);
-    w->taken_at = now;
+    atomic_store_explicit(&w->taken_at, now, memory_order_relaxed);
+    atomic_store_explicit(&w->in_flight, 1, memory_order_release); /* after taken_at */
 }
 
 /* Is there a request w could take? Its own lane, the shared queue, or
@@ -304,6 +305,26 @@ static int take_some(kino_server *s, kino_waiter *w, int *freed) {
     return n;
 }
 
+/* A retiring waiter gives back the requests it took in a batch and has
+ * not begun: to the front of the shared queue, in order, waking as many
+ * sleepers (as lane_return does). Only its own thread touches w->held. */
+static void held_return(kino_server *s, kino_waiter *w) {
+    uint64_t n = 0;
+    pthread_mutex_lock(&s->mu);
+    klist *front = s->ready.next;
+    while (!klist_empty(&w->held)) {
+        klist *q = w->held.next;
+        klist_remove(q);
+        klist_push(front, q);
+        s->nready++;
+        n++;
+        wake_one(s);
+    }
+    pthread_mutex_unlock(&s->mu);
+    atomic_fetch_sub_explicit(&s->in_flight, n, memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->queued, n, memory_order_relaxed);
+}
+
 /* Sleep on w's condition variable, listed among the sleepers so that
  * ready_push wakes it (the sleeper that came last is woken first). Called
  * and returns with s->mu held. On return w is off the list, whoever woke
@@ -320,10 +341,15 @@ static void sleep_until_woken(kino_server *s, kino_waiter *w) {
 
 kino_conn *kino_take(kino_server *s, kino_waiter *w, int block) {
     int freed_space = 0, n = 0;
+    if (atomic_load_explicit(&w->retiring, memory_order_relaxed)) {
+        if (!klist_empty(&w->held)) held_return(s, w);
+        return NULL;
+    }
     if (klist_empty(&w->held)) { /* else: taken already, in a batch */
         int64_t now = s->o.lanes ? mono_ms() : 0;
         pthread_mutex_lock(&s->mu);
         for (;;) {
+            if (atomic_load_explicit(&w->retiring, memory_order_relaxed)) break;
             if (!s->stopped && (n = take_some(s, w, &freed_space)) > 0) break;
             if (s->stopped || !block || atomic_load(&w->interrupted)) break;
             sleep_until_woken(s, w);
@@ -349,9 +375,10 @@ int kino_wait_ready(kino_server *s, kino_waiter *w) {
     int ready;
     if (!klist_empty(&w->held)) return 1;
     pthread_mutex_lock(&s->mu);
-    while (!work_for(s, w) && !s->stopped && !atomic_load(&w->interrupted))
+    while (!work_for(s, w) && !s->stopped && !atomic_load(&w->interrupted) &&
+           !atomic_load(&w->retiring))
         sleep_until_woken(s, w);
-    ready = work_for(s, w);
+    ready = work_for(s, w) && !atomic_load(&w->retiring);
     pthread_mutex_unlock(&s->mu);
     return ready;
 }
@@ -426,6 +453,29 @@ void kino_waiter_reset(kino_waiter *w) {
 }
 
 int kino_waiter_interrupted(kino_waiter *w) { return atomic_load(&w->interrupted); }
+
+int kino_waiter_retiring(kino_waiter *w) { return atomic_load(&w->retiring); }
+
+/* Mark every waiter of `worker` that is not retiring yet, give back
+ * what waits in its lane, and wake the ones asleep in
+ * kino_take/kino_wait_ready so they see it. A waiter busy on a request
+ * is left alone: it sees the mark at its next take, and gives back then
+ * what it took in a batch (held_return). */
+int kino_server_retire(kino_server *s, int worker, int quarantine) {
+    int n = 0;
+    pthread_mutex_lock(&s->mu);
+    for (klist *k = s->waiters.next; k != &s->waiters; k = k->next) {
+        kino_waiter *w = KLIST_ENTRY(k, kino_waiter, all);
+        if (w->worker != worker || atomic_load(&w->retiring)) continue;
+        atomic_store(&w->retiring, 1);
+        w->quarantined = quarantine != 0;
+        if (w->nlane) lane_return(s, w); /* its lane goes back to the shared queue */
+        if (w->sleeping) pthread_cond_signal(&w->cond);
+        n++;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
 
 /* ================================================================== */
 /* 4. Timers                                                          */
@@ -1963,6 +2013,7 @@ int64_t kino_wait_bucket_ms(int i) {
 
 int kino_server_workers(kino_server *s, kino_worker_stats *out, int max) {
     int n = 0;
+    int64_t now = mono_ms();
     pthread_mutex_lock(&s->mu);
     for (klist *k = s->waiters.next; k != &s->waiters; k = k->next, n++) {
         kino_waiter *w = KLIST_ENTRY(k, kino_waiter, all);
@@ -1970,8 +2021,12 @@ int kino_server_workers(kino_server *s, kino_worker_stats *out, int max) {
         out[n].worker = w->worker;
         out[n].served = atomic_load_explicit(&w->served, memory_order_relaxed);
         out[n].busy_ms = atomic_load_explicit(&w->busy_ms, memory_order_relaxed);
-        out[n].in_flight = atomic_load_explicit(&w->in_flight, memory_order_relaxed);
+        out[n].in_flight = atomic_load_explicit(&w->in_flight, memory_order_acquire);
         out[n].lane = w->nlane;
+        int64_t held = now - atomic_load_explicit(&w->taken_at, memory_order_relaxed);
+        out[n].request_ms = out[n].in_flight && held > 0 ? (uint64_t)held : 0;
+        out[n].retiring = atomic_load(&w->retiring);
+        out[n].quarantined = w->quarantined;
     }
     pthread_mutex_unlock(&s->mu);
     return n;

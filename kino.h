@@ -356,12 +356,29 @@ typedef struct kino_worker_stats {
     uint64_t served;       /* responses completed */
     uint64_t busy_ms;      /* time spent serving */
     int lane;              /* requests waiting in its lane (lanes) */
+    uint64_t request_ms;   /* how long the current request has held it
+                              (0 when idle): what quarantine looks at */
+    int retiring;          /* kino_server_retire named it */
+    int quarantined;       /* ... with quarantine set */
 } kino_worker_stats;
 
 /* One row per live waiter, at most max of them into out; returns the
  * number of live waiters, which may be more than max (call again with
  * room for that many, as with snprintf). */
 int kino_server_workers(kino_server *s, kino_worker_stats *out, int max);
+
+/*
+ * Retire worker number `worker`: each of its waiters takes no request
+ * from now on -- kino_take returns NULL, kino_wait_ready 0, and
+ * kino_waiter_retiring is nonzero, at once for an idle one, after its
+ * current request for a busy one -- so its thread can leave its loop.
+ * Nothing is interrupted or killed. Waiters made later with the same
+ * number are not affected. quarantine (nonzero: it was stuck) only marks
+ * the rows of kino_server_workers. Returns how many waiters were marked.
+ * Any thread. This is how a host quarantines a stuck worker or shrinks
+ * its pool (doc/pool.md).
+ */
+int kino_server_retire(kino_server *s, int worker, int quarantine);
 
 /* ------------------------------------------------------------------ */
 /* Workers                                                            */
@@ -381,6 +398,9 @@ void kino_waiter_free(kino_waiter *w); /* before the server is freed */
 void kino_waiter_interrupt(kino_waiter *w);
 void kino_waiter_reset(kino_waiter *w);
 int kino_waiter_interrupted(kino_waiter *w);
+
+/* Nonzero once kino_server_retire named w's worker: leave the loop. */
+int kino_waiter_retiring(kino_waiter *w);
 
 /*
  * Take the next ready request. With block == 0 returns NULL at once when

@@ -681,9 +681,12 @@ struct kino_waiter {
     klist held;              /* batch: taken, not yet started (its own) */
     kino_server *s;
     int worker;              /* worker number, for per-worker stats */
-    int64_t taken_at;        /* ms: the current request was taken */
+    _Atomic int64_t taken_at; /* ms: the current request was taken (stored
+                                 before in_flight, read after it) */
     _Atomic uint64_t served, busy_ms;
     _Atomic int in_flight;
+    _Atomic int retiring;     /* kino_server_retire: take nothing more */
+    int quarantined;          /* ... because it was stuck (server mutex) */
     pthread_cond_t cond;
     int sleeping;            /* on the sleepers list (server mutex) */
     _Atomic int interrupted;
@@ -919,9 +922,10 @@ static inline void wake_io(kino_io *io) {
 /* The worker is done with its request. */
 static inline void waiter_end(kino_waiter *w, int served) {
     int64_t now = mono_ms();
-    atomic_fetch_add_explicit(&w->busy_ms, (uint64_t)(now - w->taken_at), memory_order_relaxed);
+    int64_t taken = atomic_load_explicit(&w->taken_at, memory_order_relaxed);
+    atomic_fetch_add_explicit(&w->busy_ms, (uint64_t)(now - taken), memory_order_relaxed);
     if (served) atomic_fetch_add_explicit(&w->served, 1, memory_order_relaxed);
-    w->taken_at = now;
+    atomic_store_explicit(&w->taken_at, now, memory_order_relaxed); /* a pipelined next one starts */
 }
 
 /* kino.c */

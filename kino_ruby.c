@@ -253,7 +253,7 @@ static kino_conn *take_next(worker *wk) {
     for (;;) {
         kino_conn *c = kino_take(wk->s, wk->w, 0);
         if (c) return c;
-        if (kino_server_stopped(wk->s)) return NULL;
+        if (kino_server_stopped(wk->s) || kino_waiter_retiring(wk->w)) return NULL;
         struct ready_args a = {wk->s, wk->w};
         kino_waiter_reset(wk->w);
         rb_thread_call_without_gvl(ready_nogvl, &a, ubf_waiter, wk->w);
@@ -1756,6 +1756,14 @@ static VALUE native_server_free(VALUE mod, VALUE id) {
     return Qtrue;
 }
 
+/* Kino::Native.server_retire(id, worker, quarantine) -> Integer: worker
+ * number `worker` takes no more requests; each of its serve loops returns
+ * once its current request is done (kino_server_retire). */
+static VALUE native_server_retire(VALUE mod, VALUE id, VALUE worker, VALUE quarantine) {
+    (void)mod;
+    return INT2NUM(kino_server_retire(server_of(id), NUM2INT(worker), RTEST(quarantine)));
+}
+
 /* Kino::Native.server_note_respawn(id): a worker was started again. */
 static VALUE native_server_note_respawn(VALUE mod, VALUE id) {
     (void)mod;
@@ -1939,6 +1947,9 @@ static VALUE native_server_stats(VALUE mod, VALUE id) {
         rb_hash_aset(row, ID2SYM(rb_intern("in_flight")), INT2NUM(rows[i].in_flight));
         rb_hash_aset(row, ID2SYM(rb_intern("busy_ms")), ULL2NUM(rows[i].busy_ms));
         rb_hash_aset(row, ID2SYM(rb_intern("lane")), INT2NUM(rows[i].lane));
+        rb_hash_aset(row, ID2SYM(rb_intern("request_ms")), ULL2NUM(rows[i].request_ms));
+        rb_hash_aset(row, ID2SYM(rb_intern("retiring")), rows[i].retiring ? Qtrue : Qfalse);
+        rb_hash_aset(row, ID2SYM(rb_intern("quarantined")), rows[i].quarantined ? Qtrue : Qfalse);
         rb_ary_push(list, row);
     }
     if (heap) RB_ALLOCV_END(heap);
@@ -2127,6 +2138,7 @@ void Init_kino(void) {
     rb_define_module_function(mNative, "server_free", native_server_free, 1);
     rb_define_module_function(mNative, "server_stats", native_server_stats, 1);
     rb_define_module_function(mNative, "server_note_respawn", native_server_note_respawn, 1);
+    rb_define_module_function(mNative, "server_retire", native_server_retire, 3);
     cControl = rb_define_class_under(mNative, "Control", rb_cObject);
     rb_undef_alloc_func(cControl);
     rb_define_module_function(mNative, "control_new", native_control_new, 2);

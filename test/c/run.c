@@ -37,6 +37,7 @@ static int test_thread_create(pthread_t *t, const pthread_attr_t *a, void *(*f)(
 #include "test_parser.c"
 #include "test_chunked.c"
 #include "test_queue.c"
+#include "test_retire.c"
 #include "test_server.c"
 #include "test_proxy.c"
 #include "test_tls.c"
@@ -51,6 +52,7 @@ int main(void) {
     test_parser();
     test_chunked();
     test_queue();
+    test_retire();
     test_server();
     test_proxy();
     test_listeners();
