@@ -194,7 +194,11 @@ class CLITest < Minitest::Test
     log_requests: ["--log-requests=", "a.log", "b.log"],
     log_format: ["--log-format", :json, :text],
     lanes: ["--[no-]lanes", true, false],
-    batch: ["--batch", 4, 8]
+    batch: ["--batch", 4, 8],
+    max_workers: ["--max-workers", 4, 6],
+    scale_down_after: ["--scale-down-after", 10.0, 20.5],
+    quarantine_timeout: ["--quarantine-timeout", 30.0, 60.0],
+    quarantine_max: ["--quarantine-max", 1, 0]
   }.freeze
 
   def test_every_option_flag_has_a_precedence_case

@@ -54,7 +54,11 @@ class ConfigurationTest < Minitest::Test
     before_fork: [FILE_HOOK, :from_file, KWARG_HOOK],
     preload: ["false", false, true],
     lanes: ["true", true, false],
-    batch: ["4", 4, 8]
+    batch: ["4", 4, 8],
+    max_workers: ["64", 64, 128],
+    scale_down_after: ["5", 5, 6],
+    quarantine_timeout: ["20", 20, 30],
+    quarantine_max: ["3", 3, 0]
   }.freeze
 
   def write(source, name = "kino.rb")

@@ -26,14 +26,28 @@ module Kino
   # change the number of children; #phased_restart replaces them one at a
   # time; the supervisor (Pool) replaces a child that dies, calling
   # on_worker_exit in the master.
+  #
+  # Quarantine (doc/pool.md) works at two levels. Inside each child its
+  # own ThreadPool quarantines a thread group that one request has held
+  # for quarantine_timeout and starts another in the same process, exactly
+  # as in :threaded mode: the requests that process already took are
+  # served by the new threads, nothing is lost. The master's watcher asks
+  # every child for its stats each TICK, and a child that has not answered
+  # for quarantine_timeout -- its interpreter lock held by a C call, so
+  # nothing in it can run -- is quarantined here: KILLed at once and
+  # replaced in its slot (the requests it held are lost with it).
+  #
+  # The elastic pool adds children above +workers+ and retires them (TERM:
+  # they drain) as #grow and #shrink do.
   class ProcessPool < Pool
     # One forked worker: its slot, pid and control socket; +ready+ once it
     # said so; +retiring+ once #shrink, #stop or #phased_restart asked it
     # to end, +replacing+ when a new child takes its slot at once;
     # +ended+ once the supervisor took its exit. +last+: its latest stats
-    # answer (or final report).
+    # answer (or final report); +answered_at+: when it last answered;
+    # +quarantined+ once KILLed for not answering.
     Child = Struct.new(:slot, :pid, :control, :ready, :retiring, :replacing, :ended, :lock, :seq, :last,
-                       keyword_init: true)
+                       :answered_at, :quarantined, keyword_init: true)
 
     # How long the master waits for a child's stats answer.
     STATS_TIMEOUT = 1.0
@@ -42,7 +56,7 @@ module Kino
     # errors, hijacked, ...) only grow: what children that ended had
     # counted stays in the totals, so they never go down when a worker is
     # replaced.
-    GAUGES = %i[connections queued in_flight].freeze
+    GAUGES = %i[connections queued in_flight quarantined].freeze
     # The counters of a per_worker row, carried over from the children
     # that ended in its slot: a row's counters never go down either.
     ROW_COUNTERS = %i[served busy_ms accepted respawns].freeze
@@ -71,7 +85,9 @@ module Kino
     def initialize(server_id, app, shutdown_timeout:, **options)
       super(server_id, app, **options)
       @shutdown_timeout = shutdown_timeout
-      @children = {}
+      @children = {}    # slot => the child serving it
+      @quarantined = {} # pid => a child KILLed for not answering, until it is reaped
+      @base = @workers  # the children kept without a backlog (TTIN, TTOU)
       @events = Queue.new
       @idle = ConditionVariable.new
       @lock = Mutex.new
@@ -86,9 +102,10 @@ module Kino
     # have changed (a child said "ready", or ended): what /ready says.
     attr_writer :on_serving
 
-    # The number of children the pool keeps (#grow and #shrink change it).
+    # The number of children the pool keeps without a backlog (#grow and
+    # #shrink change it; the elastic pool may add more for a while).
     def workers
-      @workers
+      @base
     end
 
     def start
@@ -114,11 +131,12 @@ module Kino
     # +grace+ seconds after that, then end the supervisor.
     def stop(grace: 5.0)
       @stopping = true
+      stop_watch
       @lock.synchronize { @children.each_value { |child| retire(child) } }
       deadline = now + @shutdown_timeout + grace
       @lock.synchronize do
-        @idle.wait(@lock, deadline - now) while !@children.empty? && now < deadline
-        @children.each_value { |child| signal(child, "KILL") }
+        @idle.wait(@lock, deadline - now) while !(@children.empty? && @quarantined.empty?) && now < deadline
+        everyone.each { |child| signal(child, "KILL") }
       end
       @events << :stop
       @supervisor&.join
@@ -127,13 +145,13 @@ module Kino
 
     # HUP to every child: each reopens its own log files (logrotate).
     def reopen_logs
-      @lock.synchronize { @children.each_value { |child| signal(child, "HUP") } }
+      @lock.synchronize { everyone.each { |child| signal(child, "HUP") } }
     end
 
     # KILL every child at once (a second INT or TERM). Safe in a trap
     # handler: it takes no lock.
     def kill
-      @children.values.each { |child| signal(child, "KILL") }
+      everyone.each { |child| signal(child, "KILL") }
     end
 
     # Replace every child, one at a time, each only once the one before
@@ -176,10 +194,13 @@ module Kino
     # and respawns (threads replaced). A row's served, busy_ms, accepted
     # and respawns include the children that ended in its slot, so a
     # Prometheus counter per worker never goes down when one is replaced.
+    # Each row also says quarantined (the child has threads in quarantine,
+    # or it was KILLed for not answering); then the pool's tally
+    # (Pool#tally), with the children's quarantines added to the master's.
     # The children are asked at once, in parallel.
     def stats
       children, total, waits, carried = @lock.synchronize do
-        [@children.values.sort_by(&:slot), @retired.dup, @retired_waits.dup,
+        [everyone.sort_by { |child| [child.slot, child.quarantined ? 1 : 0] }, @retired.dup, @retired_waits.dup,
          @carried.transform_values(&:dup)]
       end
       answers = children.map { |child| Thread.new { ask(child) } }.map(&:value)
@@ -192,7 +213,10 @@ module Kino
         end
         row(child, answer, counted, carried.fetch(child.slot, Hash.new(0)))
       end
-      total.merge(queue_wait_ms: waits.sort_by(&:first).to_h, per_worker: rows)
+      own = tally
+      total[:quarantined] += own.delete(:quarantined)
+      total[:quarantines] += own.delete(:quarantines)
+      total.merge(own).merge(queue_wait_ms: waits.sort_by(&:first).to_h, per_worker: rows)
     end
 
     private
@@ -208,18 +232,19 @@ module Kino
       pid = fork_child(slot, child_end, parent)
       child_end.close
       child = Child.new(slot: slot, pid: pid, control: parent, ready: false, retiring: false, lock: Mutex.new,
-                        seq: 0, last: nil)
+                        seq: 0, last: nil, quarantined: false)
       @lock.synchronize { @children[slot] = child }
       watch(child)
     end
 
     def fork_child(slot, control, parent)
-      others = @lock.synchronize { @children.values.map(&:control) } << parent
+      others = @lock.synchronize { everyone.map(&:control) } << parent
       Process.fork do
         others.each { |io| io.close unless io.closed? }
         ClusterWorker.new(server_id: @server_id, app: @app, worker: worker_of(slot), threads: @threads,
                           handler: @handler, boot_hook: @hooks[:on_worker_boot], control: control,
-                          shutdown_timeout: @shutdown_timeout).run
+                          shutdown_timeout: @shutdown_timeout,
+                          tuning: @tuning.slice(:quarantine_timeout, :quarantine_max)).run
       end
     end
 
@@ -232,6 +257,7 @@ module Kino
         rescue IOError, SystemCallError
           false
         end
+        child.answered_at = now
         changed if child.ready
         _, status = Process.wait2(child.pid)
         @events << [child, status]
@@ -247,8 +273,8 @@ module Kino
         event = @events.pop
         case event
         when :stop then return nil
-        when :grow then grow_now
-        when :shrink then shrink_now
+        when :grow then @membership.synchronize { grow_now }
+        when :shrink then @membership.synchronize { shrink_now }
         else
           child, status = event
           ended(child)
@@ -274,7 +300,8 @@ module Kino
         end
         child.ended = true
         @children.delete(child.slot) if @children[child.slot].equal?(child)
-        @idle.broadcast if @children.empty?
+        @quarantined.delete(child.pid)
+        @idle.broadcast if @children.empty? && @quarantined.empty?
       end
       changed
     end
@@ -350,16 +377,101 @@ module Kino
     def grow_now
       return if @stopping
 
+      @base += 1
+      @elastic&.rebase(@base)
+      scale_up
+    end
+
+    def shrink_now
+      return if @stopping || @base <= 1
+
+      @base -= 1
+      @elastic&.rebase(@base)
+      scale_down
+    end
+
+    # One child more, in the next slot (TTIN, the elastic pool).
+    def scale_up
       @workers += 1
       spawn(@workers - 1)
     end
 
-    def shrink_now
-      return if @stopping || @workers <= 1
-
+    # The highest-numbered child drains and is not replaced (TTOU, the
+    # elastic pool).
+    def scale_down
       @workers -= 1
       child = @lock.synchronize { @children[@workers] }
       retire(child) if child
+    end
+
+    def active_count
+      @workers
+    end
+
+    def quarantined_count
+      @lock.synchronize { @quarantined.size }
+    end
+
+    # Every child, serving or in quarantine (with @lock held).
+    def everyone
+      @children.values + @quarantined.values
+    end
+
+    # What the watcher needs: every ready child's stats (#ask), added up;
+    # a child that does not answer is +silent+ since its last answer.
+    # Children in quarantine past their kill_at are KILLed here.
+    def look
+      @looked = {}
+      queued = in_flight = 0
+      seen = {}
+      @lock.synchronize { @children.values }.each do |child|
+        next unless child.ready && !child.retiring
+
+        @looked[worker_of(child.slot)] = child
+        answer = ask(child)
+        seen[worker_of(child.slot)] = if answer
+                                        queued += answer[:queued]
+                                        in_flight += answer[:in_flight]
+                                        Quarantine::Seen.new(0.0, 0.0) # its own pool sees to its threads
+                                      else
+                                        Quarantine::Seen.new(0.0, now - child.answered_at)
+                                      end
+      end
+      View.new(queued + accept_backlog, in_flight, seen)
+    end
+
+    # Connections waiting in the kernel's accept queues of the TCP
+    # listeners: a child whose workers are all busy leaves new connections
+    # there (shared listener), so its own queue does not show them. On
+    # Linux TCP_INFO of a listening socket gives that queue's length
+    # (tcpi_unacked, at byte 24); elsewhere, and for unix sockets, 0.
+    def accept_backlog
+      return 0 unless RUBY_PLATFORM.include?("linux") && defined?(Socket::TCP_INFO)
+
+      @listening ||= Native.server_listeners(@server_id).select { |l| l[:kind] == :tcp && l[:fd] >= 0 }.map do |l|
+        Socket.for_fd(l[:fd]).tap { |socket| socket.autoclose = false } # the engine's: never closed here
+      end
+      @listening.sum do |socket|
+        socket.getsockopt(Socket::IPPROTO_TCP, Socket::TCP_INFO).data.unpack1("@24L")
+      rescue SystemCallError, IOError
+        0
+      end
+    end
+
+    # Put the child of worker +number+ (the one #look saw not answering)
+    # in quarantine: KILL it -- it cannot drain, nothing in it runs -- and
+    # start a new one in its slot.
+    def quarantine(number, _why)
+      child = @looked[number]
+      return unless child && @lock.synchronize { @children[child.slot].equal?(child) }
+
+      @lock.synchronize do
+        @children.delete(child.slot)
+        @quarantined[child.pid] = child
+      end
+      child.quarantined = true
+      signal(child, "KILL")
+      spawn(child.slot)
     end
 
     def retire(child)
@@ -398,7 +510,10 @@ module Kino
           size = read_exactly(child.control, 4, deadline)&.unpack1("N") or return nil
           data = read_exactly(child.control, size, deadline) or return nil
           got, stats = Marshal.load(data) # rubocop:disable Security/MarshalLoad -- our own child
-          return child.last = stats if got == seq
+          next unless got == seq
+
+          child.answered_at = now
+          return child.last = stats
         end
       end
     rescue IOError, SystemCallError
@@ -440,7 +555,9 @@ module Kino
       state = answer ? :serving : (child.ready ? :unresponsive : :booting)
       mine = counted ? own(counted) : {}
       counters = ROW_COUNTERS.to_h { |key| [key, carried[key] + mine.fetch(key, 0)] }
-      { worker: worker_of(child.slot), pid: child.pid, state: state, served: counters[:served],
+      { worker: worker_of(child.slot), pid: child.pid, state: state,
+        quarantined: child.quarantined || counted&.fetch(:quarantined, 0).to_i.positive?,
+        served: counters[:served],
         in_flight: counted ? counted[:in_flight] : 0, busy_ms: counters[:busy_ms], accepted: counters[:accepted],
         connections: counted ? counted[:connections] : 0, respawns: counters[:respawns] }
     end

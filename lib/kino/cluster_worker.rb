@@ -20,7 +20,7 @@ module Kino
     # forwards, reopens this process's log files.)
     IGNORED = %w[TTIN TTOU USR1 USR2 URG].freeze
 
-    def initialize(server_id:, app:, worker:, threads:, handler:, boot_hook:, control:, shutdown_timeout:)
+    def initialize(server_id:, app:, worker:, threads:, handler:, boot_hook:, control:, shutdown_timeout:, tuning: {})
       @server_id = server_id
       @app = app
       @worker = worker
@@ -29,6 +29,7 @@ module Kino
       @boot_hook = boot_hook
       @control = control
       @shutdown_timeout = shutdown_timeout
+      @tuning = tuning # quarantine_timeout, quarantine_max: this process quarantines its own threads
       @writing = Mutex.new
     end
 
@@ -69,7 +70,7 @@ module Kino
       Native.server_keep_listeners(@server_id) # the master's: never closed or unlinked here
       Native.server_start(@server_id)
       pool = ThreadPool.new(@server_id, app, workers: 1, threads: @threads, handler: @handler, hooks: {},
-                                             first_worker: @worker).start
+                                             first_worker: @worker, tuning: @tuning).start
       @control.write("ready\n")
       pool
     end
@@ -98,7 +99,7 @@ module Kino
     def own_stats(pool)
       live = Native.server_stats(@server_id)
       rows = live.delete(:threads_detail)
-      live.merge(per_worker: rows, respawns: pool.respawns)
+      live.merge(pool.tally.slice(:quarantined, :quarantines)).merge(per_worker: rows, respawns: pool.respawns)
     end
   end
 end

@@ -77,6 +77,17 @@ module Kino
                    "built before the server, as under `rails s`, is always preloaded): then " \
                    "kill -URG is a phased restart that loads new code one worker at a time.",
               example: "preload true"),
+      Doc.new(name: :max_workers, group: "Concurrency", kind: :integer, default: "off (nil)",
+              summary: "elastic pool: while requests stay queued, start one more worker at a time, up to " \
+                       "this many (at least workers)",
+              why: "Absorb bursts without paying for idle workers the rest of the time; the extra " \
+                   "ones leave after scale_down_after idle seconds. In :cluster mode they are processes.",
+              example: "max_workers 8"),
+      Doc.new(name: :scale_down_after, group: "Concurrency", kind: :seconds,
+              summary: "elastic pool: seconds without a backlog before the extra workers leave, one at a time",
+              why: "Raise it when bursts come back often and booting a worker is expensive (:cluster, " \
+                   "a large app without preload).",
+              example: "scale_down_after 30.0"),
       Doc.new(name: :threads, group: "Concurrency", kind: :integer,
               default: "1 in :ractor mode, 3 in :threaded and :cluster modes",
               summary: "threads per worker (Puma's `threads MIN, MAX` is accepted: Kino uses MAX)",
@@ -116,6 +127,18 @@ module Kino
               summary: "seconds before the client gets 504; the handler keeps running",
               why: "Answer slow requests before your proxy gives up on them.",
               example: "request_timeout 30"),
+      Doc.new(name: :quarantine_timeout, group: "Limits and timeouts", kind: :seconds, default: "off (nil)",
+              summary: "seconds one request may hold a worker before the worker is quarantined and a " \
+                       "new one serves in its place",
+              why: "Keep serving when a handler hangs (a lock, a call without a timeout). The stuck " \
+                   "worker is not killed: it leaves once its request ends. In :cluster mode each process " \
+                   "does this for its threads, and the master KILLs and replaces a process that stops " \
+                   "answering it (its GVL held by a C call). See doc/pool.md.",
+              example: "quarantine_timeout 60"),
+      Doc.new(name: :quarantine_max, group: "Limits and timeouts", kind: :integer, default: "workers (nil)",
+              summary: "workers in quarantine at once; past it a stuck worker is only reported (0: never replace)",
+              why: "Bound the threads, ractors or processes that stuck requests may pin.",
+              example: "quarantine_max 4"),
       Doc.new(name: :max_body_size, group: "Limits and timeouts", kind: :integer, default: "52428800 (50 MiB)",
               summary: "bytes of request body; a larger declared body gets 413 before the app runs (nil: no limit)",
               why: "Raise it for uploads; lower it for APIs that take small JSON bodies.",

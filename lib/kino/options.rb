@@ -19,10 +19,14 @@ module Kino
       threads: nil,           # nil: 1 in :ractor mode, 3 in :threaded and :cluster
       mode: :auto,
       preload: true,          # :cluster: load the app in the master, before the fork
+      max_workers: nil,       # elastic pool: grow up to this many workers under a backlog; nil: off
+      scale_down_after: 30.0, # elastic pool: idle seconds before the extra workers leave
       io_threads: 1,
       queue_depth: 1024,
       queue_timeout: 5.0,
       request_timeout: nil,   # nil: off
+      quarantine_timeout: nil, # seconds on one request before its worker is replaced; nil: off
+      quarantine_max: nil,    # workers in quarantine at once; nil: as many as workers
       shutdown_timeout: 30.0,
       max_body_size: 50 * MiB, # nil or 0: unlimited
       body_buffer: 1 * MiB,   # request-body bytes gathered before the app runs; 0: stream
@@ -64,6 +68,7 @@ module Kino
 
       options = DEFAULTS.merge(given)
       options.each { |name, value| check(name, value) }
+      check_pool(options)
       options[:mode] = options[:mode].to_sym
       options[:log_format] = options[:log_format].to_sym
       options.freeze
@@ -83,14 +88,18 @@ module Kino
         invalid(name, value, "an Integer from 1 to #{BATCH_MAX}") unless value.is_a?(Integer) && value.between?(1, BATCH_MAX)
       when :port
         invalid(name, value, "an Integer from 0 to 65535") unless value.is_a?(Integer) && value.between?(0, 65_535)
-      when :workers, :threads, :max_connections
+      when :workers, :threads, :max_connections, :max_workers
         positive_integer(name, value) unless value.nil?
+      when :quarantine_max
+        invalid(name, value, "an Integer of at least 0, or nil") unless value.nil? || (value.is_a?(Integer) && value >= 0)
       when :io_threads, :queue_depth
         positive_integer(name, value)
       when :mode
         invalid(name, value, "one of #{MODES.map(&:inspect).join(', ')}") unless value.respond_to?(:to_sym) && MODES.include?(value.to_sym)
-      when :request_timeout
+      when :request_timeout, :quarantine_timeout
         positive_number(name, value) unless value.nil?
+      when :scale_down_after
+        positive_number(name, value)
       when :shutdown_timeout
         invalid(name, value, "a number of seconds, 0 or more") unless value.is_a?(Numeric) && value >= 0
       when :queue_timeout, :header_timeout, :keepalive_timeout, :body_timeout
@@ -114,6 +123,16 @@ module Kino
       when :tls
         check_tls(value) unless value.nil?
       end
+    end
+
+    # max_workers against workers. When workers is nil (the CPUs) the
+    # server checks again once it knows the number (Pool.shape).
+    def self.check_pool(options)
+      workers = options[:workers]
+      max = options[:max_workers]
+      return unless max && workers && max < workers
+
+      invalid(:max_workers, max, "at least workers (#{workers}), or nil")
     end
 
     # The shape of tls: (the files themselves are read at start, where a
@@ -201,6 +220,6 @@ module Kino
       list
     end
 
-    private_class_method :check, :positive_integer, :positive_number, :invalid, :check_tls, :text?
+    private_class_method :check, :check_pool, :positive_integer, :positive_number, :invalid, :check_tls, :text?
   end
 end

@@ -18,21 +18,30 @@ module Kino
   # ractor's GVL, once a selected ractor has died with an exception, so the
   # exception never leaves the ractor.
   class RactorPool < Pool
+    include Slots
+
     def initialize(...)
       super
-      @ractors = []
+      setup_slots
+      @bell = nil
     end
 
     # Once the server is stopped every worker leaves its serve loop after
     # its current request; wait up to +grace+ seconds for that. A ractor
-    # cannot be killed from outside: one still in app code is left to end
-    # with the process.
+    # cannot be killed from outside: one still in app code (wedged, or in
+    # quarantine) is left to end with the process, and said so.
     def stop(grace: 1.0)
       @stopping = true
-      @supervisor&.join(grace)
+      stop_watch
+      ring
+      return self if @supervisor.nil? || @supervisor.join(grace)
+
+      left = @membership.synchronize { @live.keys.map { |slot| worker_of(slot) } }.uniq.sort
+      Log.warn("main", "worker ractor#{'s' if left.size > 1} #{left.join(', ')} still in a request after " \
+                       "the drain: a ractor cannot be stopped from outside, so it is left behind (it ends " \
+                       "with the process)")
       self
     end
-
     # The body of a worker ractor: threads - 1 helper threads and this
     # one run the serve loop. A helper that dies takes the ractor with it
     # (abort_on_exception), so the ractor is the unit that is replaced.
@@ -62,45 +71,70 @@ module Kino
 
     private
 
-    def slots
-      (0...@workers).to_a
+    def slots_per_worker
+      1
     end
 
-    def spawn(index)
-      @ractors[index] = quietly do
-        Ractor.new(@server_id, @app, @handler, @threads, index, @hooks[:on_worker_boot],
-                   name: "kino-worker-#{index}") do |id, app, handler, threads, i, boot|
+    def spawn(slot)
+      @live[slot] = quietly do
+        Ractor.new(@server_id, @app, @handler, @threads, worker_of(slot), @hooks[:on_worker_boot],
+                   name: "kino-worker-#{worker_of(slot)}") do |id, app, handler, threads, i, boot|
           Kino::RactorPool.work(id, app, handler, threads, i, boot)
         end
       end
+      ring # the supervisor waits for this one too from now on
     end
 
-    # The next worker to end: [index, WorkerCrash or nil, booting]; nil
-    # once every worker has ended.
+    # The next worker to end: [slot, WorkerCrash or nil, booting]; nil
+    # once every worker has ended. The supervisor waits for any worker
+    # and for the bell, which a new worker rings (#ring) so that the wait
+    # starts again with it included.
     def next_exit
-      until @ractors.compact.empty?
-        ractor, crash = wait_any
-        index = @ractors.index(ractor)
-        next unless index
+      loop do
+        @bell ||= quietly { Ractor.new { Ractor.receive } } # before the list: a later spawn rings it
+        ractors = @membership.synchronize { @live.values }
+        if ractors.empty?
+          ring
+          return nil
+        end
+        ractor, crash = wait_any(ractors + [@bell])
+        if ractor.equal?(@bell)
+          @bell = nil
+          next
+        end
+        slot = @membership.synchronize { @live.key(ractor).tap { |s| @live.delete(s) if s } }
+        next unless slot
+        return [slot, nil, false] unless crash # a normal return: the server stopped, or it retired
 
-        @ractors[index] = nil
-        return [index, nil, false] unless crash # a normal return: the server stopped
-
-        return [index, WorkerCrash.new(crash[1]), crash[0]]
+        return [slot, WorkerCrash.new(crash[1]), crash[0]]
       end
-      nil
+    end
+
+    # Ends the supervisor's current wait (see #next_exit).
+    def ring
+      @bell&.send(:ring)
+    rescue Ractor::ClosedError
+      nil # rung already
     end
 
     # The next worker to end and what it returned. RemoteError only if
     # something escaped RactorPool.work (counted as a crash while serving).
-    def wait_any
-      Ractor.select(*@ractors.compact)
+    def wait_any(ractors)
+      Ractor.select(*ractors)
     rescue Ractor::RemoteError => e
       [e.ractor, [false, "#{e.cause.class}: #{e.cause&.message}"]]
     end
 
-    def describe(index)
-      "worker ractor #{index}"
+    # A ractor cannot be stopped from outside: say so when one is
+    # quarantined.
+    def quarantine(number, why)
+      super
+      Log.warn("main", "worker ractor #{number} cannot be stopped from outside (a ractor cannot be " \
+                       "killed): it leaves when its request ends, or with the process")
+    end
+
+    def describe(slot)
+      "worker ractor #{worker_of(slot)}"
     end
 
     # Ruby prints "Ractor is experimental" on the first Ractor.new; Kino

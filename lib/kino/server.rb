@@ -27,6 +27,7 @@ module Kino
       @options = Options.resolve(options)
       @app = load_app(app)
       @mode = resolve_mode
+      check_max_workers
       @state = :new
       @lock = Mutex.new
       @changed = ConditionVariable.new
@@ -163,8 +164,11 @@ module Kino
     # Counters (README, Stats): the configuration, then while running accepted,
     # connections, served, queued, in_flight, rejected, timeouts, errors,
     # queue_wait_ms (a histogram: upper bound in ms => requests),
-    # queue_wait_sum_ms (the time they all waited) and
-    # per_worker rows ({worker:, served:, in_flight:, busy_ms:}); with lanes,
+    # queue_wait_sum_ms (the time they all waited), the pool's
+    # active_workers, scale_ups, scale_downs, quarantined and quarantines
+    # (Pool#tally), and per_worker rows ({worker:, served:, in_flight:,
+    # busy_ms:, quarantined:}; a worker in quarantine and the one started
+    # in its place share a number, one row each); with lanes,
     # lane_depths: the requests waiting in each worker thread's lane.
     #
     # In :cluster mode the master asks every worker process and adds their
@@ -175,10 +179,11 @@ module Kino
       base = { mode: @mode, workers: workers, threads: threads, io_threads: @options[:io_threads],
                respawns: @pool ? @pool.respawns : 0, log_dropped: Native.log_dropped }
       return base unless @id && %i[running stopping].include?(@state)
-      return base.merge(@pool.stats) if @mode == :cluster
+      return base.merge(@pool.stats) if @mode == :cluster # its tally included
 
       live = Native.server_stats(@id)
-      stats = base.merge(live.except(:threads_detail)).merge(per_worker: per_worker(live[:threads_detail]))
+      stats = base.merge(live.except(:threads_detail)).merge(@pool.tally)
+                  .merge(per_worker: per_worker(live[:threads_detail]))
       @options[:lanes] ? stats.merge(lane_depths: live[:threads_detail].map { |row| row[:lane] }) : stats
     end
 
@@ -190,7 +195,8 @@ module Kino
                                        .map { |ms, n| "#{ms.infinite? ? '>2500' : "<=#{ms}"}ms:#{n}" }
       workers = (s[:per_worker] || []).map do |w|
         pid = w[:pid] ? "[pid #{w[:pid]}]" : ""
-        w[:state] && w[:state] != :serving ? "#{w[:worker]}#{pid}:#{w[:state]}" : "#{w[:worker]}#{pid}:#{w[:served]}/#{w[:in_flight]}/#{w[:busy_ms]}ms"
+        name = "#{w[:worker]}#{pid}#{'(quarantined)' if w[:quarantined]}"
+        w[:state] && w[:state] != :serving ? "#{name}:#{w[:state]}" : "#{name}:#{w[:served]}/#{w[:in_flight]}/#{w[:busy_ms]}ms"
       end
       line = "stats: #{scalars.join(' ')}"
       line += " queue_wait=#{waits.join(',')}" unless waits.empty?
@@ -203,6 +209,7 @@ module Kino
         "Kino #{VERSION} (#{RUBY_DESCRIPTION})",
         "- mode: #{@mode}, #{workers} worker#{'s' if workers != 1}#{' (processes)' if @mode == :cluster} " \
         "× #{threads} thread#{'s' if threads != 1}",
+        *pool_line,
         "- pid: #{Process.pid}",
         *urls.map { |u| "- listening: #{u}" },
         "- tls: #{tls_status}",
@@ -229,6 +236,23 @@ module Kino
     end
 
     private
+
+    # The banner's line on the elastic pool and quarantine, when either is on.
+    def pool_line
+      parts = []
+      parts << "up to #{@options[:max_workers]} workers under a backlog" if @options[:max_workers]
+      parts << "quarantine after #{@options[:quarantine_timeout]} s on one request" if @options[:quarantine_timeout]
+      parts.empty? ? [] : ["- pool: #{parts.join(', ')}"]
+    end
+
+    # max_workers below the number of workers, once that is known (the
+    # CPUs when workers is nil).
+    def check_max_workers
+      max = @options[:max_workers]
+      return unless max && max < workers
+
+      raise ArgumentError, "invalid max_workers: #{max} (expected at least workers, #{workers}, or nil)"
+    end
 
     # The banner's TLS line: on or off, and the library this build has.
     def tls_status
@@ -316,7 +340,8 @@ module Kino
     def start_workers
       handler = ErrorHandler.new(@options[:on_error])
       hooks = @options.slice(:on_worker_boot, :on_worker_exit, :before_fork)
-      shape = { workers: workers, threads: threads, handler: handler, hooks: hooks }
+      tuning = @options.slice(:quarantine_timeout, :quarantine_max, :max_workers, :scale_down_after)
+      shape = { workers: workers, threads: threads, handler: handler, hooks: hooks, tuning: tuning }
       case @mode
       when :cluster
         pool = ProcessPool.new(@id, @app, shutdown_timeout: @options[:shutdown_timeout], **shape)
@@ -334,11 +359,12 @@ module Kino
       raise Error, e.message
     end
 
-    # The threads' rows summed per worker.
+    # The threads' rows summed per worker (a worker in quarantine apart
+    # from the one that took its number).
     def per_worker(rows)
-      rows.group_by { |row| row[:worker] }.sort.map do |worker, list|
+      rows.group_by { |row| [row[:worker], row[:quarantined] ? 1 : 0] }.sort.map do |(worker, quarantined), list|
         { worker: worker, served: list.sum { |r| r[:served] }, in_flight: list.sum { |r| r[:in_flight] },
-          busy_ms: list.sum { |r| r[:busy_ms] } }
+          busy_ms: list.sum { |r| r[:busy_ms] }, quarantined: quarantined == 1 }
       end
     end
 
