@@ -137,8 +137,8 @@ class PoolTest < Minitest::Test
   # One request stuck at the gate, then a second one served all the same
   # (by the worker that took the stuck one's place); the rows and the
   # counters say so, and the stuck request still gets its own answer.
-  def assert_quarantine_keeps_serving(mode)
-    serve_gated(mode: mode, workers: 1, threads: 1, quarantine_timeout: 0.5) do |server, log|
+  def assert_quarantine_keeps_serving(mode, **options)
+    serve_gated(mode: mode, workers: 1, threads: 1, quarantine_timeout: 0.5, **options) do |server, log|
       stuck = send_get(server.port, "/stuck?gate=#{@gate.port}")
       assert wait_until { @gate.waiting == 1 }, "the handler reached the gate"
       fast = slow_get(server.port, "/fast")
@@ -159,6 +159,10 @@ class PoolTest < Minitest::Test
 
   def test_threaded_stuck_handler_is_quarantined_and_service_goes_on
     assert_quarantine_keeps_serving(:threaded)
+  end
+
+  def test_threaded_quarantine_with_lanes_and_batches
+    assert_quarantine_keeps_serving(:threaded, lanes: true, batch: 4)
   end
 
   def test_ractor_stuck_handler_is_quarantined_and_service_goes_on
