@@ -49,6 +49,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -427,6 +428,13 @@ static inline int accept_nb(int lfd, struct sockaddr_storage *ss) {
 #endif
 }
 
+/* Bytes waiting in a socket's receive queue (FIONREAD: Linux, the BSDs,
+ * macOS), or -1. */
+static inline long socket_queued(int fd) {
+    int n = 0;
+    return ioctl(fd, FIONREAD, &n) < 0 ? -1 : n;
+}
+
 /* Milliseconds on a monotonic clock. The coarse clock (Linux) is read
  * from the vDSO without a syscall and is precise to a few ms: plenty for
  * timeouts and statistics. */
@@ -618,6 +626,7 @@ struct kino_conn {
     kino_buf *buf;
     size_t off, len, scanned, head_len, bpos;
     kino_head head;
+    const char *head_at;     /* where head was parsed: its spans point there */
 
     /* request body */
     int body;                /* B_* */

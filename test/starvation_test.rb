@@ -19,6 +19,9 @@ class StarvationTest < Minitest::Test
     def self.call(env)
       case env["PATH_INFO"]
       when "/echo" then [200, {}, [env["rack.input"].read.bytesize.to_s]]
+      when "/sum"
+        body = env["rack.input"].read
+        [200, {}, ["#{body.bytesize} #{body.sum(32)}"]]
       when "/big" then [200, {}, [BIG]]
       else [200, {}, ["pong"]]
       end
@@ -117,6 +120,28 @@ class StarvationTest < Minitest::Test
       end
       socket.write("0\r\n\r\n")
       assert_equal body.bytesize.to_s, read_response(socket).body, mode
+      socket.close
+    end
+  end
+
+  # A body whose rest already waits in the socket goes to a worker at once,
+  # which reads it from there (kino.c, body_buffered): sent with its head
+  # in one write, or after the head, it arrives whole and in order, and a
+  # request pipelined behind it is answered after it.
+  def test_a_body_already_in_the_socket_arrives_whole
+    each_mode do |server, mode|
+      body = Random.new(2).bytes(200_000)
+      head = "POST /sum HTTP/1.1\r\nHost: x\r\nContent-Length: #{body.bytesize}\r\n\r\n"
+      ping = "GET /ping HTTP/1.1\r\nHost: x\r\n\r\n"
+      socket = connect(server.port)
+      socket.write(head + body + ping)
+      assert_equal "#{body.bytesize} #{body.sum(32)}", read_response(socket).body, mode
+      assert_equal "pong", read_response(socket).body, mode
+      socket.write(head)
+      sleep 0.1
+      socket.write(body + ping)
+      assert_equal "#{body.bytesize} #{body.sum(32)}", read_response(socket).body, mode
+      assert_equal "pong", read_response(socket).body, mode
       socket.close
     end
   end
