@@ -2,12 +2,15 @@
 
 # Slow clients against normal ones: start Kino on the bench app, time N
 # sequential keep-alive requests from a normal client, then open SLOW
-# connections that each dribble a request head one byte at a time (one
-# byte per connection every PAUSE seconds, round robin) and time the same
-# N requests again while they are all still open. The dribblers hold only
-# their I/O-thread buffers; no worker is taken until a head is complete.
+# connections that each dribble one byte at a time (one byte per
+# connection every PAUSE seconds, round robin) and time the same N
+# requests again while they are all still open. ATTACK is what they
+# dribble: a request head (head), or, after a whole head, the body of a
+# POST /upload with Content-Length: 100000 (body: under body_buffer, so
+# the I/O thread gathers it). Either way the dribblers hold only their
+# I/O-thread buffers; no worker is taken until a request is complete.
 #
-#   ruby bench/slow_clients.rb [SLOW=200] [N=2000] [PAUSE=0.05] [threaded|ractor]
+#   ruby bench/slow_clients.rb [SLOW=200] [N=2000] [PAUSE=0.05] [threaded|ractor] [head|body]
 require "socket"
 require_relative "lib/kino_process"
 
@@ -15,6 +18,8 @@ slow = Integer(ARGV[0] || 200)
 count = Integer(ARGV[1] || 2000)
 pause = Float(ARGV[2] || 0.05)
 mode = ARGV[3] || "threaded"
+attack = ARGV[4] || "head"
+abort "bench/slow_clients.rb: ATTACK is head or body, not #{attack}" unless %w[head body].include?(attack)
 _, port = Bench::KinoProcess.start(mode)
 
 def now = Process.clock_gettime(Process::CLOCK_MONOTONIC)
@@ -46,18 +51,24 @@ end
 timed_requests(port, 200) # warm-up
 quiet = timed_requests(port, count)
 
-head = "GET /slow HTTP/1.1\r\nHost: x\r\nX-Padding: #{'p' * 400}\r\n\r\n"
-dribblers = Array.new(slow) { connect(port) }
+# what each dribbler sends whole first, and what it then dribbles (never
+# all of it: they stay slow)
+whole, dribble = if attack == "head"
+                   ["", "GET /slow HTTP/1.1\r\nHost: x\r\nX-Padding: #{'p' * 400}\r\n\r\n"]
+                 else
+                   ["POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n", "b" * 100_000]
+                 end
+dribblers = Array.new(slow) { connect(port).tap { |s| s.write(whole) } }
 sent = 0
 stop = false
 writer = Thread.new do
-  until stop || sent >= head.bytesize - 1 # never complete a head: they stay slow
-    dribblers.each { |s| s.write(head[sent]) }
+  until stop || sent >= dribble.bytesize - 1
+    dribblers.each { |s| s.write(dribble[sent]) }
     sent += 1
     sleep pause
   end
 end
-sleep 1 # every dribbler has started its head
+sleep 1 # every dribbler has started
 busy = timed_requests(port, count)
 open = dribblers.count { |s| !s.wait_readable(0) } # none answered or closed yet
 stop = true
@@ -65,6 +76,6 @@ writer.join
 
 puts "mode #{mode}: #{count} sequential keep-alive GET /plaintext requests"
 puts "  alone:                          #{summary(quiet)}"
-puts "  with #{slow} dribbling connections: #{summary(busy)}"
-puts "  dribblers still open and unanswered afterwards: #{open} of #{slow} (#{sent} head bytes each so far)"
+puts "  with #{slow} connections dribbling a #{attack}: #{summary(busy)}"
+puts "  dribblers still open and unanswered afterwards: #{open} of #{slow} (#{sent} #{attack} bytes each so far)"
 dribblers.each(&:close)
