@@ -580,7 +580,12 @@ static void out_free(kino_server *s, kino_conn *c) {
 }
 
 /* Free a connection; io is NULL once the I/O threads are gone. The fd
- * of a hijacked connection is the app's: it stays open. */
+ * of a hijacked connection is the app's: it stays open. While its I/O
+ * thread handles a batch of events the struct is only marked C_CLOSED
+ * and kept on io->dead until the batch is done (io_main): a later event
+ * of the batch may name it (kqueue reports a readable and writable
+ * socket twice; a connection closed to make way at the cap may have an
+ * event of its own further on). */
 void kino_conn_destroy(kino_server *s, kino_io *io, kino_conn *c) {
     if (c->st) { /* an HTTP/2 stream's request: its connection frees it */
         kino_h2conn_dropped(c);
@@ -592,8 +597,14 @@ void kino_conn_destroy(kino_server *s, kino_io *io, kino_conn *c) {
     conn_tls_free(c);
     if (c->next != NEXT_HIJACKED) close(c->fd);
     buf_put(io, c->buf);
+    c->buf = NULL;
     out_free(s, c);
-    free(c);
+    if (io && io->dispatching) {
+        c->state = C_CLOSED;
+        klist_push(&io->dead, &c->tlink);
+    } else {
+        free(c);
+    }
     uint64_t left = atomic_fetch_sub(&s->conns, 1) - 1;
     if (atomic_load(&s->paused) && left < s->max_conns)
         for (int i = 0; i < s->nio; i++) wake_io(&s->io[i]);
@@ -1284,6 +1295,8 @@ static void on_event(kino_io *io, kino_conn *c, int mask) {
     case C_H2:
         kino_h2conn_event(io, c, mask);
         break;
+    case C_CLOSED: /* closed earlier in this batch */
+        break;
     default: /* away with a worker: look again when it comes back */
         missed_set(io, c);
     }
@@ -1435,7 +1448,9 @@ static void io_fail(kino_io *io, int e) {
  *   2. read the clock once (io->now, for every deadline this pass sets)
  *      and refresh the Date line;
  *   3. handle each event: a listener accepts (io_accept), the wake is
- *      acknowledged, a connection acts on its state (on_event);
+ *      acknowledged, a connection acts on its state (on_event); the
+ *      connections closed meanwhile are freed after the last event
+ *      (io->dead: an event later in the batch may name one);
  *   4. take the connections workers handed back (io_returns);
  *   5. move parked requests into the ready queue while it has room
  *      (io_admit), and (lanes) the requests of stalled lanes back to it
@@ -1463,6 +1478,7 @@ static void *io_main(void *arg) {
         }
         io->now = mono_ms();
         date_refresh();
+        io->dispatching = 1;
         for (int i = 0; i < n; i++) {
             int mask;
             void *data = poller_event(&io->p, i, &mask);
@@ -1472,6 +1488,12 @@ static void *io_main(void *arg) {
                 poller_wake_ack(&io->p);
                 atomic_store(&io->wake_sent, 0);
             } else on_event(io, data, mask);
+        }
+        io->dispatching = 0;
+        while (!klist_empty(&io->dead)) {
+            klist *d = io->dead.next;
+            klist_remove(d);
+            free(KLIST_ENTRY(d, kino_conn, tlink));
         }
         io_returns(io);
         io_admit(io);
@@ -1817,7 +1839,7 @@ kino_server *kino_server_new(const kino_options *o, char *err, size_t errlen) {
         io->index = i;
         io->p.fd = -1;
         klist *lists[] = {&io->t_header, &io->t_body, &io->t_idle, &io->t_parked, &io->t_away,
-                          &io->t_held, &io->t_flush, &io->t_linger};
+                          &io->t_held, &io->t_flush, &io->t_linger, &io->dead};
         for (size_t k = 0; k < sizeof lists / sizeof *lists; k++) klist_init(lists[k]);
         klist_init(&s->io[i].h2conns);
     }

@@ -587,6 +587,7 @@ enum {
     C_HANDSHAKE, /* I/O thread; t_header: a TLS handshake (kino_tls.c) before the head */
     C_H2,        /* I/O thread: an HTTP/2 connection (kino_stream.c); t_header until
                     its first stream, t_held while one is open, t_idle between */
+    C_CLOSED,    /* I/O thread; dead: closed during a batch of events, freed after it */
 };
 /* What the I/O thread does with a connection handed back by a worker;
  * NEXT_HIJACKED: free the struct, never touch the fd (kino_hijack). */
@@ -730,6 +731,11 @@ struct kino_io {
     /* Timer lists. t_held has no deadline: requests away with a worker
      * when request_timeout is off, or already answered by a timeout. */
     klist t_header, t_body, t_idle, t_parked, t_away, t_held, t_flush, t_linger;
+    /* Connections closed while a batch of poller events is handled
+     * (dispatching): their structs wait here until the batch is done, as
+     * a later event of the same batch may still name them. */
+    klist dead;
+    int dispatching;
     _Atomic int parked;           /* t_parked is not empty */
     _Atomic int missed_away;      /* away conns whose missed is set */
     klist h2conns;                /* HTTP/2 connections (kino_stream.c) */

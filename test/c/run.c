@@ -64,6 +64,7 @@ int main(void) {
     test_poller_failure();
     test_options_copied();
     test_worker_rows();
+    test_victim_in_the_same_batch();
     test_log();
     test_control();
     test_hpack();
