@@ -16,6 +16,7 @@
 #                        under node, no native extension (about 10 s once installed)
 #   make test-ruby3.4    make test on Ruby 3.4 (or test-ruby3.3), in a Debian
 #                        unstable chroot: tools/newer-ruby (root, minutes once)
+#   make test-kqueue     the C tests on the kqueue backend (libkqueue, in that chroot)
 #   make fuzz            libFuzzer on the parser (fuzz/, doc/fuzzing.md)
 #   make serve           Kino.serve from this checkout, on :9292
 #   make bench           Kino against Puma (bench/README.md), then what logging costs
@@ -75,11 +76,18 @@ SAN_ENV = LD_PRELOAD=$(shell $(CC) -print-file-name=libasan.so) \
 endif
 
 EXT = lib/kino/kino.$(DLEXT)
+# KQUEUE=1: the extension on the kqueue backend through libkqueue (see
+# test-kqueue); for the chroot only, `make clean` before and after.
+ifeq ($(KQUEUE),1)
+KINO_CFLAGS += -DKINO_USE_KQUEUE $(shell pkg-config --cflags libkqueue) -include test/c/libkqueue.h
+KQ_OBJ = build/libkqueue.o
+KQ_EXT_LIBS = $(shell pkg-config --libs libkqueue)
+endif
 GEMS = .gems
 # KINO_TLS: the gem test's build (extconf.rb) follows this one's TLS choice
 TEST_ENV = GEM_PATH=$(CURDIR)/$(GEMS):$(RB_GEM_PATH) KINO_TLS=$(TLS) $(SAN_ENV)
 
-.PHONY: all test test-c test-ruby test-deploy serve bench bench-all bench-tls clean gems check-kqueue valgrind openssl-dev test-tls test-ruby3.3 test-ruby3.4 test-ruby4 tsan test-h2 bench-h2
+.PHONY: all test test-c test-ruby test-deploy serve bench bench-all bench-tls clean gems check-kqueue kqueue-c test-kqueue valgrind openssl-dev test-tls test-ruby3.3 test-ruby3.4 test-ruby4 tsan test-h2 bench-h2
 
 all: $(EXT)
 
@@ -98,8 +106,8 @@ build/%.o: %.c $(ENGINE_H) | build
 build/kino_ruby.o: kino_ruby.c kino.h kino_log.h | build
 	$(CC) $(KINO_CFLAGS) $(SAN_NO_STACK) -isystem $(RB_HDR) -isystem $(RB_ARCH_HDR) -c $< -o $@
 
-$(EXT): build/kino.o build/kino_http.o build/kino_worker.o build/kino_control.o build/kino_tls.o build/kino_log.o build/kino_hpack.o build/kino_h2.o build/kino_stream.o build/kino_ruby.o
-	$(CC) $(SHARED) $(SAN_LDFLAGS) -pthread -o $@ $^ $(RB_LIBS) $(TLS_LIBS)
+$(EXT): build/kino.o build/kino_http.o build/kino_worker.o build/kino_control.o build/kino_tls.o build/kino_log.o build/kino_hpack.o build/kino_h2.o build/kino_stream.o build/kino_ruby.o $(KQ_OBJ)
+	$(CC) $(SHARED) $(SAN_LDFLAGS) -pthread -o $@ $^ $(RB_LIBS) $(TLS_LIBS) $(KQ_EXT_LIBS)
 
 # C tests: one binary, a unity build so it can test static helpers too.
 build/test_c: test/c/*.c test/c/*.h $(ENGINE_C) $(ENGINE_H) kino_control.c kino_tls.c kino_log.c kino_hpack.c | build
@@ -132,10 +140,34 @@ tsan: build/test_c_tsan
 
 # The kqueue backend (BSD, macOS) compiled on any machine, against the
 # declarations in test/compat: both poller backends build on every run.
-# It checks that kqueue code compiles, not that it serves (see the note
-# at the poller backends in kino_engine.h: libkqueue cannot run it on Linux).
+# This only checks that it compiles; make test-kqueue runs it.
 check-kqueue:
 	$(CC) -std=c11 $(WARN) -fsyntax-only -DKINO_USE_KQUEUE -Itest/compat $(ENGINE_C) kino_log.c
+
+# The kqueue backend run: the C tests built with -DKINO_USE_KQUEUE against
+# libkqueue (kqueue over epoll; Debian has libkqueue-dev in experimental
+# only, so this runs in tools/newer-ruby's chroot), under AddressSanitizer
+# and UBSan. test/c/libkqueue.h fixes the two places where libkqueue 2.3.1
+# is not a kernel kqueue (one socket watched for read and write; close
+# removing its knotes); the engine is built as it is. Leak checks are off:
+# libkqueue frees a closed kqueue's state lazily. In the chroot, `make
+# test-ruby RUBY=ruby3.4 KQUEUE=1` runs the Ruby suites on it as well.
+KQ_CFLAGS = $(shell pkg-config --cflags libkqueue 2>/dev/null)
+KQ_LIBS = $(shell pkg-config --libs libkqueue 2>/dev/null)
+
+build/libkqueue.o: test/c/libkqueue.c test/c/libkqueue.h | build
+	$(CC) -std=c11 $(WARN) -fPIC -pthread -O1 -g $(KQ_CFLAGS) -c $< -o $@
+
+build/test_c_kqueue: test/c/*.c test/c/*.h $(ENGINE_C) $(ENGINE_H) kino_control.c kino_tls.c kino_log.c kino_hpack.c build/libkqueue.o | build
+	$(CC) -std=c11 $(WARN) $(TLS_CFLAGS) -pthread -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
+	  -fno-sanitize-recover=undefined -DKINO_USE_KQUEUE $(KQ_CFLAGS) -include test/c/libkqueue.h -I. \
+	  -o $@ test/c/run.c build/libkqueue.o $(KQ_LIBS) $(TLS_LIBS)
+
+kqueue-c: build/test_c_kqueue
+	ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ./build/test_c_kqueue
+
+test-kqueue:
+	tools/newer-ruby --copy make kqueue-c
 
 # Test-only gems go into ./.gems, never into the system.
 gems: $(GEMS)/.installed

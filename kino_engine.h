@@ -115,13 +115,18 @@
 /* The poller backend: epoll on Linux, kqueue on the BSDs and macOS.
  * What is checked where: the epoll backend runs every test here. The
  * kqueue backend is compiled on every `make test` (make check-kqueue:
- * -fsyntax-only with -DKINO_USE_KQUEUE, against test/compat's BSD
- * declarations), which proves it builds, not that it works. Running it
- * on Linux through libkqueue (Debian's libkqueue-dev 2.3.1, in sid and
- * experimental only) does not get that far: libkqueue there cannot
- * watch one socket for both EVFILT_READ and EVFILT_WRITE (the second
- * registration fails), which poller_watch needs. That run did find the
- * wake trigger dropping its udata (fixed in poller_wake). */
+ * -fsyntax-only against test/compat's BSD declarations) and runs under
+ * `make test-kqueue`: the C tests built with -DKINO_USE_KQUEUE against
+ * libkqueue (kqueue over epoll; Debian experimental, so in
+ * tools/newer-ruby's chroot), under ASan and UBSan, with
+ * test/c/libkqueue.h fixing the two places where libkqueue 2.3.1 is not a
+ * kernel kqueue (one socket watched for read and write; close removing
+ * its knotes). `make test-ruby RUBY=ruby3.4 KQUEUE=1` there runs the Ruby
+ * suites on it too. Those runs found the wake trigger dropping its udata
+ * (fixed in poller_wake) and a connection freed while its second event of
+ * the batch was still to come (io->dead). No BSD or macOS kernel runs
+ * here: their sendfile shapes and accept without accept4 are compiled,
+ * never run. */
 #if !defined(KINO_USE_EPOLL) && !defined(KINO_USE_KQUEUE)
 #if defined(__linux__)
 #define KINO_USE_EPOLL 1
