@@ -5,9 +5,10 @@ require_relative "helper"
 # A handful of hostile connections must never stop Kino from answering
 # everyone else. Each test runs an attack in every mode while a normal
 # client asks for /ping every 0.25 s, asserts every probe is answered
-# within a second (a generous bound: unattacked it takes about a
-# millisecond; the latency figures are in bench/slow_clients.rb and
-# doc/security.md), then checks the attack's connections are cleaned up.
+# within PATIENCE (a generous bound: unattacked it takes about a
+# millisecond, starved it never comes while the attack lasts; the latency
+# figures are in bench/slow_clients.rb and doc/security.md), then checks
+# the attack's connections are cleaned up.
 class StarvationTest < Minitest::Test
   include KinoTest
 
@@ -27,6 +28,10 @@ class StarvationTest < Minitest::Test
       end
     end
   end
+
+  # Far above a probe's latency on a loaded machine (1.6 s seen with seven
+  # suites running at once), far below how long each attack lasts.
+  PATIENCE = 3.0
 
   MODES = { threaded: { mode: :threaded, workers: 2, threads: 3 },
             ractor: { mode: :ractor, workers: 2, threads: 1, on_error: nil },
@@ -66,7 +71,7 @@ class StarvationTest < Minitest::Test
 
   def assert_served(port, seconds, what)
     worst = probe(port, seconds)
-    assert_operator worst, :<, 1.0, "#{what}: a normal request waited #{worst.round(3)} s"
+    assert_operator worst, :<, PATIENCE, "#{what}: a normal request waited #{worst.round(3)} s"
   end
 
   def assert_cleaned_up(server, baseline, what)
