@@ -171,6 +171,8 @@ class ProductionTest < Minitest::Test
 
   def test_stats_rows_and_queue_wait_histogram
     serve(->(_env) { [200, {}, ["ok"]] }, workers: 2, threads: 2) do |server|
+      # a worker's row appears once its threads have started
+      assert wait_until { server.stats[:per_worker].size == 2 }
       10.times { get(server.port) }
       stats = server.stats
       assert_equal 10, stats[:served]
