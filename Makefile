@@ -211,6 +211,7 @@ test-h2: $(EXT) gems
 # BENCH_LOCK=/path serializes it on a shared machine.
 bench-h2: $(EXT)
 	test/h2/need
+	bench/need nginx
 	$(if $(BENCH_LOCK),flock $(BENCH_LOCK)) $(RUBY) bench/http2.rb
 
 # Kino against what it is deployed with -- nginx, HAProxy, promtool,

@@ -13,24 +13,29 @@
 #   h2c m1    the same with one request at a time per connection
 #   h1 m1
 #   h2 tls / h1 tls, the same two over HTTPS (ALPN h2 / http/1.1)
+#   nginx h2c / nginx h2 tls, nginx (worker_processes = CPUs, the same
+#             certificate) answering /plaintext itself, M streams
 #
-# and reports the median requests/s of each and the h2/h1 ratios. On a
+# and reports the median requests/s of each, the h2/h1 ratios and Kino's
+# ratio to nginx over h2c and over TLS (--no-nginx leaves nginx out). On a
 # shared machine take the benchmark lock around it:
 #
 #   make bench-h2                         (installs nghttp2-client when missing)
 #   flock /work/bench.lock ruby bench/http2.rb [--duration S] [--repeat N]
 #                                              [--connections C] [--streams M]
+#                                              [--no-nginx]
 require "etc"
 require "open3"
 require "optparse"
 require "tmpdir"
 require_relative "lib/kino_process"
+require_relative "lib/targets"
 require_relative "lib/tls_cert"
 
 module Bench
   module HTTP2Bench
     def self.options(argv)
-      o = { duration: 5, repeat: 3, connections: 16, streams: 10 }
+      o = { duration: 5, repeat: 3, connections: 16, streams: 10, nginx: true }
       OptionParser.new do |opts|
         opts.banner = "Usage: bench/http2.rb [options]   (HTTP/2 against HTTP/1.1; see the top of this file)"
         opts.on("--duration S", Integer, "seconds per measurement (default 5)") { |v| o[:duration] = v }
@@ -39,6 +44,7 @@ module Bench
         opts.on("--streams M", Integer, "streams (h2) or pipelined requests (h1) per client (default 10)") do |v|
           o[:streams] = v
         end
+        opts.on("--[no-]nginx", "measure nginx too (default on)") { |v| o[:nginx] = v }
       end.parse!(argv)
       o
     end
@@ -76,16 +82,66 @@ module Bench
           "h2 tls" => ["https://127.0.0.1:#{tls}/plaintext", false, o[:streams]],
           "h1 tls" => ["https://127.0.0.1:#{tls}/plaintext", true, o[:streams]],
         }
+        if o[:nginx]
+          h2c, h2 = nginx(dir, cert, key, workers)
+          rows["nginx h2c"] = ["http://127.0.0.1:#{h2c}/plaintext", false, o[:streams]]
+          rows["nginx h2 tls"] = ["https://127.0.0.1:#{h2}/plaintext", false, o[:streams]]
+        end
         results = Hash.new { |h, k| h[k] = [] }
         o[:repeat].times do |i|
           rows.each do |name, (url, h1, streams)|
             rps = h2load(url, h1: h1, connections: o[:connections], streams: streams, duration: o[:duration])
             results[name] << rps
-            puts format("repeat %d  %-7s %10.0f req/s", i + 1, name, rps)
+            puts format("repeat %d  %-12s %10.0f req/s", i + 1, name, rps)
           end
         end
         report(results, o, workers)
       end
+    end
+
+    # nginx 1.22 (Debian 12) with HTTP/2 on two ports: cleartext by prior
+    # knowledge and TLS with ALPN (the `http2` listen parameter), answering
+    # /plaintext itself. Returns [h2c_port, tls_port] once both answer.
+    def self.nginx(dir, cert, key, workers)
+      h2c, tls = Array.new(2) { TCPServer.open("127.0.0.1", 0) { |s| s.addr[1] } }
+      conf = File.join(dir, "nginx.conf")
+      temp_paths = %w[client_body proxy fastcgi uwsgi scgi].map { |kind| "  #{kind}_temp_path #{dir}/#{kind};" }
+      File.write(conf, <<~CONF)
+        worker_processes #{workers};
+        daemon off;
+        pid #{dir}/nginx.pid;
+        error_log #{dir}/error.log warn;
+        events { worker_connections 4096; }
+        http {
+          access_log off;
+        #{temp_paths.join("\n")}
+          keepalive_requests 10000000;
+          http2_max_requests 10000000;
+          server {
+            listen 127.0.0.1:#{h2c} http2;
+            listen 127.0.0.1:#{tls} ssl http2;
+            ssl_certificate #{cert};
+            ssl_certificate_key #{key};
+            ssl_protocols TLSv1.2 TLSv1.3;
+            location = /plaintext { default_type text/plain; return 200 "Hello, World!"; }
+            location / { return 404; }
+          }
+        }
+      CONF
+      pid = Process.spawn(Targets.nginx_path, "-p", dir, "-c", conf, "-e", File.join(dir, "error.log"),
+                          pgroup: true, in: File::NULL, %i[out err] => [File.join(dir, "nginx.out"), "w"])
+      at_exit do
+        Process.kill("TERM", pid)
+        Process.wait(pid)
+      rescue SystemCallError
+        nil
+      end
+      deadline = Time.now + 15
+      until [h2c, tls].all? { |port| KinoProcess.listening?(port) }
+        abort "bench: nginx did not start (#{dir}/error.log)" if Time.now > deadline || Process.waitpid(pid, Process::WNOHANG)
+        sleep 0.1
+      end
+      [h2c, tls]
     end
 
     def self.report(results, o, workers)
@@ -93,10 +149,14 @@ module Bench
       puts
       puts "Kino threaded, #{workers} workers x 3 threads; h2load -c #{o[:connections]} -m #{o[:streams]} " \
            "-D #{o[:duration]}, median of #{o[:repeat]}"
-      med.each { |name, rps| puts format("  %-7s %10.0f req/s", name, rps) }
+      med.each { |name, rps| puts format("  %-12s %10.0f req/s", name, rps) }
       puts format("  h2c / h1          %.2f", med["h2c"] / med["h1"])
       puts format("  h2c / h1 (m1)     %.2f", med["h2c m1"] / med["h1 m1"])
       puts format("  h2 / h1 over TLS  %.2f", med["h2 tls"] / med["h1 tls"])
+      return unless med["nginx h2c"]
+
+      puts format("  Kino / nginx, h2c      %.2f", med["h2c"] / med["nginx h2c"])
+      puts format("  Kino / nginx, h2 TLS   %.2f", med["h2 tls"] / med["nginx h2 tls"])
     end
   end
 end
