@@ -126,25 +126,42 @@ class DispatchTest < Minitest::Test
   # answered with 500 and the stop returns.
   def test_shutdown_serves_queued_work_and_aborts_the_rest
     [{ lanes: true, batch: 1 }, { lanes: false, batch: 4 }, { lanes: true, batch: 4 }].each do |variant|
-      server = Kino::Server.new(App, mode: :threaded, workers: 1, threads: 1, **variant).start
-      sockets = Array.new(4) { connect(server.port).tap { |s| s.write("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n") } }
-      wait_until { server.stats[:in_flight] + server.stats[:queued] == 4 }
-      server.shutdown(timeout: 20)
-      sockets.each do |socket|
-        response = read_response(socket, timeout: 10)
-        assert_equal [200, "slow", "close"], [response.status, response.body, response["connection"]], variant.inspect
-        socket.close
+      Dir.mktmpdir do |dir|
+        # the one worker is held until the test releases it, so the other
+        # three stay queued however slowly a loaded machine connects them
+        gate = File.join(dir, "go")
+        server = Kino::Server.new(App, mode: :threaded, workers: 1, threads: 1, **variant).start
+        held = connect(server.port).tap { |s| s.write("GET /hold?#{gate} HTTP/1.1\r\nHost: x\r\n\r\n") }
+        wait_until { server.stats[:in_flight] == 1 }
+        sockets = Array.new(3) { connect(server.port).tap { |s| s.write("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n") } }
+        wait_until { server.stats[:in_flight] + server.stats[:queued] == 4 }
+        File.write(gate, "")
+        server.shutdown(timeout: 20)
+        assert_equal [200, "released"], read_response(held, timeout: 10).then { |r| [r.status, r.body] }, variant.inspect
+        held.close
+        sockets.each do |socket|
+          response = read_response(socket, timeout: 10)
+          assert_equal [200, "slow", "close"], [response.status, response.body, response["connection"]], variant.inspect
+          socket.close
+        end
       end
 
-      server = Kino::Server.new(App, mode: :threaded, workers: 1, threads: 1, **variant).start
-      sockets = Array.new(6) { connect(server.port).tap { |s| s.write("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n") } }
-      wait_until { server.stats[:in_flight] + server.stats[:queued] == 6 }
-      started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
-      capture_stderr(true) { server.shutdown(timeout: 0.1) }
-      assert_operator Process.clock_gettime(Process::CLOCK_MONOTONIC) - started, :<, 10, variant.inspect
-      statuses = sockets.map { |socket| read_response(socket, timeout: 10).status.tap { socket.close } }
-      assert_includes statuses, 500, variant.inspect
-      assert_empty statuses - [200, 500], variant.inspect
+      Dir.mktmpdir do |dir|
+        gate = File.join(dir, "go") # never opened before the abort
+        server = Kino::Server.new(App, mode: :threaded, workers: 1, threads: 1, **variant).start
+        sockets = [connect(server.port).tap { |s| s.write("GET /hold?#{gate} HTTP/1.1\r\nHost: x\r\n\r\n") }]
+        wait_until { server.stats[:in_flight] == 1 }
+        sockets += Array.new(5) { connect(server.port).tap { |s| s.write("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n") } }
+        wait_until { server.stats[:in_flight] + server.stats[:queued] == 6 }
+        started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+        capture_stderr(true) { server.shutdown(timeout: 0.1) }
+        assert_operator Process.clock_gettime(Process::CLOCK_MONOTONIC) - started, :<, 10, variant.inspect
+        statuses = sockets.map { |socket| read_response(socket, timeout: 10).status.tap { socket.close } }
+        assert_includes statuses, 500, variant.inspect
+        assert_empty statuses - [200, 500], variant.inspect
+      ensure
+        File.write(gate, "") if gate # the held worker thread ends
+      end
     end
   end
 
