@@ -105,29 +105,15 @@ module Bench
     def self.nginx(dir, cert, key, workers)
       h2c, tls = Array.new(2) { TCPServer.open("127.0.0.1", 0) { |s| s.addr[1] } }
       conf = File.join(dir, "nginx.conf")
-      temp_paths = %w[client_body proxy fastcgi uwsgi scgi].map { |kind| "  #{kind}_temp_path #{dir}/#{kind};" }
-      File.write(conf, <<~CONF)
-        worker_processes #{workers};
-        daemon off;
-        pid #{dir}/nginx.pid;
-        error_log #{dir}/error.log warn;
-        events { worker_connections 4096; }
-        http {
-          access_log off;
-        #{temp_paths.join("\n")}
-          keepalive_requests 10000000;
-          http2_max_requests 10000000;
-          server {
-            listen 127.0.0.1:#{h2c} http2;
-            listen 127.0.0.1:#{tls} ssl http2;
-            ssl_certificate #{cert};
-            ssl_certificate_key #{key};
-            ssl_protocols TLSv1.2 TLSv1.3;
-            location = /plaintext { default_type text/plain; return 200 "Hello, World!"; }
-            location / { return 404; }
-          }
-        }
-      CONF
+      File.write(conf, Targets.nginx_conf(dir, workers, <<~SERVER, http: "http2_max_requests 10000000;"))
+        listen 127.0.0.1:#{h2c} http2;
+        listen 127.0.0.1:#{tls} ssl http2;
+        ssl_certificate #{cert};
+        ssl_certificate_key #{key};
+        ssl_protocols TLSv1.2 TLSv1.3;
+        location = /plaintext { default_type text/plain; return 200 "Hello, World!"; }
+        location / { return 404; }
+      SERVER
       pid = Process.spawn(Targets.nginx_path, "-p", dir, "-c", conf, "-e", File.join(dir, "error.log"),
                           pgroup: true, in: File::NULL, %i[out err] => [File.join(dir, "nginx.out"), "w"])
       at_exit do

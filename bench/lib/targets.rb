@@ -131,23 +131,33 @@ module Bench
 
     # The nginx.conf text: foreground, no access log, everything in +dir+.
     def self.nginx_config(dir, settings)
-      temp_paths = %w[client_body proxy fastcgi uwsgi scgi].map { |kind| "  #{kind}_temp_path #{dir}/#{kind};" }
+      nginx_conf(dir, settings.workers, <<~SERVER)
+        listen 127.0.0.1:#{settings.port};
+        location = /plaintext { default_type text/plain; return 200 "Hello, World!"; }
+        location = /10k { default_type text/plain; alias #{dir}/10k.txt; }
+        location / { return 404; }
+      SERVER
+    end
+
+    # A whole nginx.conf around one server block (+server+, its
+    # directives): foreground, no access log, every path in +dir+, plus
+    # +http+ (more directives for the http block).
+    def self.nginx_conf(dir, workers, server, http: "")
+      temp_paths = %w[client_body proxy fastcgi uwsgi scgi].map { |kind| "#{kind}_temp_path #{dir}/#{kind};" }
       <<~CONF
-        worker_processes #{settings.workers};
+        worker_processes #{workers};
         daemon off;
         pid #{dir}/nginx.pid;
         error_log #{dir}/error.log warn;
         events { worker_connections 4096; }
         http {
-          access_log off;
+        access_log off;
         #{temp_paths.join("\n")}
-          keepalive_requests 10000000;
-          server {
-            listen 127.0.0.1:#{settings.port};
-            location = /plaintext { default_type text/plain; return 200 "Hello, World!"; }
-            location = /10k { default_type text/plain; alias #{dir}/10k.txt; }
-            location / { return 404; }
-          }
+        keepalive_requests 10000000;
+        #{http}
+        server {
+        #{server}
+        }
         }
       CONF
     end
