@@ -40,13 +40,14 @@ module Kino
   # The elastic pool adds children above +workers+ and retires them (TERM:
   # they drain) as #grow and #shrink do.
   class ProcessPool < Pool
-    # One forked worker: its slot, pid and control socket; +ready+ once it
+    # One forked worker: its slot, pid and control socket (+inbox+ reads
+    # the frames it sends there: Frames); +ready+ once it
     # said so; +retiring+ once #shrink, #stop or #phased_restart asked it
     # to end, +replacing+ when a new child takes its slot at once;
     # +ended+ once the supervisor took its exit. +last+: its latest stats
     # answer (or final report); +answered_at+: when it last answered;
     # +quarantined+ once KILLed for not answering.
-    Child = Struct.new(:slot, :pid, :control, :ready, :retiring, :replacing, :ended, :lock, :seq, :last,
+    Child = Struct.new(:slot, :pid, :control, :inbox, :ready, :retiring, :replacing, :ended, :lock, :seq, :last,
                        :answered_at, :quarantined, keyword_init: true)
 
     # How long the master waits for a child's stats answer.
@@ -231,7 +232,8 @@ module Kino
       parent, child_end = UNIXSocket.pair
       pid = fork_child(slot, child_end, parent)
       child_end.close
-      child = Child.new(slot: slot, pid: pid, control: parent, ready: false, retiring: false, lock: Mutex.new,
+      child = Child.new(slot: slot, pid: pid, control: parent, inbox: Frames.new(parent), ready: false,
+                        retiring: false, lock: Mutex.new,
                         seq: 0, last: nil, quarantined: false)
       @lock.synchronize { @children[slot] = child }
       watch(child)
@@ -288,7 +290,7 @@ module Kino
     # Forget an ended child; keep what it counted.
     def ended(child)
       final = child.lock.synchronize do
-        last_frame(child.control) || child.last
+        last_frame(child) || child.last
       ensure
         child.control.close
       end
@@ -356,12 +358,11 @@ module Kino
 
     # The stats in the last frame still unread on an ended child's socket
     # (its final report, written as it exits), or nil.
-    def last_frame(io)
+    def last_frame(child)
       last = nil
       deadline = now + 0.2
-      while (size = read_exactly(io, 4, deadline)&.unpack1("N"))
-        data = read_exactly(io, size, deadline) or break
-        last = Marshal.load(data)[1] # rubocop:disable Security/MarshalLoad -- our own child
+      while (message = child.inbox.read(deadline))
+        last = message[1]
       end
       last
     rescue IOError, SystemCallError
@@ -507,9 +508,8 @@ module Kino
         child.control.write("stats #{seq}\n")
         deadline = now + STATS_TIMEOUT
         loop do
-          size = read_exactly(child.control, 4, deadline)&.unpack1("N") or return nil
-          data = read_exactly(child.control, size, deadline) or return nil
-          got, stats = Marshal.load(data) # rubocop:disable Security/MarshalLoad -- our own child
+          message = child.inbox.read(deadline) or return nil
+          got, stats = message
           next unless got == seq
 
           child.answered_at = now
@@ -518,20 +518,6 @@ module Kino
       end
     rescue IOError, SystemCallError
       nil
-    end
-
-    def read_exactly(io, size, deadline)
-      data = +"".b
-      while data.bytesize < size
-        left = deadline - now
-        return nil if left <= 0 || !io.wait_readable(left)
-
-        chunk = io.read_nonblock(size - data.bytesize, exception: false)
-        return nil if chunk.nil?
-
-        data << chunk unless chunk == :wait_readable
-      end
-      data
     end
 
     # The Integer counters of a child's answer (not its thread respawns,

@@ -88,10 +88,10 @@ module Kino
       stop
     end
 
-    # One frame to the master: a 4-byte length, then Marshal.dump([seq, stats]).
+    # One frame to the master (Frames): [seq, stats].
     def report(seq, stats)
-      data = Marshal.dump([seq, stats])
-      @writing.synchronize { @control.write([data.bytesize].pack("N"), data) }
+      frame = Frames.dump([seq, stats])
+      @writing.synchronize { @control.write(frame) }
     rescue IOError, SystemCallError
       nil # the master is gone
     end
