@@ -6,10 +6,11 @@ module Kino
   # 4-byte big-endian length, then Marshal.dump of the message.
   #
   # A reader keeps the bytes of a frame it has not finished in its own
-  # buffer. A deadline that passes in the middle of a frame (a loaded
-  # child wrote the length, not yet the rest) therefore loses nothing:
-  # the next #read resumes where this one stopped. Dropping those bytes
-  # instead would leave every later read starting inside a frame.
+  # buffer, and takes a whole frame from it before it looks at the
+  # clock. A deadline that passes in the middle of a frame (the length
+  # read, the rest not yet) therefore loses nothing: the next #read
+  # resumes where this one stopped. Dropping those bytes instead would
+  # leave every later read starting inside a frame.
   class Frames
     # A frame longer than this means the stream is not ours: a stats
     # answer is a few KiB.
