@@ -70,29 +70,18 @@ module Bench
       end
     end
 
+    # nginx's HTTPS server block, in Targets.nginx_conf's frame (the same
+    # one bench/run's plain nginx uses).
     def self.nginx_config(dir, port, cert, key, workers)
-      temp_paths = %w[client_body proxy fastcgi uwsgi scgi].map { |kind| "  #{kind}_temp_path #{dir}/#{kind};" }
-      <<~CONF
-        worker_processes #{workers};
-        daemon off;
-        pid #{dir}/nginx-#{port}.pid;
-        error_log #{dir}/error.log warn;
-        events { worker_connections 4096; }
-        http {
-          access_log off;
-        #{temp_paths.join("\n")}
-          keepalive_requests 10000000;
-          server {
-            listen 127.0.0.1:#{port} ssl;
-            ssl_certificate #{cert};
-            ssl_certificate_key #{key};
-            ssl_protocols TLSv1.2 TLSv1.3;
-            location = /plaintext { default_type text/plain; return 200 "Hello, World!"; }
-            location = /10k { default_type text/plain; alias #{dir}/10k.txt; }
-            location / { return 404; }
-          }
-        }
-      CONF
+      Targets.nginx_conf(dir, workers, <<~SERVER)
+        listen 127.0.0.1:#{port} ssl;
+        ssl_certificate #{cert};
+        ssl_certificate_key #{key};
+        ssl_protocols TLSv1.2 TLSv1.3;
+        location = /plaintext { default_type text/plain; return 200 "Hello, World!"; }
+        location = /10k { default_type text/plain; alias #{dir}/10k.txt; }
+        location / { return 404; }
+      SERVER
     end
 
     def self.free_port
