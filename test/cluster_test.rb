@@ -69,12 +69,6 @@ class ClusterTest < Minitest::Test
     [fields, rows]
   end
 
-  def wait_until(timeout = 15)
-    deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + timeout
-    sleep 0.02 until (value = yield) || Process.clock_gettime(Process::CLOCK_MONOTONIC) > deadline
-    value || yield
-  end
-
   # Fresh connections from several threads until every pid in +pids+ has
   # answered (or +timeout+ passes); the pids that answered.
   def pids_answering(port, pids, timeout: 15)
@@ -177,7 +171,7 @@ class ClusterTest < Minitest::Test
       Process.kill("TERM", master)
       sleep 0.3
       Process.kill("TERM", master) # with_server's TERM is the third
-      assert wait_until(10) { workers.none? { |pid| alive?(pid) } }, "the workers are gone"
+      assert wait_until(timeout: 10) { workers.none? { |pid| alive?(pid) } }, "the workers are gone"
       client.kill
     end
   end

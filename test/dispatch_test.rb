@@ -31,12 +31,9 @@ class DispatchTest < Minitest::Test
   VARIANTS = [{ lanes: false, batch: 1 }, { lanes: true, batch: 1 }, { lanes: false, batch: 4 },
               { lanes: true, batch: 4 }].freeze
 
-  # Polls until the block is true; fails after a generous 30 s.
-  def wait_until
-    deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + 30
-    sleep 0.02 until yield || Process.clock_gettime(Process::CLOCK_MONOTONIC) > deadline
-    assert yield, "condition not met within 30 s"
-  end
+  # Waits for the block to be true (KinoTest#wait_until); fails after a
+  # generous 30 s.
+  def wait_until(&) = assert(super(timeout: 30, &), "condition not met within 30 s")
 
   def options(mode, variant)
     threads = mode == :ractor ? 1 : 3

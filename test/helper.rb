@@ -186,6 +186,23 @@ module KinoTest
     end
   end
 
+  def monotonic = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+
+  # Polls the block every 20 ms until it gives a truthy value, which it
+  # returns, or until +timeout+ seconds have passed: then the last (falsy)
+  # value. So `assert wait_until { ... }` waits as long as the condition
+  # takes and no longer, and fails with the condition still false. The
+  # timeout is there only to end a failing test; it is no timing bound.
+  def wait_until(timeout: 20)
+    deadline = monotonic + timeout
+    until (value = yield)
+      return value if monotonic > deadline
+
+      sleep 0.02
+    end
+    value
+  end
+
   def get(port, path = "/", headers = {})
     request = +"GET #{path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
     headers.each { |k, v| request << "#{k}: #{v}\r\n" }

@@ -210,14 +210,6 @@ class HijackTest < Minitest::Test
     client&.shutdown
   end
 
-  def wait_for(timeout = 5)
-    deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + timeout
-    until yield
-      flunk "condition not met in #{timeout}s" if Process.clock_gettime(Process::CLOCK_MONOTONIC) > deadline
-      sleep 0.01
-    end
-  end
-
   # --- full hijack ---------------------------------------------------
 
   def test_full_hijack_hands_over_a_real_socket_with_the_bytes_read_ahead
@@ -243,7 +235,7 @@ class HijackTest < Minitest::Test
       assert hijacked
       assert klass <= TCPSocket
       assert to_io && hijack_io && same
-      wait_for { server.stats[:connections].zero? }
+      assert wait_until { server.stats[:connections].zero? }
       assert_equal 1, server.stats[:hijacked]
       assert_equal 0, server.stats[:served]
     end
@@ -320,7 +312,7 @@ class HijackTest < Minitest::Test
     serve(app, lint: false) do |server|
       socket = connect(server.port)
       socket.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-      wait_for { !held.empty? }
+      assert wait_until { !held.empty? }
     end
     io = Timeout.timeout(5) { held.pop }
     io.write("still here") # shutdown closed everything of its own, not this
@@ -501,7 +493,7 @@ class HijackTest < Minitest::Test
       echo_round_trip(server.port, "/stream")
       assert_equal "plain true", get(server.port).body
       assert_match(/\r\n\r\npartial in kino-worker-\d\z/, raw(server.port, "GET /partial HTTP/1.1\r\nHost: x\r\n\r\n"))
-      wait_for { server.stats[:connections].zero? }
+      assert wait_until { server.stats[:connections].zero? }
       assert_equal 3, server.stats[:hijacked]
     end
   end

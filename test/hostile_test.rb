@@ -57,8 +57,6 @@ class HostileTest < Minitest::Test
   # Raw conversations
   # ------------------------------------------------------------------
 
-  def now = Process.clock_gettime(Process::CLOCK_MONOTONIC)
-
   # How long a conversation waits for the server to answer or close. A
   # connection the server closes ends the wait at once, so this only needs
   # to be generous (a loaded machine moves 24 large responses slowly) and
@@ -85,11 +83,11 @@ class HostileTest < Minitest::Test
       # the server answered and closed before we were done: read what it said
     end
     closed = false
-    deadline = now + timeout
+    deadline = monotonic + timeout
     loop do
       break if count && parse_responses(data, partial: false).size >= count
 
-      left = deadline - now
+      left = deadline - monotonic
       break if left <= 0 || !socket.wait_readable(left)
 
       chunk = socket.read_nonblock(65_536, exception: false)
@@ -130,15 +128,6 @@ class HostileTest < Minitest::Test
     end
   end
 
-  def wait_for(timeout: 3)
-    deadline = now + timeout
-    until (ok = yield)
-      break if now > deadline
-
-      sleep 0.02
-    end
-    ok
-  end
 
   def short(bytes, max = 160)
     s = bytes.b.inspect
@@ -380,14 +369,14 @@ class HostileTest < Minitest::Test
         FIRSTS.each do |kind, first|
           ["", SMUGGLED].each do |tail|
             label = "#{kind} + #{name}#{' + smuggled' unless tail.empty?}"
-            start = now
+            start = monotonic
             data, closed = converse(server.port, [first + bad + tail])
             statuses = parse_responses(data).map(&:status)
             seen = recorder.seen
             next if statuses == [200, status] && closed && seen == ["/first"]
 
             failures << "#{label}: expected [200, #{status}] then close, got #{statuses.inspect}, " \
-                        "#{closed ? "closed after #{(now - start).round(2)}s" : "still open after #{PATIENCE}s"}, " \
+                        "#{closed ? "closed after #{(monotonic - start).round(2)}s" : "still open after #{PATIENCE}s"}, " \
                         "app saw #{seen.inspect}"
           end
         end
@@ -634,7 +623,7 @@ class HostileTest < Minitest::Test
   # ------------------------------------------------------------------
 
   def assert_server_recovers(server, message)
-    settled = wait_for(timeout: 5) { server.stats[:in_flight].zero? && server.stats[:connections].zero? }
+    settled = wait_until(timeout: 5) { server.stats[:in_flight].zero? && server.stats[:connections].zero? }
     assert settled, "#{message}: stats did not settle: #{server.stats.inspect}"
     response = get(server.port, "/after")
     assert_equal 200, response&.status, "#{message}: a new request must still be served"
@@ -873,11 +862,11 @@ class HostileTest < Minitest::Test
 
   def test_incomplete_head_gets_408_after_header_timeout
     serve(Recorder.new, header_timeout: 0.5) do |server|
-      start = now
+      start = monotonic
       data, closed = converse(server.port, ["GET / HTTP/1.1\r\nHost: x\r\n"])
       assert_equal [408], parse_responses(data).map(&:status)
       assert closed, "closed after the 408"
-      assert_operator now - start, :>=, 0.4, "not before header_timeout"
+      assert_operator monotonic - start, :>=, 0.4, "not before header_timeout"
     end
   end
 
@@ -906,11 +895,11 @@ class HostileTest < Minitest::Test
 
   def test_silent_connection_is_closed_without_a_response
     serve(Recorder.new, header_timeout: 0.5) do |server|
-      start = now
+      start = monotonic
       data, closed = converse(server.port, [])
       assert closed, "closed after header_timeout"
       assert_equal "", data, "no response bytes to a client that never spoke"
-      assert_operator now - start, :>=, 0.4, "not before header_timeout"
+      assert_operator monotonic - start, :>=, 0.4, "not before header_timeout"
     end
   end
 
@@ -919,13 +908,13 @@ class HostileTest < Minitest::Test
       socket = connect(server.port)
       socket.write("GET /ka HTTP/1.1\r\n#{HOST}\r\n")
       assert_equal 200, read_response(socket).status
-      start = now
+      start = monotonic
       rest = read_all(socket, timeout: PATIENCE)
-      elapsed = now - start
+      elapsed = monotonic - start
       assert_equal "", rest, "nothing is sent on close"
       assert_operator elapsed, :>=, 0.3, "kept alive for a while"
       assert_operator elapsed, :<, PATIENCE, "closed by keepalive_timeout, not left open"
-      assert wait_for { server.stats[:connections].zero? }
+      assert wait_until { server.stats[:connections].zero? }
       socket.close
     end
   end

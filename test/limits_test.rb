@@ -1,16 +1,14 @@
 # frozen_string_literal: true
 
 require_relative "helper"
+require_relative "process_helper"
 require "rbconfig"
 
 # Resource limits under hostile load: slow clients, the connection cap,
 # running out of file descriptors.
 class LimitsTest < Minitest::Test
   include KinoTest
-
-  def monotonic
-    Process.clock_gettime(Process::CLOCK_MONOTONIC)
-  end
+  include KinoProcess
 
   # 200 clients dribbling one header byte at a time hold connections, not
   # workers: a normal client is served while they are all still open.
@@ -73,7 +71,7 @@ class LimitsTest < Minitest::Test
         socket.write("GET /held#{i} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         socket
       end
-      assert wait_for { server.stats[:in_flight] == 3 }, "three requests in flight"
+      assert wait_until { server.stats[:in_flight] == 3 }, "three requests in flight"
       waiting = connect(server.port) # completes in the backlog, not accepted
       waiting.write("GET /waiting HTTP/1.1\r\nHost: x\r\n\r\n")
       refute waiting.wait_readable(0.5), "a fourth connection must wait for a free slot"
@@ -83,12 +81,6 @@ class LimitsTest < Minitest::Test
       2.times { gate << :go }
       [*held, waiting].each(&:close)
     end
-  end
-
-  def wait_for(timeout: 5)
-    deadline = monotonic + timeout
-    sleep 0.02 until (ok = yield) || monotonic > deadline
-    ok
   end
 
   # Out of file descriptors, the server backs off instead of spinning on
@@ -120,10 +112,7 @@ class LimitsTest < Minitest::Test
     flood.each(&:close)
     assert_equal "ok", Timeout.timeout(10) { get(port).body }
   ensure
-    if pid
-      Process.kill("KILL", pid)
-      Process.wait(pid)
-    end
+    kill_process(pid)
   end
 
   # utime + stime of a process, in seconds.

@@ -197,10 +197,7 @@ class LogTest < Minitest::Test
     dropped = get(port, "/dropped").body.to_i
     assert_operator dropped, :>, 0
   ensure
-    if pid
-      Process.kill("KILL", pid)
-      Process.wait(pid)
-    end
+    kill_process(pid)
     out_r&.close
     err_r&.close
   end

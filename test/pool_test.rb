@@ -88,22 +88,6 @@ class PoolTest < Minitest::Test
     @gate.close
   end
 
-  def now
-    Process.clock_gettime(Process::CLOCK_MONOTONIC)
-  end
-
-  # The block's value once it is truthy, or nil after +timeout+ seconds.
-  def wait_until(timeout = 20)
-    deadline = now + timeout
-    loop do
-      value = yield
-      return value if value
-      return nil if now > deadline
-
-      sleep 0.05
-    end
-  end
-
   # Sends GET +path+ on a new connection; returns the socket to read the
   # answer from later.
   def send_get(port, path)
@@ -196,9 +180,9 @@ class PoolTest < Minitest::Test
     server = Kino::Server.new(Gated, mode: mode, workers: 1, threads: 1, **options).start
     stuck = send_get(server.port, "/stuck?gate=#{@gate.port}")
     assert wait_until { @gate.waiting == 1 }
-    started = now
+    started = monotonic
     server.shutdown(timeout: 1)
-    took = now - started
+    took = monotonic - started
     assert_operator took, :<, 10, "shutdown_timeout 1 s"
     assert_equal 500, answer(stuck).status
     $stderr.string
@@ -344,10 +328,10 @@ class PoolTest < Minitest::Test
         stuck = send_get(port, "/stuck?gate=#{@gate.port}")
         assert wait_until { @gate.waiting == 1 }
         assert_equal [200, "ok"], http_get(port, "/fast")
-        started = now
+        started = monotonic
         Process.kill("TERM", pid)
       end
-      assert_operator now - started, :<, 15, "exited in about shutdown_timeout (1 s)"
+      assert_operator monotonic - started, :<, 15, "exited in about shutdown_timeout (1 s)"
       assert_equal 500, answer(stuck).status
       assert_match(/worker ractor 0 cannot be stopped from outside/, output)
     end

@@ -41,10 +41,7 @@ module KinoProcess
     assert_equal status, exit_status.exitstatus, "exit status #{exit_status.inspect}; output:\n#{banner}#{rest}"
     banner + rest
   ensure
-    if pid && !exit_status
-      Process.kill("KILL", pid)
-      Process.wait(pid)
-    end
+    kill_process(pid) unless exit_status
     out_r&.close
   end
 
@@ -79,6 +76,17 @@ module KinoProcess
     rescue Errno::ENOENT, Errno::ESRCH
       nil
     end.sort
+  end
+
+  # For ensure blocks: KILL +pid+ and reap it, unless it is nil or already
+  # reaped (the test waited for it), so no test leaves a server running.
+  def kill_process(pid)
+    return unless pid
+
+    Process.kill("KILL", pid)
+    Process.wait(pid)
+  rescue Errno::ESRCH, Errno::ECHILD
+    nil
   end
 
   # A port that was free a moment ago (for hosts that cannot take port 0).

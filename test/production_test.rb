@@ -1,6 +1,7 @@
 # frozen_string_literal: true
 
 require_relative "helper"
+require_relative "process_helper"
 require "tmpdir"
 require "rbconfig"
 
@@ -9,16 +10,8 @@ require "rbconfig"
 # signals.
 class ProductionTest < Minitest::Test
   include KinoTest
+  include KinoProcess
 
-  def monotonic
-    Process.clock_gettime(Process::CLOCK_MONOTONIC)
-  end
-
-  def wait_until(timeout = 5)
-    deadline = monotonic + timeout
-    sleep 0.01 until yield || monotonic > deadline
-    yield
-  end
 
   def test_a_full_queue_answers_503_after_queue_timeout
     app = lambda do |_env|
@@ -285,11 +278,6 @@ class ProductionTest < Minitest::Test
     port = banner[%r{listening: http://127\.0\.0\.1:(\d+)}, 1].to_i
     yield pid, port, out_r
   ensure
-    begin
-      Process.kill("KILL", pid)
-      Process.wait(pid)
-    rescue Errno::ESRCH, Errno::ECHILD
-      nil
-    end
+    kill_process(pid)
   end
 end

@@ -225,15 +225,9 @@ class Rack3Test < Minitest::Test
       finished = Timeout.timeout(10) { log.pop }
       assert_equal :finished, finished.first
       refute_nil finished.last # the error that ended the write
-      assert wait_for { server.stats[:in_flight].zero? }
+      assert wait_until { server.stats[:in_flight].zero? }
       assert_equal "x" * 30, get(server.port, "/ok").body
     end
-  end
-
-  def wait_for(timeout = 5)
-    deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + timeout
-    sleep 0.01 until yield || Process.clock_gettime(Process::CLOCK_MONOTONIC) > deadline
-    yield
   end
 
   def test_100_continue_is_sent_on_the_first_read_and_never_to_http10

@@ -78,10 +78,4 @@ class RespawnTest < Minitest::Test
     assert_equal 5.0, Array.new(10) { backoff.delay(:b, true) }.last
     assert_equal 0.0, backoff.delay(:c, false)
   end
-
-  def wait_until(timeout = 10)
-    deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + timeout
-    sleep 0.01 until yield || Process.clock_gettime(Process::CLOCK_MONOTONIC) > deadline
-    yield
-  end
 end

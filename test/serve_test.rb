@@ -1,6 +1,7 @@
 # frozen_string_literal: true
 
 require_relative "helper"
+require_relative "process_helper"
 require "tmpdir"
 require "rbconfig"
 
@@ -9,6 +10,7 @@ require "rbconfig"
 # one, and a graceful stop on TERM and INT.
 class ServeTest < Minitest::Test
   include KinoTest
+  include KinoProcess
 
   LIB = File.expand_path("../lib", __dir__)
 
@@ -26,10 +28,7 @@ class ServeTest < Minitest::Test
     _, status = Timeout.timeout(10) { Process.wait2(pid) }
     assert status.success?, "exit status #{status.inspect}: #{out_r.read}"
   ensure
-    if pid && !status
-      Process.kill("KILL", pid)
-      Process.wait(pid)
-    end
+    kill_process(pid) unless status
   end
 
   def test_built_in_page_without_config_ru

@@ -37,8 +37,6 @@ class StarvationTest < Minitest::Test
             ractor: { mode: :ractor, workers: 2, threads: 1, on_error: nil },
             cluster: { mode: :cluster, workers: 2, threads: 3 } }.freeze
 
-  def now = Process.clock_gettime(Process::CLOCK_MONOTONIC)
-
   def each_mode(**options)
     MODES.each do |name, mode|
       next if name == :ractor && !ractors?
@@ -55,15 +53,15 @@ class StarvationTest < Minitest::Test
   # (Float::INFINITY when one never came).
   def probe(port, seconds)
     worst = 0.0
-    stop = now + seconds
-    while now < stop
-      t0 = now
+    stop = monotonic + seconds
+    while monotonic < stop
+      t0 = monotonic
       response = begin
         Timeout.timeout(5) { get(port, "/ping") }
       rescue Timeout::Error
         nil
       end
-      worst = [worst, response&.body == "pong" ? now - t0 : Float::INFINITY].max
+      worst = [worst, response&.body == "pong" ? monotonic - t0 : Float::INFINITY].max
       sleep 0.25
     end
     worst
@@ -77,12 +75,6 @@ class StarvationTest < Minitest::Test
   def assert_cleaned_up(server, baseline, what)
     settled = wait_until { server.stats[:connections] <= baseline && server.stats[:in_flight].zero? }
     assert settled, "#{what}: connections did not go back to #{baseline}: #{server.stats.inspect}"
-  end
-
-  def wait_until(timeout: 10)
-    deadline = now + timeout
-    sleep 0.05 until (ok = yield) || now > deadline
-    ok
   end
 
   # Issue: slow request bodies held workers. The I/O thread now gathers
@@ -159,9 +151,9 @@ class StarvationTest < Minitest::Test
       socket = connect(server.port)
       socket.write("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: #{3 << 20}\r\n\r\n")
       socket.write("a" * (2 << 20))
-      t0 = now
+      t0 = monotonic
       response = nil
-      until response || now - t0 > 30
+      until response || monotonic - t0 > 30
         begin
           socket.write("a")
         rescue Errno::EPIPE, Errno::ECONNRESET

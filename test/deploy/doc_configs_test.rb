@@ -57,8 +57,7 @@ class DocConfigsTest < Minitest::Test
     rescue Errno::ESRCH, Errno::ECHILD
       nil
     rescue Timeout::Error
-      Process.kill("KILL", pid)
-      Process.wait(pid)
+      kill_process(pid)
     end
     FileUtils.remove_entry(@dir)
   end

@@ -94,10 +94,7 @@ class SystemdTest < Minitest::Test
       assert status.success?, File.read(File.join(@dir, "err.log"))
       assert File.socket?(sock), "systemd's socket file is systemd's: left in place"
     ensure
-      if pid
-        Process.kill("KILL", pid)
-        Process.wait(pid)
-      end
+      kill_process(pid)
     end
   end
 
@@ -155,10 +152,7 @@ class SystemdTest < Minitest::Test
       pid = nil
       assert status.success?, File.read(File.join(@dir, "err.log"))
     ensure
-      if pid
-        Process.kill("KILL", pid)
-        Process.wait(pid)
-      end
+      kill_process(pid)
     end
   end
 
