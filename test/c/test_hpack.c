@@ -48,6 +48,17 @@ static int hp_collect(void *ud, const kino_hpack_field *f) {
     return l->stop_after && l->n >= l->stop_after;
 }
 
+/* Sets +dec+ up with table limit +limit+ and list cap +cap+, decodes
+ * +block+ into a cleared +got+ and returns kino_hpack_decode's result;
+ * +dec+ is left as the decode left it, for the caller's checks and
+ * kino_hpack_decoder_free. */
+static int hp_decode_fresh(kino_hpack_decoder *dec, uint32_t limit, uint32_t cap, const uint8_t *block, size_t n,
+                           hp_list *got) {
+    CHECK(kino_hpack_decoder_init(dec, limit, cap, NULL, 0) == 0);
+    memset(got, 0, sizeof *got);
+    return kino_hpack_decode(dec, block, n, hp_collect, got);
+}
+
 /* The dynamic table as "name: value\n" lines, newest first. */
 static void hp_table_text(const kino_hpack_decoder *dec, char *out, size_t cap) {
     size_t len = 0;
@@ -153,9 +164,8 @@ static size_t hp_reencode(const char *text, const char *note) {
         n += k;
     }
     kino_hpack_decoder dec;
-    CHECK(kino_hpack_decoder_init(&dec, 4096, 65536, NULL, 0) == 0);
-    hp_list got = {.len = 0};
-    int rc = kino_hpack_decode(&dec, out, n, hp_collect, &got);
+    hp_list got;
+    int rc = hp_decode_fresh(&dec, 4096, 65536, out, n, &got);
     CHECKF(rc == KINO_HPACK_OK, "%s: re-encoded block decodes (%s)", note, dec.error ? dec.error : "");
     CHECKF(strcmp(got.text, text) == 0, "%s: round trip\n got: %s\nwant: %s", note, got.text, text);
     CHECKF(dec.count == 0, "%s: the encoder never inserts", note);
@@ -422,9 +432,8 @@ static void test_hpack_malformed(void) {
         uint8_t in[64];
         size_t len = hp_unhex(bad[i].hex, in, sizeof in);
         kino_hpack_decoder dec;
-        CHECK(kino_hpack_decoder_init(&dec, 4096, 65536, NULL, 0) == 0);
-        hp_list got = {.len = 0};
-        int rc = kino_hpack_decode(&dec, in, len, hp_collect, &got);
+        hp_list got;
+        int rc = hp_decode_fresh(&dec, 4096, 65536, in, len, &got);
         CHECKF(rc == KINO_HPACK_ERROR && dec.error && strcmp(dec.error, bad[i].why) == 0, "%s: rc %d (%s)",
                bad[i].note, rc, dec.error ? dec.error : "no error");
         /* the decoder stays failed: a good block is refused too */
@@ -459,9 +468,8 @@ static void test_hpack_malformed(void) {
         uint8_t in[128];
         size_t len = hp_unhex(good[i].hex, in, sizeof in);
         kino_hpack_decoder dec;
-        CHECK(kino_hpack_decoder_init(&dec, good[i].limit, 65536, NULL, 0) == 0);
-        hp_list got = {.len = 0};
-        int rc = kino_hpack_decode(&dec, in, len, hp_collect, &got);
+        hp_list got;
+        int rc = hp_decode_fresh(&dec, good[i].limit, 65536, in, len, &got);
         CHECKF(rc == KINO_HPACK_OK && !dec.error && dec.max == good[i].max_after &&
                    strcmp(got.text, good[i].fields) == 0,
                "%s: rc %d max %u (%s) fields %s", good[i].note, rc, dec.max, dec.error ? dec.error : "", got.text);
@@ -514,9 +522,8 @@ static void test_hpack_list_cap(void) {
     for (int i = 0; i < 2000; i++) block[n++] = 0xbe;
     block[n++] = 0x82; /* one more field after the references */
     kino_hpack_decoder dec;
-    CHECK(kino_hpack_decoder_init(&dec, 4096, 16384, NULL, 0) == 0);
-    hp_list got = {.len = 0};
-    int rc = kino_hpack_decode(&dec, block, n, hp_collect, &got);
+    hp_list got;
+    int rc = hp_decode_fresh(&dec, 4096, 16384, block, n, &got);
     /* each field costs 1 + 4000 + 32 = 4033: four fit in 16384, not five */
     CHECKF(rc == KINO_HPACK_TOO_LARGE, "bomb: rc %d (%s)", rc, dec.error ? dec.error : "");
     CHECKF(got.n == 4, "bomb: %d fields passed on, want 4", got.n);
@@ -538,10 +545,9 @@ static void test_hpack_list_cap(void) {
         {"first field already over the cap", 41, KINO_HPACK_TOO_LARGE, 0},
     };
     for (size_t i = 0; i < sizeof edge / sizeof edge[0]; i++) {
-        CHECK(kino_hpack_decoder_init(&dec, 4096, edge[i].cap, NULL, 0) == 0);
         uint8_t two[] = {0x82, 0x82};
-        hp_list l = {.len = 0};
-        rc = kino_hpack_decode(&dec, two, sizeof two, hp_collect, &l);
+        hp_list l;
+        rc = hp_decode_fresh(&dec, 4096, edge[i].cap, two, sizeof two, &l);
         CHECKF(rc == edge[i].rc && l.n == edge[i].passed, "%s: rc %d, %d passed", edge[i].note, rc, l.n);
         kino_hpack_decoder_free(&dec);
     }
@@ -805,10 +811,8 @@ static void test_hpack_encoder(void) {
     n += kino_hpack_encode_field(block + n, sizeof block - n, "set-cookie", 10, "a=b", 3, KINO_HPACK_NEVER_INDEXED);
     n += kino_hpack_encode_field(block + n, sizeof block - n, "x-binary", 8, value, sizeof value - 1, 0);
     kino_hpack_decoder dec;
-    CHECK(kino_hpack_decoder_init(&dec, 4096, 65536, NULL, 0) == 0);
     static hp_list got;
-    memset(&got, 0, sizeof got);
-    int rc = kino_hpack_decode(&dec, block, n, hp_collect, &got);
+    int rc = hp_decode_fresh(&dec, 4096, 65536, block, n, &got);
     char want[1400];
     snprintf(want, sizeof want,
              ":status: 418\ncontent-type: text/html; charset=utf-8\ncontent-length: 13\n!set-cookie: a=b\nx-binary: %s\n",
