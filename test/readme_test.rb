@@ -52,4 +52,47 @@ class ReadmeTest < Minitest::Test
       assert_empty names, "#{row[0]}: #{names.inspect} name no file after them"
     end
   end
+
+  # "How the code is laid out": its first column, one path a line
+  # ("dir/" for a whole folder, "test/*.rb" a pattern; the names indented
+  # by two spaces are files of lib/kino/, lines indented further continue
+  # the line above).
+  def layout
+    block = README[/^## How the code is laid out\n\n```\n(.*?)^```$/m, 1]
+    refute_nil block, "README has the layout block"
+    block.lines.filter_map do |line|
+      case line
+      when /\A {3,}/ then nil
+      when /\A  (\S+)/ then File.join("lib/kino", Regexp.last_match(1))
+      else line[/\A(\S+)/, 1]
+      end
+    end
+  end
+
+  # What the layout need not name: the README itself, the license and
+  # git's own file.
+  UNLISTED = %w[README.md LICENSE .gitignore].freeze
+
+  def test_the_layout_names_every_file_in_the_repository
+    files = begin
+      IO.popen(%w[git ls-files -z], chdir: ROOT, err: File::NULL, &:read).split("\0")
+    rescue Errno::ENOENT # no git here (tools/newer-ruby's chroot)
+      []
+    end
+    skip "not a git checkout" if files.empty?
+    entries = layout
+    unnamed = (files - UNLISTED).reject do |file|
+      entries.any? do |entry|
+        entry == file || (entry.end_with?("/") && file.start_with?(entry)) ||
+          (entry.include?("*") && File.fnmatch(entry, file))
+      end
+    end
+    assert_empty unnamed, "README's \"How the code is laid out\" does not name these files"
+  end
+
+  def test_every_path_the_layout_names_exists
+    layout.reject { |entry| entry.include?("*") }.each do |entry|
+      assert File.exist?(File.join(ROOT, entry)), "README's layout names #{entry}, which does not exist"
+    end
+  end
 end
