@@ -2040,7 +2040,20 @@ void kino_server_stats(kino_server *s, kino_stats *out) {
     for (int i = 0; i < KINO_WAIT_BUCKETS; i++) out->queue_wait[i] = LOAD(queue_wait[i]);
     out->queue_wait_sum_ms = LOAD(queue_wait_sum_ms);
     out->respawns = LOAD(respawns);
+    uint64_t pool[POOL_FIELDS];
+    for (size_t i = 0; i < POOL_FIELDS; i++) pool[i] = LOAD(pool[i]);
 #undef LOAD
+    memcpy(&out->pool, pool, sizeof out->pool);
+}
+
+/* The fields one by one: a reader may see some of a change before the
+ * rest, which for a few gauges and counters read by humans and scrapers
+ * is fine, and it takes no lock. */
+_Static_assert(sizeof(kino_pool_stats) == POOL_FIELDS * sizeof(uint64_t), "kino_pool_stats: uint64_t fields only");
+void kino_server_set_pool(kino_server *s, const kino_pool_stats *p) {
+    uint64_t pool[POOL_FIELDS];
+    memcpy(pool, p, sizeof pool);
+    for (size_t i = 0; i < POOL_FIELDS; i++) atomic_store_explicit(&s->pool[i], pool[i], memory_order_relaxed);
 }
 
 void kino_server_note_respawn(kino_server *s) {

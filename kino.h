@@ -326,6 +326,18 @@ void kino_server_free(kino_server *s);
 
 #define KINO_WAIT_BUCKETS 12   /* queue-wait histogram: see kino_wait_bucket_ms */
 
+/* What the host's pool of workers says of itself (doc/pool.md): the
+ * engine only keeps the last numbers given (kino_server_set_pool), so the
+ * control plane can show them without asking the host. */
+typedef struct kino_pool_stats {
+    uint64_t active_workers; /* workers serving (not in quarantine) */
+    uint64_t max_workers;    /* the most the pool may grow to */
+    uint64_t quarantined;    /* workers in quarantine now */
+    uint64_t quarantines;    /* workers quarantined since the start */
+    uint64_t scale_ups;      /* elastic pool: workers added */
+    uint64_t scale_downs;    /* ... and taken away */
+} kino_pool_stats;
+
 typedef struct kino_stats {
     uint64_t accepted;     /* connections accepted */
     uint64_t connections;  /* connections open now */
@@ -339,9 +351,13 @@ typedef struct kino_stats {
     uint64_t queue_wait[KINO_WAIT_BUCKETS]; /* requests by time spent queued */
     uint64_t queue_wait_sum_ms; /* time all of them spent queued */
     uint64_t respawns;     /* workers started again (kino_server_note_respawn) */
+    kino_pool_stats pool;  /* the host's (kino_server_set_pool); 0s until set */
 } kino_stats;
 
 void kino_server_stats(kino_server *s, kino_stats *out);
+
+/* The host's pool numbers, for kino_server_stats (copied; any thread). */
+void kino_server_set_pool(kino_server *s, const kino_pool_stats *p);
 
 /* Count a worker the host started again after it died (for the stats). */
 void kino_server_note_respawn(kino_server *s);
@@ -628,6 +644,7 @@ typedef struct kino_control_options {
     const char *token;         /* NULL or "": no token needed */
     const char *mode;          /* for /stats and /metrics: "threaded"... */
     int workers, threads, io_threads;
+    int lanes;                 /* lanes on: /stats shows lane_depths */
     int published;             /* 1: the numbers come from
                                   kino_control_publish, not the server */
 } kino_control_options;
@@ -644,6 +661,7 @@ typedef struct kino_control_row {
     int pid;                   /* its process */
     int state;                 /* KINO_ROW_* */
     int in_flight;             /* requests it serves now */
+    int lane;                  /* requests waiting in its lanes */
     uint64_t served, busy_ms, accepted, connections, respawns;
 } kino_control_row;
 #define KINO_CONTROL_ROWS 1024      /* most rows a snapshot may have */

@@ -93,6 +93,7 @@ struct kino_control {
     size_t token_len;
     char mode[32];
     int workers, threads, io_threads;
+    int lanes;                    /* /stats shows lane_depths */
     _Atomic int state;            /* KINO_STATE_* */
     int wake[2];
     pthread_t thread;
@@ -102,6 +103,7 @@ struct kino_control {
     int nconns;
     kino_worker_stats *rows;      /* CONTROL_ROWS, read from the engine */
     kino_control_row *shown;      /* CONTROL_ROWS, what an answer shows */
+    int *lane_depths, nlanes;     /* CONTROL_ROWS: each thread's lane */
     /* published snapshots (section 4) */
     int published;
     int question[2];              /* pipe: one byte per question */
@@ -275,10 +277,14 @@ static const char *ctl_state_name(int state) {
 }
 
 /* Per-thread rows summed per worker number, sorted by it (what
- * Kino::Server#stats calls per_worker). Returns the row count. */
-static int ctl_worker_rows(kino_server *s, kino_worker_stats *rows, int max) {
+ * Kino::Server#stats calls per_worker). Each thread's lane depth goes to
+ * lanes[] first, in the engine's order (Kino::Server#stats' lane_depths),
+ * *nlanes of them. Returns the row count. */
+static int ctl_worker_rows(kino_server *s, kino_worker_stats *rows, int max, int *lanes, int *nlanes) {
     int n = kino_server_workers(s, rows, max), m = 0;
     if (n > max) n = max;
+    for (int i = 0; i < n; i++) lanes[i] = rows[i].lane;
+    *nlanes = n;
     for (int i = 0; i < n; i++) { /* insertion sort by worker, merging */
         int j = 0;
         while (j < m && rows[j].worker < rows[i].worker) j++;
@@ -286,6 +292,7 @@ static int ctl_worker_rows(kino_server *s, kino_worker_stats *rows, int max) {
             rows[j].served += rows[i].served;
             rows[j].busy_ms += rows[i].busy_ms;
             rows[j].in_flight += rows[i].in_flight;
+            rows[j].lane += rows[i].lane;
             continue;
         }
         kino_worker_stats r = rows[i];
@@ -313,12 +320,13 @@ static void ctl_numbers_read(kino_control *c, ctl_numbers *out) {
         return;
     }
     kino_server_stats(c->s, &out->st);
-    out->n = ctl_worker_rows(c->s, c->rows, CONTROL_ROWS);
+    out->n = ctl_worker_rows(c->s, c->rows, CONTROL_ROWS, c->lane_depths, &c->nlanes);
     out->workers = c->workers;
     out->age_ms = -1;
     for (int i = 0; i < out->n; i++)
         c->shown[i] = (kino_control_row){.worker = c->rows[i].worker, .in_flight = c->rows[i].in_flight,
-                                         .served = c->rows[i].served, .busy_ms = c->rows[i].busy_ms};
+                                         .lane = c->rows[i].lane, .served = c->rows[i].served,
+                                         .busy_ms = c->rows[i].busy_ms};
 }
 
 static const char *ctl_row_state(int state) {
@@ -329,9 +337,21 @@ static const char *ctl_row_state(int state) {
     }
 }
 
+/* The pool's numbers (kino_pool_stats) as JSON members, each followed
+ * by a comma: the names Kino::Server#stats gives them. */
+static void ctl_put_pool(ctl_text *t, const kino_pool_stats *p) {
+    ctl_put(t, "\"active_workers\":%llu,\"max_workers\":%llu,\"quarantined\":%llu,\"quarantines\":%llu,"
+           "\"scale_ups\":%llu,\"scale_downs\":%llu,\"queue_wait_ms\":{",
+        (unsigned long long)p->active_workers, (unsigned long long)p->max_workers,
+        (unsigned long long)p->quarantined, (unsigned long long)p->quarantines,
+        (unsigned long long)p->scale_ups, (unsigned long long)p->scale_downs);
+}
+
 /* GET /stats: the vocabulary of Kino::Server#stats, plus state and
  * version (and stats_age_ms for a published snapshot). queue_wait_ms
- * maps each bucket's upper bound to its count. */
+ * maps each bucket's upper bound to its count; lane (per worker) and
+ * lane_depths (per thread, with lanes, not in a published snapshot)
+ * count the requests waiting in lanes. */
 static void ctl_answer_stats(kino_control *c, ctl_text *t) {
     ctl_numbers nb;
     ctl_numbers_read(c, &nb);
@@ -342,24 +362,31 @@ static void ctl_answer_stats(kino_control *c, ctl_text *t) {
     if (c->published) ctl_put(t, "\"stats_age_ms\":%lld,", (long long)nb.age_ms);
     ctl_put(t, "\"respawns\":%llu,\"accepted\":%llu,\"connections\":%llu,"
            "\"served\":%llu,\"queued\":%llu,\"in_flight\":%llu,\"rejected\":%llu,"
-           "\"timeouts\":%llu,\"errors\":%llu,\"hijacked\":%llu,\"queue_wait_ms\":{",
+           "\"timeouts\":%llu,\"errors\":%llu,\"hijacked\":%llu,",
         (unsigned long long)st.respawns, (unsigned long long)st.accepted,
         (unsigned long long)st.connections, (unsigned long long)st.served,
         (unsigned long long)st.queued, (unsigned long long)st.in_flight,
         (unsigned long long)st.rejected, (unsigned long long)st.timeouts,
         (unsigned long long)st.errors, (unsigned long long)st.hijacked);
+    ctl_put_pool(t, &st.pool);
     for (int i = 0; i < KINO_WAIT_BUCKETS; i++) {
         int64_t b = kino_wait_bucket_ms(i);
         if (b < 0) ctl_put(t, "%s\"Infinity\":%llu", i ? "," : "", (unsigned long long)st.queue_wait[i]);
         else ctl_put(t, "%s\"%lld\":%llu", i ? "," : "", (long long)b, (unsigned long long)st.queue_wait[i]);
     }
-    ctl_put(t, "},\"per_worker\":[");
+    ctl_put(t, "},");
+    if (c->lanes && !c->published) {
+        ctl_put(t, "\"lane_depths\":[");
+        for (int i = 0; i < c->nlanes; i++) ctl_put(t, "%s%d", i ? "," : "", c->lane_depths[i]);
+        ctl_put(t, "],");
+    }
+    ctl_put(t, "\"per_worker\":[");
     for (int i = 0; i < nb.n; i++) {
         const kino_control_row *r = &c->shown[i];
         ctl_put(t, "%s{\"worker\":%d,", i ? "," : "", r->worker);
         if (c->published) ctl_put(t, "\"pid\":%d,\"state\":\"%s\",", r->pid, ctl_row_state(r->state));
-        ctl_put(t, "\"served\":%llu,\"in_flight\":%d,\"busy_ms\":%llu", (unsigned long long)r->served,
-            r->in_flight, (unsigned long long)r->busy_ms);
+        ctl_put(t, "\"served\":%llu,\"in_flight\":%d,\"busy_ms\":%llu,\"lane\":%d", (unsigned long long)r->served,
+            r->in_flight, (unsigned long long)r->busy_ms, r->lane);
         if (c->published)
             ctl_put(t, ",\"accepted\":%llu,\"connections\":%llu,\"respawns\":%llu",
                 (unsigned long long)r->accepted, (unsigned long long)r->connections,
@@ -410,6 +437,12 @@ static void ctl_answer_metrics(kino_control *c, ctl_text *t) {
     COUNTER("kino_worker_respawns_total", "Workers started again after dying.", st.respawns);
     GAUGE("kino_queue_depth", "Requests waiting for a worker.", st.queued);
     GAUGE("kino_requests_in_flight", "Requests being served by workers.", st.in_flight);
+    GAUGE("kino_active_workers", "Workers serving (not in quarantine).", st.pool.active_workers);
+    GAUGE("kino_max_workers", "Workers the pool may grow to.", st.pool.max_workers);
+    GAUGE("kino_quarantined_workers", "Workers in quarantine now (stuck on one request).", st.pool.quarantined);
+    COUNTER("kino_quarantines_total", "Workers quarantined.", st.pool.quarantines);
+    COUNTER("kino_scale_ups_total", "Workers the elastic pool added.", st.pool.scale_ups);
+    COUNTER("kino_scale_downs_total", "Workers the elastic pool took away.", st.pool.scale_downs);
 #undef COUNTER
 #undef GAUGE
     ctl_metric(t, "kino_queue_wait_seconds", "histogram", "Time requests waited in the queue for a worker.");
@@ -433,6 +466,9 @@ static void ctl_answer_metrics(kino_control *c, ctl_text *t) {
     ctl_metric(t, "kino_worker_requests_in_flight", "gauge", "Requests being served, per worker.");
     for (int i = 0; i < n; i++)
         ctl_put(t, "kino_worker_requests_in_flight{worker=\"%d\"} %d\n", rows[i].worker, rows[i].in_flight);
+    ctl_metric(t, "kino_worker_lane_depth", "gauge", "Requests waiting in the worker's lanes (lanes), per worker.");
+    for (int i = 0; i < n; i++)
+        ctl_put(t, "kino_worker_lane_depth{worker=\"%d\"} %d\n", rows[i].worker, rows[i].lane);
     if (c->published) {
         ctl_metric(t, "kino_worker_serving", "gauge", "1 while the worker process serves, 0 while it boots or does not answer.");
         for (int i = 0; i < n; i++)
@@ -825,7 +861,8 @@ kino_control *kino_control_new(kino_server *s, const kino_control_options *o, ch
     c->rows = calloc(CONTROL_ROWS, sizeof *c->rows);
     c->shown = calloc(CONTROL_ROWS, sizeof *c->shown);
     c->snap_rows = calloc(CONTROL_ROWS, sizeof *c->snap_rows);
-    if (!c->rows || !c->shown || !c->snap_rows) {
+    c->lane_depths = calloc(CONTROL_ROWS, sizeof *c->lane_depths);
+    if (!c->rows || !c->shown || !c->snap_rows || !c->lane_depths) {
         snprintf(err, errlen, "out of memory");
         kino_control_free(c);
         return NULL;
@@ -834,6 +871,7 @@ kino_control *kino_control_new(kino_server *s, const kino_control_options *o, ch
     c->workers = o->workers;
     c->threads = o->threads;
     c->io_threads = o->io_threads;
+    c->lanes = o->lanes != 0;
     c->published = o->published != 0;
     atomic_store(&c->state, KINO_STATE_BOOTING);
     if (o->token && *o->token) {
@@ -904,6 +942,7 @@ void kino_control_free(kino_control *c) {
     free(c->token);
     free(c->rows);
     free(c->shown);
+    free(c->lane_depths);
     free(c->snap_rows);
     free(c);
 }

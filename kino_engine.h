@@ -766,6 +766,8 @@ typedef struct kino_lsock {
     ino_t ino;
 } kino_lsock;
 
+#define POOL_FIELDS (sizeof(kino_pool_stats) / sizeof(uint64_t))
+
 struct kino_server {
     kino_options o;
     kino_lsock *ls;
@@ -802,6 +804,7 @@ struct kino_server {
         timeouts, errors, hijacked;
     _Atomic uint64_t queue_wait[KINO_WAIT_BUCKETS];
     _Atomic uint64_t queue_wait_sum_ms, respawns;
+    _Atomic uint64_t pool[POOL_FIELDS]; /* kino_pool_stats, field by field */
     _Atomic uint64_t handed;      /* bytes in c->out of every connection */
     klist waiters;                /* every live waiter (mutex) */
 };

@@ -1805,6 +1805,7 @@ static VALUE native_control_new(VALUE mod, VALUE id, VALUE opts) {
     o.workers = (int)opt_long(opts, "workers", 0);
     o.threads = (int)opt_long(opts, "threads", 0);
     o.io_threads = (int)opt_long(opts, "io_threads", 0);
+    o.lanes = RTEST(rb_hash_lookup2(opts, ID2SYM(rb_intern("lanes")), Qfalse));
     o.published = RTEST(rb_hash_lookup2(opts, ID2SYM(rb_intern("published")), Qfalse));
     kino_control *c = kino_control_new(s, &o, err, sizeof err);
     RB_GC_GUARD(opts);
@@ -1843,6 +1844,9 @@ static VALUE native_control_state(VALUE mod, VALUE obj, VALUE state) {
     X(accepted) X(connections) X(served) X(queued) X(in_flight) X(rejected) X(timeouts) X(errors) \
     X(hijacked) X(queue_wait_sum_ms)
 
+/* The kino_pool_stats fields, by the names Pool#tally gives them. */
+#define POOL_STATS(X) X(active_workers) X(max_workers) X(quarantined) X(quarantines) X(scale_ups) X(scale_downs)
+
 /* A counter of a stats Hash: 0 when absent. */
 static uint64_t stat_u64(VALUE h, const char *k) {
     VALUE v = rb_hash_lookup2(h, ID2SYM(rb_intern(k)), Qnil);
@@ -1862,6 +1866,9 @@ static VALUE native_control_publish(VALUE mod, VALUE obj, VALUE stats, VALUE ans
     STATS_COUNTERS(STAT)
     STAT(respawns)
 #undef STAT
+#define STAT(k) st.pool.k = stat_u64(stats, #k);
+    POOL_STATS(STAT)
+#undef STAT
     VALUE waits = rb_hash_lookup2(stats, ID2SYM(rb_intern("queue_wait_ms")), Qnil);
     for (int i = 0; i < KINO_WAIT_BUCKETS && RB_TYPE_P(waits, T_HASH); i++) {
         int64_t bound = kino_wait_bucket_ms(i);
@@ -1880,6 +1887,7 @@ static VALUE native_control_publish(VALUE mod, VALUE obj, VALUE stats, VALUE ans
         VALUE state = rb_hash_lookup2(r, ID2SYM(rb_intern("state")), Qnil);
         rows[i] = (kino_control_row){.worker = (int)opt_long(r, "worker", 0), .pid = (int)opt_long(r, "pid", 0),
                                      .in_flight = (int)opt_long(r, "in_flight", 0),
+                                     .lane = (int)opt_long(r, "lane", 0),
                                      .served = stat_u64(r, "served"), .busy_ms = stat_u64(r, "busy_ms"),
                                      .accepted = stat_u64(r, "accepted"), .connections = stat_u64(r, "connections"),
                                      .respawns = stat_u64(r, "respawns")};
@@ -1890,6 +1898,19 @@ static VALUE native_control_publish(VALUE mod, VALUE obj, VALUE stats, VALUE ans
     int r = kino_control_publish(c, &st, workers, rows, (int)n, NUM2ULL(answered));
     RB_ALLOCV_END(heap);
     if (r != KINO_OK) rb_raise(eError, "this control plane shows the server's own numbers");
+    return Qnil;
+}
+
+/* Kino::Native.server_set_pool(id, tally): the pool's numbers (Pool#tally,
+ * with max_workers) for the control plane, which cannot ask Ruby. */
+static VALUE native_server_set_pool(VALUE mod, VALUE id, VALUE tally) {
+    (void)mod;
+    Check_Type(tally, T_HASH);
+    kino_pool_stats p = {0};
+#define STAT(k) p.k = stat_u64(tally, #k);
+    POOL_STATS(STAT)
+#undef STAT
+    kino_server_set_pool(server_of(id), &p);
     return Qnil;
 }
 
@@ -2138,6 +2159,7 @@ void Init_kino(void) {
     rb_define_module_function(mNative, "server_free", native_server_free, 1);
     rb_define_module_function(mNative, "server_stats", native_server_stats, 1);
     rb_define_module_function(mNative, "server_note_respawn", native_server_note_respawn, 1);
+    rb_define_module_function(mNative, "server_set_pool", native_server_set_pool, 2);
     rb_define_module_function(mNative, "server_retire", native_server_retire, 3);
     cControl = rb_define_class_under(mNative, "Control", rb_cObject);
     rb_undef_alloc_func(cControl);

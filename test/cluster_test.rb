@@ -293,7 +293,7 @@ class ClusterTest < Minitest::Test
       assert_equal [:cluster, 2, 2], stats.values_at(:mode, :workers, :threads)
       assert_equal stats[:served], stats[:per_worker].sum { |r| r[:served] }
       assert_equal stats[:served], stats[:queue_wait_ms].values.sum
-      assert_equal %i[worker pid state quarantined served in_flight busy_ms accepted connections respawns],
+      assert_equal %i[worker pid state quarantined served in_flight busy_ms accepted connections respawns lane],
                    stats[:per_worker].first.keys
       served = stats[:served]
       Process.kill("KILL", pids.first)

@@ -81,6 +81,32 @@ class ControlTest < Minitest::Test
     end
   end
 
+  # With lanes, /stats has lane_depths (one per worker thread, as
+  # Kino::Server#stats) and every row its lane; /metrics a lane depth per
+  # worker. Without lanes there is no lane_depths, and the rows say 0.
+  def test_lane_depths_in_stats_and_metrics
+    serve(APP, control_bind: "127.0.0.1:0", workers: 2, threads: 2, lanes: true) do |server|
+      threads = [1, 2].map { |i| Thread.new { 5.times { get(server.port, "/#{i}") } } }
+      threads.each(&:join)
+      json = JSON.parse(control_get(server, "/stats").body)
+      assert_equal server.stats[:lane_depths].size, json["lane_depths"].size
+      assert_equal 4, json["lane_depths"].size, "one per worker thread"
+      assert(json["lane_depths"].all? { |n| n.is_a?(Integer) && n >= 0 })
+      assert_equal [0, 1], json["per_worker"].map { |w| w["worker"] }
+      assert(json["per_worker"].all? { |w| w["lane"].is_a?(Integer) })
+      text = control_get(server, "/metrics").body
+      assert_match(/^# TYPE kino_worker_lane_depth gauge$/, text)
+      assert_match(/^kino_worker_lane_depth\{worker="0"\} \d+$/, text)
+      assert_match(/^kino_worker_lane_depth\{worker="1"\} \d+$/, text)
+    end
+    serve(APP, control_bind: "127.0.0.1:0", workers: 1) do |server|
+      json = JSON.parse(control_get(server, "/stats").body)
+      refute json.key?("lane_depths")
+      assert_equal [0], json["per_worker"].map { |w| w["lane"] }
+      assert_equal [1, 1, 0, 0], json.values_at("active_workers", "max_workers", "quarantined", "quarantines")
+    end
+  end
+
   def test_token_guards_stats_and_metrics_but_not_probes
     serve(APP, control_bind: "127.0.0.1:0", control_token: "s3cret-token") do |server|
       assert_equal 200, control_get(server, "/live").status

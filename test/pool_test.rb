@@ -2,6 +2,7 @@
 
 require_relative "helper"
 require_relative "process_helper"
+require "json"
 require "tmpdir"
 
 Warning[:experimental] = false
@@ -118,11 +119,33 @@ class PoolTest < Minitest::Test
     $stderr = saved
   end
 
+  # The control plane's view of the pool: /stats' pool fields and
+  # /metrics' pool samples ({"kino_active_workers" => 1, ...}).
+  POOL_JSON = %w[active_workers max_workers quarantined quarantines scale_ups scale_downs].freeze
+  POOL_METRICS = %w[kino_active_workers kino_max_workers kino_quarantined_workers kino_quarantines_total
+                    kino_scale_ups_total kino_scale_downs_total].freeze
+
+  def control_pool(server)
+    port = server.control_url[/\d+\z/].to_i
+    json = JSON.parse(get(port, "/stats").body)
+    text = get(port, "/metrics").body
+    [json.values_at(*POOL_JSON), POOL_METRICS.map { |name| text[/^#{name} (\d+)$/, 1]&.to_i }]
+  end
+
+  # Waits until /stats and /metrics both show +numbers+ (POOL_JSON's
+  # order): the watcher hands them to the engine after each look.
+  def assert_control_pool(server, numbers)
+    seen = nil
+    ok = wait_until { (seen = control_pool(server)) == [numbers, numbers] }
+    assert ok, "control plane: expected #{POOL_JSON.zip(numbers).to_h}, saw /stats #{seen&.first}, /metrics #{seen&.last}"
+  end
+
   # One request stuck at the gate, then a second one served all the same
   # (by the worker that took the stuck one's place); the rows and the
   # counters say so, and the stuck request still gets its own answer.
   def assert_quarantine_keeps_serving(mode, **options)
-    serve_gated(mode: mode, workers: 1, threads: 1, quarantine_timeout: 0.5, **options) do |server, log|
+    serve_gated(mode: mode, workers: 1, threads: 1, quarantine_timeout: 0.5, control_bind: "127.0.0.1:0",
+                **options) do |server, log|
       stuck = send_get(server.port, "/stuck?gate=#{@gate.port}")
       assert wait_until { @gate.waiting == 1 }, "the handler reached the gate"
       fast = slow_get(server.port, "/fast")
@@ -132,9 +155,11 @@ class PoolTest < Minitest::Test
       assert_equal [[0, false], [0, true]], stats[:per_worker].map { |r| [r[:worker], r[:quarantined]] }
       assert_equal 1, stats[:per_worker].last[:in_flight]
       assert_match(/worker 0 has been held by one request for \d+ s: quarantined/, log.string)
+      assert_control_pool(server, [1, 1, 1, 1, 0, 0])
       @gate.open!
       assert_equal [200, "/stuck"], answer(stuck).then { |r| [r.status, r.body.split.first] }
       assert wait_until { server.stats[:quarantined].zero? }, "the quarantined worker left once its request ended"
+      assert_control_pool(server, [1, 1, 0, 1, 0, 0])
       assert_equal [[0, false]], server.stats[:per_worker].map { |r| [r[:worker], r[:quarantined]] }
       assert_equal 200, slow_get(server.port, "/again").status
       log.string
@@ -206,8 +231,10 @@ class PoolTest < Minitest::Test
   # first process; there requests keep arriving until three processes
   # hold one each.
   def assert_elastic(mode)
-    serve_gated(mode: mode, workers: 1, threads: 1, max_workers: 3, scale_down_after: 0.5) do |server, log|
-      assert_equal [1, 0, 0], server.stats.values_at(:active_workers, :scale_ups, :scale_downs)
+    serve_gated(mode: mode, workers: 1, threads: 1, max_workers: 3, scale_down_after: 0.5,
+                control_bind: "127.0.0.1:0") do |server, log|
+      assert_equal [1, 3, 0, 0], server.stats.values_at(:active_workers, :max_workers, :scale_ups, :scale_downs)
+      assert_control_pool(server, [1, 3, 0, 0, 0, 0])
       sent = Array.new(5) { |i| send_get(server.port, "/burst#{i}?gate=#{@gate.port}") }
       if mode == :cluster
         wait_until do
@@ -221,12 +248,14 @@ class PoolTest < Minitest::Test
       assert wait_until { @gate.waiting == 3 }, "three workers hold a request each; log:\n#{log.string}"
       stats = server.stats
       assert_equal [3, 2, 0], stats.values_at(:active_workers, :scale_ups, :scale_downs)
+      assert_control_pool(server, [3, 3, 0, 0, 2, 0])
       assert_equal 2, stats[:queued], "two requests still wait: max_workers is reached" unless mode == :cluster
       assert_equal 3, @gate.waiting, "no more than max_workers"
       @gate.open!
       assert_equal [200] * sent.size, sent.map { |socket| answer(socket)&.status }
       assert wait_until { server.stats[:active_workers] == 1 }, "back to workers after scale_down_after"
       assert_equal [1, 2, 2], server.stats.values_at(:active_workers, :scale_ups, :scale_downs)
+      assert_control_pool(server, [1, 3, 0, 0, 2, 2])
       assert_equal 200, slow_get(server.port, "/after").status
     end
   end
@@ -338,11 +367,12 @@ class PoolTest < Minitest::Test
   end
 
   def test_pool_stats_when_both_are_off
-    serve_gated(mode: :threaded, workers: 2, threads: 2) do |server, _|
+    serve_gated(mode: :threaded, workers: 2, threads: 2, control_bind: "127.0.0.1:0") do |server, _|
       assert_equal 200, slow_get(server.port, "/").status
       stats = wait_until { (s = server.stats)[:per_worker].size == 2 && s }
-      assert_equal({ active_workers: 2, scale_ups: 0, scale_downs: 0, quarantined: 0, quarantines: 0 },
-                   stats.slice(:active_workers, :scale_ups, :scale_downs, :quarantined, :quarantines))
+      assert_equal({ active_workers: 2, max_workers: 2, scale_ups: 0, scale_downs: 0, quarantined: 0, quarantines: 0 },
+                   stats.slice(:active_workers, :max_workers, :scale_ups, :scale_downs, :quarantined, :quarantines))
+      assert_equal [[2, 2, 0, 0, 0, 0]] * 2, control_pool(server), "set at the start, without a watcher"
       assert_equal [false, false], stats[:per_worker].map { |r| r[:quarantined] }
       refute server.instance_variable_get(:@pool).instance_variable_get(:@watcher), "no watcher thread"
     end

@@ -192,7 +192,7 @@ module Kino
     # per_worker with one row per child: worker, pid, state (:serving,
     # :booting, or :unresponsive when it did not answer within
     # STATS_TIMEOUT), served, in_flight, busy_ms, accepted, connections,
-    # and respawns (threads replaced). A row's served, busy_ms, accepted
+    # respawns (threads replaced) and lane (requests in its lanes). A row's served, busy_ms, accepted
     # and respawns include the children that ended in its slot, so a
     # Prometheus counter per worker never goes down when one is replaced.
     # Each row also says quarantined (the child has threads in quarantine,
@@ -545,7 +545,8 @@ module Kino
         quarantined: child.quarantined || counted&.fetch(:quarantined, 0).to_i.positive?,
         served: counters[:served],
         in_flight: counted ? counted[:in_flight] : 0, busy_ms: counters[:busy_ms], accepted: counters[:accepted],
-        connections: counted ? counted[:connections] : 0, respawns: counters[:respawns] }
+        connections: counted ? counted[:connections] : 0, respawns: counters[:respawns],
+        lane: counted ? counted[:per_worker].sum { |r| r[:lane].to_i } : 0 }
     end
 
     # See FORK_GC.

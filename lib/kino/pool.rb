@@ -66,6 +66,7 @@ module Kino
     # or the elastic pool is on; returns self.
     def start
       @membership.synchronize { slots.each { |slot| spawn(slot) } }
+      publish
       @supervisor = Thread.new { supervise }
       @supervisor.name = "kino-supervisor"
       @supervisor.report_on_exception = false
@@ -76,13 +77,24 @@ module Kino
     end
 
     # The pool's part of Kino::Server#stats: active_workers (serving, not
-    # counting those in quarantine), scale_ups and scale_downs (elastic),
+    # counting those in quarantine), max_workers (what an elastic pool may
+    # grow to; else workers), scale_ups and scale_downs (elastic),
     # quarantined (workers in quarantine now) and quarantines (since the
     # start).
     def tally
       @membership.synchronize do
-        { active_workers: active_count, quarantined: quarantined_count }.merge(@tally)
+        { active_workers: active_count, max_workers: [@tuning[:max_workers] || @workers, @workers].max,
+          quarantined: quarantined_count }.merge(@tally)
       end
+    end
+
+    # Hands #tally to the engine, where the control plane's /stats and
+    # /metrics read it without asking Ruby (they answer while every
+    # worker holds the GVL): at the start, after each look of the watcher
+    # and after each worker that ends; not once the pool stops (the
+    # server may be gone).
+    def publish
+      Native.server_set_pool(@server_id, tally) unless @stopping
     end
 
     private
@@ -105,6 +117,7 @@ module Kino
         Hooks.call(@hooks[:on_worker_exit], :on_worker_exit, worker_of(slot), error)
         if @stopping || error.nil? || !keep?(slot)
           @membership.synchronize { forget(slot) }
+          publish
           next
         end
 
@@ -114,6 +127,7 @@ module Kino
         Native.server_note_respawn(@server_id) # for the control plane's metrics
         @backoff.wait(slot, booting) { @stopping }
         @membership.synchronize { !@stopping && keep?(slot) ? spawn(slot) : forget(slot) } # retired meanwhile?
+        publish
       end
     end
 
@@ -127,6 +141,7 @@ module Kino
         begin
           view = look
           @membership.synchronize { react(view) unless @stopping || view.nil? }
+          publish
         rescue StandardError => e
           said = "the pool's watcher failed: #{e.class}: #{e.message}"
           Log.error("main", said) unless said == @said # once, not four times a second

@@ -165,9 +165,10 @@ module Kino
     # connections, served, queued, in_flight, rejected, timeouts, errors,
     # queue_wait_ms (a histogram: upper bound in ms => requests),
     # queue_wait_sum_ms (the time they all waited), the pool's
-    # active_workers, scale_ups, scale_downs, quarantined and quarantines
-    # (Pool#tally), and per_worker rows ({worker:, served:, in_flight:,
-    # busy_ms:, quarantined:}; a worker in quarantine and the one started
+    # active_workers, max_workers, scale_ups, scale_downs, quarantined and
+    # quarantines (Pool#tally), and per_worker rows ({worker:, served:,
+    # in_flight:, busy_ms:, lane:, quarantined:}; lane: requests waiting
+    # in its threads' lanes; a worker in quarantine and the one started
     # in its place share a number, one row each); with lanes,
     # lane_depths: the requests waiting in each worker thread's lane.
     #
@@ -331,7 +332,7 @@ module Kino
       where = Listeners.control(@options[:control_bind])
       control = Native.control_new(@id, where.merge(token: @options[:control_token], mode: @mode.to_s,
                                                     workers: workers, threads: threads,
-                                                    io_threads: @options[:io_threads],
+                                                    io_threads: @options[:io_threads], lanes: @options[:lanes],
                                                     published: @mode == :cluster))
       Native.control_start(control)
       control
@@ -364,7 +365,7 @@ module Kino
     def per_worker(rows)
       rows.group_by { |row| [row[:worker], row[:quarantined] ? 1 : 0] }.sort.map do |(worker, quarantined), list|
         { worker: worker, served: list.sum { |r| r[:served] }, in_flight: list.sum { |r| r[:in_flight] },
-          busy_ms: list.sum { |r| r[:busy_ms] }, quarantined: quarantined == 1 }
+          busy_ms: list.sum { |r| r[:busy_ms] }, lane: list.sum { |r| r[:lane] }, quarantined: quarantined == 1 }
       end
     end
 

@@ -58,10 +58,12 @@ static void control_published_snapshots(void) {
     if (!c) return;
     CHECKF(kino_control_start(c, err, sizeof err) == KINO_OK, "start: %s", err);
     int port = kino_control_port(c);
-    kino_stats st = {.served = 42, .accepted = 7, .queue_wait = {40, 2}, .respawns = 1};
+    kino_stats st = {.served = 42, .accepted = 7, .queue_wait = {40, 2}, .respawns = 1,
+                     .pool = {.active_workers = 2, .max_workers = 4, .quarantined = 1, .quarantines = 3,
+                              .scale_ups = 5, .scale_downs = 6}};
     kino_control_row rows[2] = {
         {.worker = 0, .pid = 101, .state = KINO_ROW_SERVING, .served = 30, .busy_ms = 1500, .accepted = 4},
-        {.worker = 1, .pid = 102, .state = KINO_ROW_UNRESPONSIVE, .served = 12, .in_flight = 1},
+        {.worker = 1, .pid = 102, .state = KINO_ROW_UNRESPONSIVE, .served = 12, .in_flight = 1, .lane = 3},
     };
     CHECK(kino_control_publish(c, &st, 2, rows, KINO_CONTROL_ROWS + 1, 0) == KINO_ERROR);
 
@@ -76,8 +78,11 @@ static void control_published_snapshots(void) {
     buf[n] = 0;
     CHECKF(strstr(buf, "HTTP/1.1 200") && strstr(buf, "\"served\":42,") && strstr(buf, "\"respawns\":1,") &&
                strstr(buf, "\"stats_age_ms\":") &&
+               strstr(buf, "\"active_workers\":2,\"max_workers\":4,\"quarantined\":1,\"quarantines\":3,"
+                           "\"scale_ups\":5,\"scale_downs\":6,") &&
+               !strstr(buf, "lane_depths") && strstr(buf, "\"busy_ms\":0,\"lane\":3,") &&
                strstr(buf, "{\"worker\":0,\"pid\":101,\"state\":\"serving\",\"served\":30,\"in_flight\":0,"
-                           "\"busy_ms\":1500,\"accepted\":4,") &&
+                           "\"busy_ms\":1500,\"lane\":0,\"accepted\":4,") &&
                strstr(buf, "\"worker\":1,\"pid\":102,\"state\":\"unresponsive\",\"served\":12,\"in_flight\":1"),
            "stats: %s", buf);
 
@@ -93,6 +98,10 @@ static void control_published_snapshots(void) {
                strstr(buf, "\nkino_stats_age_seconds 0.") &&
                strstr(buf, "\nkino_worker_requests_served_total{worker=\"1\"} 12\n") &&
                strstr(buf, "\nkino_worker_serving{worker=\"1\"} 0\n") &&
+               strstr(buf, "\nkino_worker_lane_depth{worker=\"1\"} 3\n") &&
+               strstr(buf, "\nkino_active_workers 2\n") && strstr(buf, "\nkino_max_workers 4\n") &&
+               strstr(buf, "\nkino_quarantined_workers 1\n") && strstr(buf, "\nkino_quarantines_total 3\n") &&
+               strstr(buf, "\nkino_scale_ups_total 5\n") && strstr(buf, "\nkino_scale_downs_total 6\n") &&
                strstr(buf, "\nkino_queue_wait_seconds_count 42\n"),
            "metrics: %s", buf);
 

@@ -31,6 +31,16 @@ static void test_retire(void) {
     for (int i = 0; i < 4; i++) klist_init(&conns[i].qlink);
     kino_worker_stats rows[8];
 
+    /* the host's pool numbers come back from kino_server_stats */
+    kino_stats st;
+    kino_server_stats(r_server, &st);
+    CHECK(st.pool.active_workers == 0 && st.pool.max_workers == 0 && st.pool.scale_downs == 0);
+    kino_server_set_pool(r_server, &(kino_pool_stats){.active_workers = 2, .max_workers = 3, .quarantined = 1,
+                                                      .quarantines = 4, .scale_ups = 5, .scale_downs = 6});
+    kino_server_stats(r_server, &st);
+    CHECK(st.pool.active_workers == 2 && st.pool.max_workers == 3 && st.pool.quarantined == 1 &&
+          st.pool.quarantines == 4 && st.pool.scale_ups == 5 && st.pool.scale_downs == 6);
+
     /* an idle waiter of the retired worker wakes with nothing */
     kino_waiter *idle = kino_waiter_new(r_server, 1), *other = kino_waiter_new(r_server, 2);
     pthread_t t;

@@ -72,7 +72,8 @@ class PromtoolTest < Minitest::Test
       raise NoMemoryError, "worker-killing crash" if env["PATH_INFO"] == "/crash" # ends the worker thread
       [200, {}, ["ok"]]
     }
-    serve(crash, quiet: true, control_bind: "127.0.0.1:0", control_token: "t0ken", workers: 2) do |server|
+    serve(crash, quiet: true, control_bind: "127.0.0.1:0", control_token: "t0ken", workers: 2, lanes: true,
+                 max_workers: 3, quarantine_timeout: 30) do |server|
       5.times { assert_equal 200, get(server.port).status }
       raw(server.port, "BAD\r\n\r\n")
       get(server.port, "/crash")
@@ -81,6 +82,10 @@ class PromtoolTest < Minitest::Test
       metrics = get(cport, "/metrics", "Authorization" => "Bearer t0ken").body
       assert_match(/^kino_worker_respawns_total 1$/, metrics)
       assert_match(/^kino_engine_errors_total [1-9]$/, metrics) # the 400, and the crash's 500
+      assert_match(/^kino_max_workers 3$/, metrics) # the pool's numbers and the lanes (doc/pool.md)
+      %w[kino_active_workers kino_quarantined_workers kino_quarantines_total kino_scale_ups_total
+         kino_scale_downs_total].each { |name| assert_match(/^#{name} \d+$/, metrics) }
+      assert_match(/^kino_worker_lane_depth\{worker="1"\} \d+$/, metrics)
       out, status = Open3.capture2e({ "LD_PRELOAD" => nil }, "promtool", "check", "metrics", stdin_data: metrics)
       assert status.success?, "promtool check metrics (exit #{status.exitstatus}):\n#{out}\n#{metrics}"
     end
