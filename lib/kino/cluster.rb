@@ -99,6 +99,24 @@ module Kino
       @phasing = Mutex.new
     end
 
+    # What a child process reads of the pool it was forked from (its copy
+    # of the master's): the server, the app (or the Loader it loads), how
+    # long it may drain, and #boot_hook and #child_pool.
+    attr_reader :server_id, :app, :shutdown_timeout
+
+    def boot_hook
+      @hooks[:on_worker_boot]
+    end
+
+    # The pool a child runs in its own process: worker +worker+'s
+    # +threads+ threads serving +app+, with this pool's handler and
+    # quarantine settings (a child quarantines its own threads; growing
+    # and shrinking are the master's).
+    def child_pool(app, worker)
+      ThreadPool.new(@server_id, app, workers: 1, threads: @threads, handler: @handler, hooks: {},
+                                      first_worker: worker, tuning: @tuning.slice(:quarantine_timeout, :quarantine_max))
+    end
+
     # Called with the number of children that serve, each time it may
     # have changed (a child said "ready", or ended): what /ready says.
     attr_writer :on_serving
@@ -243,10 +261,7 @@ module Kino
       others = @lock.synchronize { everyone.map(&:control) } << parent
       Process.fork do
         others.each { |io| io.close unless io.closed? }
-        ClusterWorker.new(server_id: @server_id, app: @app, worker: worker_of(slot), threads: @threads,
-                          handler: @handler, boot_hook: @hooks[:on_worker_boot], control: control,
-                          shutdown_timeout: @shutdown_timeout,
-                          tuning: @tuning.slice(:quarantine_timeout, :quarantine_max)).run
+        ClusterWorker.new(self, worker_of(slot), control).run
       end
     end
 

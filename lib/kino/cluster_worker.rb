@@ -6,8 +6,8 @@ module Kino
   #
   # Boot: own signal handlers (the master's were inherited), the app
   # (loaded here when it is a Loader: preload false), on_worker_boot, the
-  # engine's I/O threads on the inherited listener, a ThreadPool of
-  # +threads+ threads, then "ready\n" to the master. Anything that fails
+  # engine's I/O threads on the inherited listener, the ThreadPool of
+  # ProcessPool#child_pool, then "ready\n" to the master. Anything that fails
   # before "ready" exits 1: the master counts it as a boot failure.
   #
   # Then a thread answers the master's stats questions until the control
@@ -20,16 +20,14 @@ module Kino
     # forwards, reopens this process's log files.)
     IGNORED = %w[TTIN TTOU USR1 USR2 URG].freeze
 
-    def initialize(server_id:, app:, worker:, threads:, handler:, boot_hook:, control:, shutdown_timeout:, tuning: {})
-      @server_id = server_id
-      @app = app
+    # +pool+: the master's ProcessPool as this process inherited it at the
+    # fork, read for its settings only (nothing of it runs here); +worker+:
+    # this process's worker number; +control+: its socket to the master.
+    def initialize(pool, worker, control)
+      @pool = pool
+      @server_id = pool.server_id
       @worker = worker
-      @threads = threads
-      @handler = handler
-      @boot_hook = boot_hook
       @control = control
-      @shutdown_timeout = shutdown_timeout
-      @tuning = tuning # quarantine_timeout, quarantine_max: this process quarantines its own threads
       @writing = Mutex.new
     end
 
@@ -40,7 +38,7 @@ module Kino
       answerer = Thread.new { answer_stats(pool) }
       answerer.report_on_exception = false
       wake_r.read(1) # a signal, or the master's end
-      Server.drain_engine(@server_id, pool, @shutdown_timeout) { report(0, own_stats(pool)) }
+      Server.drain_engine(@server_id, pool, @pool.shutdown_timeout) { report(0, own_stats(pool)) }
       exit!(0)
     rescue Exception => e # rubocop:disable Lint/RescueException
       Log.error("worker-#{@worker}", "worker process #{@worker} (pid #{Process.pid}) failed: #{e.class}: #{e.message}")
@@ -65,12 +63,11 @@ module Kino
 
     def boot
       $PROGRAM_NAME = "kino worker #{@worker}"
-      app = @app.is_a?(Loader) ? @app.load : @app
-      Hooks.call(@boot_hook, :on_worker_boot, @worker)
+      app = @pool.app.is_a?(Loader) ? @pool.app.load : @pool.app
+      Hooks.call(@pool.boot_hook, :on_worker_boot, @worker)
       Native.server_keep_listeners(@server_id) # the master's: never closed or unlinked here
       Native.server_start(@server_id)
-      pool = ThreadPool.new(@server_id, app, workers: 1, threads: @threads, handler: @handler, hooks: {},
-                                             first_worker: @worker, tuning: @tuning).start
+      pool = @pool.child_pool(app, @worker).start
       @control.write("ready\n")
       pool
     end
