@@ -51,13 +51,22 @@ class SystemdTest < Minitest::Test
              "-E", "LD_PRELOAD=#{ENV.fetch('LD_PRELOAD', '')}", "-E", "GEM_PATH=#{ENV.fetch('GEM_PATH', '')}", *kino]
       pid = Process.spawn(env, *cmd, chdir: @dir, out: File::NULL, err: File.join(@dir, "err.log"))
       sleep 0.05 until File.socket?(sock) || Process.waitpid(pid, Process::WNOHANG)
+      # Both sockets serve: the TCP one with the address its PROXY header
+      # gives, the unix one (no PROXY protocol) as a local client.
+      served = lambda do |client|
+        socket = TCPSocket.new("127.0.0.1", port)
+        socket.write("PROXY TCP4 #{client} 127.0.0.1 1 80\r\nGET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert_equal "ok #{client}", parse_responses(read_all(socket, timeout: 30)).first&.body,
+                     File.read(File.join(@dir, "err.log"))
+        socket.close
+        unix = UNIXSocket.new(sock)
+        unix.write("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert_equal "ok 127.0.0.1", parse_responses(read_all(unix, timeout: 10)).first.body
+        unix.close
+      end
       # systemd-socket-activate starts Kino at the first connection, which
       # waits in the backlog meanwhile
-      socket = TCPSocket.new("127.0.0.1", port)
-      socket.write("PROXY TCP4 192.0.2.8 127.0.0.1 1 80\r\nGET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-      assert_equal "ok 192.0.2.8", parse_responses(read_all(socket, timeout: 30)).first&.body,
-                   File.read(File.join(@dir, "err.log"))
-      socket.close
+      served.call("192.0.2.8")
 
       ready = next_message.call
       assert_match(/^READY=1$/, ready)
@@ -66,25 +75,13 @@ class SystemdTest < Minitest::Test
       assert_equal "WATCHDOG=1", next_message.call
       assert_equal "WATCHDOG=1", next_message.call
 
-      unix = UNIXSocket.new(sock) # the second socket, without PROXY protocol
-      unix.write("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-      assert_equal "ok 127.0.0.1", parse_responses(read_all(unix, timeout: 10)).first.body
-      unix.close
-
       # a hot restart keeps systemd's sockets, with their settings
       Process.kill("USR2", pid)
       message = next_message.call while message.nil? || message == "WATCHDOG=1"
       assert_match(/^RELOADING=1$/, message)
       message = next_message.call while message.nil? || !message.include?("READY=1")
       message = nil
-      socket = TCPSocket.new("127.0.0.1", port)
-      socket.write("PROXY TCP4 192.0.2.9 127.0.0.1 1 80\r\nGET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-      assert_equal "ok 192.0.2.9", parse_responses(read_all(socket, timeout: 30)).first&.body
-      socket.close
-      unix = UNIXSocket.new(sock)
-      unix.write("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-      assert_equal "ok 127.0.0.1", parse_responses(read_all(unix, timeout: 10)).first.body
-      unix.close
+      served.call("192.0.2.9")
 
       Process.kill("TERM", pid)
       message = next_message.call while message.nil? || message == "WATCHDOG=1"
