@@ -1343,6 +1343,10 @@ static void io_sweep(kino_io *io) {
         klist_push(&io->t_held, &c->tlink);
         conn_preempt(io, c, 504, ANS_TIMEOUT, 0);
     }
+    while (EXPIRED(&io->t_streams)) { /* an HTTP/2 stream: 504 on it alone */
+        klist_remove(&c->tlink);
+        if (kino_h2conn_timeout(io, c)) log_canned(io->s, io->index, NULL, 504, 0);
+    }
     while (EXPIRED(&io->t_flush)) conn_close(io, c);
     while (EXPIRED(&io->t_linger)) conn_close(io, c);
 #undef EXPIRED
@@ -1351,7 +1355,7 @@ static void io_sweep(kino_io *io) {
 /* Milliseconds until the earliest deadline or the next Date second. */
 static int io_timeout(kino_io *io) {
     klist *lists[] = {&io->t_header, &io->t_body, &io->t_idle, &io->t_parked,
-                      &io->t_away, &io->t_flush, &io->t_linger};
+                      &io->t_away, &io->t_flush, &io->t_linger, &io->t_streams};
     struct timespec ts; /* t_held has no deadline */
     clock_gettime(CLOCK_REALTIME, &ts);
     int64_t t = 1000 - ts.tv_nsec / 1000000;
@@ -1842,6 +1846,7 @@ kino_server *kino_server_new(const kino_options *o, char *err, size_t errlen) {
                           &io->t_held, &io->t_flush, &io->t_linger, &io->dead};
         for (size_t k = 0; k < sizeof lists / sizeof *lists; k++) klist_init(lists[k]);
         klist_init(&s->io[i].h2conns);
+        klist_init(&s->io[i].t_streams);
     }
     date_refresh();
     kino_log_start(); /* once per process: canned answers leave notes */

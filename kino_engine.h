@@ -744,6 +744,8 @@ struct kino_io {
     _Atomic int parked;           /* t_parked is not empty */
     _Atomic int missed_away;      /* away conns whose missed is set */
     klist h2conns;                /* HTTP/2 connections (kino_stream.c) */
+    klist t_streams;              /* HTTP/2 streams under request_timeout,
+                                     by their request objects (kino_stream.c) */
     kino_buf *pool;
     int npool;
     int listening;
@@ -968,6 +970,7 @@ void kino_h2conn_returned(kino_io *io, kino_conn *c) KINO_HIDDEN;
 void kino_h2conn_destroyed(kino_conn *c) KINO_HIDDEN;
 void kino_h2conn_dropped(kino_conn *c) KINO_HIDDEN;
 void kino_h2conn_drain(kino_io *io) KINO_HIDDEN;
+int kino_h2conn_timeout(kino_io *io, kino_conn *c) KINO_HIDDEN;
 /* ... and the worker API on a stream (c->st set) */
 int kino_stream_wait(kino_conn *c, kino_waiter *w, int events) KINO_HIDDEN;
 long kino_stream_body_read(kino_conn *c, kino_waiter *w, char *buf, size_t n) KINO_HIDDEN;

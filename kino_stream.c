@@ -23,6 +23,12 @@
  * connection, at most once until the thread has looked at it; a worker
  * that must wait is woken through its waiter's wake fd.
  *
+ * Timers. Under request_timeout a stream's request object sits on its
+ * I/O thread's t_streams list (by c->tlink, an I/O-thread field) from
+ * the moment it is queued until the I/O thread has nothing more to frame
+ * for it; the I/O thread alone arms and disarms it, and always disarms
+ * it before the stream can be freed (stream_disarm).
+ *
  * Freeing. A stream is freed when both sides are done with it: the
  * worker (kino_next) and the I/O thread (response framed, or the stream
  * or connection gone). The connection's shared part (kino_h2conn) lives
@@ -150,6 +156,12 @@ static void stream_push(kino_stream *st) {
     wake_io(io);
 }
 
+/* Take the stream off the request_timeout list (I/O thread; a no-op
+ * when it is not on it). Done wherever the I/O thread marks a stream
+ * io_done, and for every stream when the connection closes, so no freed
+ * stream is ever on the list. */
+static void stream_disarm(kino_stream *st) { klist_remove(&st->c->tlink); }
+
 /* Copy a request head into one block that lives as long as the stream:
  * the frame layer's spans die when its callback returns. */
 static kino_conn *stream_conn(kino_h2conn *hc, const kino_head *h) {
@@ -274,6 +286,7 @@ static int stream_pump(kino_h2conn *hc, kino_stream *st, int *last) {
         st->io_done = 1;
     }
     if (st->end_sent) st->io_done = 1;
+    if (st->io_done) stream_disarm(st);
     if (st->io_done && st->worker_done && !st->notified) {
         if (h) {
             kino_h2_stream_done(h, st->id);
@@ -328,9 +341,14 @@ static void *on_request(void *ctx, uint32_t id, const kino_head *h, int end) {
     atomic_fetch_add_explicit(&s->queued, 1, memory_order_relaxed);
     c->queued_at = hc->io->now;
     c->state = C_AWAY;
+    if (s->request_ms) { /* as for HTTP/1.1: from the moment it is queued */
+        c->deadline = hc->io->now + s->request_ms;
+        klist_push(&hc->io->t_streams, &c->tlink);
+    }
     if (kino_ready_push(s, c) != 0) { /* queue full or stopped: refused */
         atomic_fetch_sub_explicit(&s->queued, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&s->rejected, 1, memory_order_relaxed);
+        stream_disarm(st);
         pthread_mutex_lock(&hc->mu);
         int last;
         stream_free(st, &last);
@@ -371,6 +389,7 @@ static void on_reset(void *ctx, void *stream, uint32_t code) {
     st->gone = 1;
     st->gone_code = code;
     st->io_done = 1;
+    stream_disarm(st);
     stream_wake(st);
     int last = 0;
     if (st->worker_done && !st->notified) {
@@ -511,6 +530,7 @@ static void hc_close(kino_io *io, kino_h2conn *hc) {
         kino_stream *st = KLIST_ENTRY(n, kino_stream, link);
         st->gone = 1;
         st->io_done = 1;
+        stream_disarm(st);
         stream_wake(st);
         int last;
         if (st->worker_done && !st->notified) stream_free(st, &last);
@@ -608,6 +628,57 @@ void kino_h2conn_drain(kino_io *io) {
     }
 }
 
+static int st_field(kino_stream *st, const char *name, size_t nlen, const char *val, size_t vlen);
+
+/* request_timeout expired for c's stream (I/O thread; c is already off
+ * t_streams). As over HTTP/1.1 the answer is the server's only while
+ * the app has not begun its own: the compare-and-swap on c->answer
+ * decides, so a worker that begins later fails its kino_resp_begin, and
+ * a response under way is never cut. The 504 is queued like a worker's
+ * response -- head fields, body bytes, out_end -- and framed by
+ * stream_pump as the windows allow; the worker-owned buffers are the
+ * I/O thread's to fill here because the worker can no longer claim the
+ * answer. The stream and the connection go on; a request body still
+ * arriving is declined (RST_STREAM NO_ERROR) once the worker lets go.
+ * Returns 1 when the timeout answered the stream, 0 when the app had. */
+int kino_h2conn_timeout(kino_io *io, kino_conn *c) {
+    kino_stream *st = c->st;
+    kino_h2conn *hc = st->hc;
+    int open = ANS_OPEN;
+    if (!atomic_compare_exchange_strong(&c->answer, &open, ANS_TIMEOUT)) return 0;
+    atomic_fetch_add_explicit(&io->s->timeouts, 1, memory_order_relaxed);
+    const char *reason = kino_reason(504);
+    size_t n = strlen(reason);
+    char num[24], date[DATE_WORDS * 8];
+    int k = snprintf(num, sizeof num, "%zu", n + 1);
+    date_copy(date); /* "Date: <value>\r\n" */
+    pthread_mutex_lock(&hc->mu);
+    int last = 0, ok = 0;
+    if (!st->io_done && hc->h) {
+        st->fields_len = 0;
+        st->nfields = 0;
+        st->out_off = st->out_len = 0;
+        ok = !st_field(st, "content-type", 12, "text/plain", 10) &&
+             !st_field(st, "content-length", 14, num, (size_t)k) &&
+             !st_field(st, "date", 4, date + 6, DATE_LINE_LEN - 8) &&
+             !st_field(st, "server", 6, "Kino", 4) && grow(&st->out, &st->out_cap, n + 1);
+        if (ok) {
+            memcpy(st->out, reason, n);
+            st->out[n] = '\n';
+            st->out_len = n + 1;
+        }
+        st->status = 504;
+        st->head_ready = 1;
+        st->out_end = 1;
+        st->abort = (unsigned)!ok; /* out of memory: a 500 without a body, or a reset */
+        stream_wake(st); /* a worker waiting for body bytes: its next call fails */
+        stream_pump(hc, st, &last);
+    }
+    pthread_mutex_unlock(&hc->mu);
+    if (hc->c) hc_flush(io, hc);
+    return 1;
+}
+
 /* ------------------------------------------------------------------ */
 /* 4. workers                                                         */
 /* ------------------------------------------------------------------ */
@@ -657,6 +728,8 @@ long kino_stream_body_read(kino_conn *c, kino_waiter *w, char *buf, size_t n) {
     kino_h2conn *hc = st->hc;
     if (c->broken || c->refused) return KINO_ERROR;
     if (c->body == B_NONE || c->body == B_DONE || n == 0) return 0;
+    if (atomic_load(&c->answer) == ANS_TIMEOUT) /* the 504 went out: as a shut socket */
+        return st_fail(c, "request already answered (request_timeout)");
     pthread_mutex_lock(&hc->mu);
     size_t have = st->in_len - st->in_off;
     long r;

@@ -33,9 +33,49 @@ class HTTP2Test < Minitest::Test
     def value = @mutex.synchronize { @n }
   end
 
+  # Requests to /hold wait (up to 10 s) until a request to /release lets
+  # them go; /release says how many it let go.
+  class Gate
+    def initialize
+      @mutex = Mutex.new
+      @cond = ConditionVariable.new
+      @waiting = 0
+      @released = 0
+    end
+
+    def hold
+      @mutex.synchronize do
+        @waiting += 1
+        deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + 10
+        while @released.zero? && (left = deadline - Process.clock_gettime(Process::CLOCK_MONOTONIC)).positive?
+          @cond.wait(@mutex, left)
+        end
+        @released -= 1 if @released.positive?
+        @waiting -= 1
+      end
+    end
+
+    def release
+      @mutex.synchronize do
+        n = @waiting - @released
+        @released += n
+        @cond.broadcast
+        n
+      end
+    end
+  end
+
   class Chunks
     def each
       3.times { |i| yield "chunk#{i}\n" }
+    end
+  end
+
+  class Drip # a response that begins at once and ends 0.6 s later
+    def each
+      yield "drip-"
+      sleep 0.6
+      yield "drop"
     end
   end
 
@@ -47,7 +87,7 @@ class HTTP2Test < Minitest::Test
     def trailers = { "grpc-status" => "0", "grpc-message" => "fine" }
   end
 
-  def app(counter = Counter.new)
+  def app(counter = Counter.new, gate = Gate.new)
     lambda do |env|
       counter.bump unless env["PATH_INFO"] == "/count"
       case env["PATH_INFO"]
@@ -57,11 +97,15 @@ class HTTP2Test < Minitest::Test
                         [200, {}, ["slow"]]
       when "/big" then [200, { "content-type" => "text/plain" }, ["x" * 1_000_000]]
       when "/stream" then [200, { "content-type" => "text/plain" }, Chunks.new]
+      when "/drip" then [200, { "content-type" => "text/plain" }, Drip.new]
       when "/trailers" then [200, { "content-type" => "application/grpc", "trailer" => "grpc-status" }, WithTrailers.new]
       when "/echo"
         body = env["rack.input"] ? env["rack.input"].read : ""
         [200, { "content-type" => "text/plain" }, ["got #{body.bytesize}:#{body[0, 8].unpack1('H*')}"]]
       when "/count" then [200, {}, [counter.value.to_s]]
+      when "/hold" then gate.hold
+                        [200, {}, ["held"]]
+      when "/release" then [200, {}, ["released #{gate.release}"]]
       else [404, {}, ["no"]]
       end
     end
@@ -293,6 +337,26 @@ class HTTP2Test < Minitest::Test
       tool(PYTHON)
       counter = Counter.new
       serve(app(counter), workers: 1, threads: 4) { |server| frames(name, server.port) }
+    end
+  end
+
+  # request_timeout on streams: a 504 on the stream that took too long
+  # while its handler still runs, the connection and its other streams go
+  # on (test/h2/frames.py request_timeout has the frames); curl gets the
+  # 504, and the server counts each as a timeout
+  def test_request_timeout_answers_504_on_the_stream
+    tool(PYTHON)
+    tool("curl")
+    serve(app, workers: 1, threads: 4, request_timeout: 0.3) do |server|
+      frames("request_timeout", server.port)
+      assert_equal 2, server.stats[:timeouts]
+      base = "http://127.0.0.1:#{server.port}"
+      out, status = curl("--http2-prior-knowledge", "-w", " %{http_code} %{http_version}", "#{base}/hold")
+      assert status.success?, out
+      assert_equal "Gateway Timeout\n 504 2", out
+      out, = curl("--http2-prior-knowledge", "#{base}/release")
+      assert_equal "released 1", out, "the handler was still running when curl got the 504"
+      assert_equal 3, server.stats[:timeouts]
     end
   end
 end

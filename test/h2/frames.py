@@ -9,7 +9,8 @@ comes back: the frames, their codes, and that the connection (or the
 server) still serves afterwards. It prints "ok CASE" and exits 0, or
 prints why and exits 1. The app behind the port is test/http2_test.rb's:
 / answers "hello", /slow sleeps 1 s, /big sends 1 MB, /echo reads the
-body, /count says how many requests reached the app.
+body, /count says how many requests reached the app, /drip sends its
+head and then its body slowly, /hold waits until /release lets it go.
 """
 import socket
 import struct
@@ -416,6 +417,36 @@ def rapid_reset(port):  # CVE-2023-44487
     reached = count(port) - before
     check(reached < 400, "%d of 2000 reset streams reached the app" % reached)
     still_serves(port)
+
+
+@case
+def request_timeout(port):  # request_timeout (0.3 s here): a 504 on that stream alone
+    c = Conn(port)
+    c.send(c.headers(1, path="/hold"))
+    status, hdrs, body = c.response(1)
+    check(status == 504 and body == b"Gateway Timeout\n", "stream 1: %r %r" % (status, body))
+    check(hdrs.get("content-length") == "16", "504 without its content-length: %r" % hdrs)
+    c.send(c.headers(3, path="/release"))
+    status, _, body = c.response(3)
+    check(body == b"released 1", "the 504 did not come while the handler ran: %r" % body)
+    # a response that has begun is never cut: /drip sends its head, then
+    # the rest of its body 0.6 s later
+    c.send(c.headers(5, path="/drip"))
+    status, _, body = c.response(5)
+    check(status == 200 and body == b"drip-drop", "a started response was cut: %r %r" % (status, body))
+    # a request body still coming after the 504 is declined with
+    # RST_STREAM NO_ERROR once the handler lets go (RFC 9113 8.1)
+    c.send(c.headers(7, method="POST", path="/hold", end=False))
+    status, _, _ = c.response(7)
+    check(status == 504, "stream 7: %r" % status)
+    c.send(c.headers(9, path="/release"))
+    expect_rst(c, 7, 0, "a request body still arriving after the 504")
+    # the late responses never reach the wire, and the connection lives
+    late = c.until(lambda f: isinstance(f, (HeadersFrame, DataFrame, GoAwayFrame)) and f.stream_id in (0, 1, 7),
+                   timeout=1)
+    check(late is None, "after the 504: %r" % late)
+    c.send(c.headers(11))
+    check(c.response(11)[0] == 200, "the connection does not serve on")
 
 
 def count(port):
