@@ -986,6 +986,7 @@ int kino_stream_resp_sendfile(kino_conn *c, kino_waiter *w, int fd, uint64_t *of
 int kino_stream_resp_error(kino_conn *c, kino_waiter *w, int status) KINO_HIDDEN;
 kino_conn *kino_stream_next(kino_conn *c, kino_waiter *w) KINO_HIDDEN;
 int kino_stream_tls(kino_conn *c) KINO_HIDDEN;
+char *kino_stream_peer_cert(kino_conn *c, size_t *len) KINO_HIDDEN;
 int kino_stream_resp_trailer(kino_conn *c, kino_waiter *w, const char *name, size_t nlen,
                              const char *val, size_t vlen) KINO_HIDDEN;
 /* kino_worker.c */

@@ -62,6 +62,9 @@ struct kino_h2conn {
     int timer;               /* I/O thread: T_HEADER, T_HELD or T_IDLE */
     int want_out;            /* I/O thread: output waits for EV_OUT */
     int tls;
+    char *peer_cert;         /* the client certificate (PEM), read once
+                                after the handshake; immutable after */
+    size_t peer_cert_len;
 };
 
 struct kino_stream {
@@ -132,6 +135,7 @@ static void stream_free(kino_stream *st, int *last) {
 
 static void hc_free(kino_h2conn *hc) {
     pthread_mutex_destroy(&hc->mu);
+    free(hc->peer_cert);
     free(hc);
 }
 
@@ -450,6 +454,11 @@ int kino_h2conn_start(kino_io *io, kino_conn *c) {
     hc->io = io;
     hc->refs = 1;
     hc->tls = conn_tls(c);
+#ifdef KINO_TLS
+    /* read here, on the thread that owns the TLS session, for every
+     * stream's SSL_CLIENT_CERT: workers never touch the session */
+    if (c->tls) hc->peer_cert = kino_tls_peer_cert(c->tls, &hc->peer_cert_len);
+#endif
     c->h2 = hc;
     c->state = C_H2;
     /* bytes already read (the sniffed preface, or more) are the frame
@@ -684,6 +693,18 @@ int kino_h2conn_timeout(kino_io *io, kino_conn *c) {
 /* ------------------------------------------------------------------ */
 
 int kino_stream_tls(kino_conn *c) { return c->st->hc->tls; }
+
+/* The connection's client certificate, as kino_conn_peer_cert gives it
+ * over HTTP/1.1: a copy the caller frees (NULL when there is none). */
+char *kino_stream_peer_cert(kino_conn *c, size_t *len) {
+    kino_h2conn *hc = c->st->hc;
+    char *pem = hc->peer_cert ? malloc(hc->peer_cert_len + 1) : NULL;
+    *len = 0;
+    if (!pem) return NULL;
+    memcpy(pem, hc->peer_cert, hc->peer_cert_len + 1);
+    *len = hc->peer_cert_len;
+    return pem;
+}
 
 static int st_fail(kino_conn *c, const char *why) {
     c->error = why;

@@ -21,6 +21,7 @@ int kino_conn_tls(kino_conn *c) { return c->st ? kino_stream_tls(c) : conn_tls(c
 int kino_conn_http2(kino_conn *c) { return c->st != NULL; }
 
 char *kino_conn_peer_cert(kino_conn *c, size_t *len) {
+    if (c->st) return kino_stream_peer_cert(c, len);
 #ifdef KINO_TLS
     if (c->tls) return kino_tls_peer_cert(c->tls, len);
 #endif

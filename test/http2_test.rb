@@ -11,6 +11,7 @@
 require_relative "helper"
 require "fileutils"
 require "open3"
+require "openssl"
 require "tmpdir"
 
 class HTTP2Test < Minitest::Test
@@ -179,6 +180,33 @@ class HTTP2Test < Minitest::Test
       h2_serve(tls: tls, http2: false) do |server|
         out, = curl("-k", "--http2", "-w", " %{http_version}", "https://127.0.0.1:#{server.port}/proto")
         assert_equal "HTTP/1.1 1.1", out, "http2 false: ALPN offers http/1.1 alone"
+      end
+    end
+  end
+
+  # mTLS: the client certificate is read once per connection, on its I/O
+  # thread, and every stream's env has it as SSL_CLIENT_CERT, with the
+  # same HTTPS env as over HTTP/1.1 (two streams on one connection: curl
+  # reuses it for the second URL)
+  def test_client_certificate_and_tls_env_on_every_stream
+    tool("curl")
+    with_certs do |tls|
+      dir = File.dirname(tls[:cert])
+      key, cert = File.join(dir, "client-key.pem"), File.join(dir, "client.pem")
+      _, status = Open3.capture2e(TOOL_ENV, "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                                  "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out", cert,
+                                  "-days", "1", "-subj", "/CN=kino-client")
+      assert status.success?
+      peer = lambda do |env|
+        [200, {}, ["#{env['SERVER_PROTOCOL']} #{env['rack.url_scheme']} #{env['HTTPS']}\n#{env['SSL_CLIENT_CERT']}"]]
+      end
+      serve(peer, workers: 1, threads: 2, tls: tls.merge(ca: cert)) do |server|
+        url = "https://127.0.0.1:#{server.port}/"
+        out, status = curl("-k", "--http2", "--cert", cert, "--key", key, url, url)
+        assert status.success?, out
+        assert_equal "HTTP/2 https on\n#{OpenSSL::X509::Certificate.new(File.read(cert)).to_pem}" * 2, out
+        _, status = curl("-k", "--http2", url)
+        refute status.success?, "no client certificate: refused, as over HTTP/1.1"
       end
     end
   end
