@@ -547,7 +547,8 @@ uint64_t kino_resp_sent(kino_conn *c);
 
 /* An informational response (103 Early Hints) before the final one:
  * kino_resp_info_begin, kino_resp_header per field, kino_resp_info_end
- * (which flushes: KINO_AGAIN as for kino_resp_flush). HTTP/1.1 only: on
+ * (which flushes: KINO_AGAIN as for kino_resp_flush; on an HTTP/2 stream
+ * it hands the head to the I/O thread, a HEADERS frame of its own). On
  * HTTP/1.0, or once a timeout or shutdown answered, begin returns
  * KINO_ERROR and nothing is sent. After a hint, request_timeout no
  * longer applies: the response has begun. */

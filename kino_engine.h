@@ -984,6 +984,8 @@ int kino_stream_resp_end(kino_conn *c, kino_waiter *w) KINO_HIDDEN;
 int kino_stream_resp_sendfile(kino_conn *c, kino_waiter *w, int fd, uint64_t *offset,
                               uint64_t *left) KINO_HIDDEN;
 int kino_stream_resp_error(kino_conn *c, kino_waiter *w, int status) KINO_HIDDEN;
+int kino_stream_info_begin(kino_conn *c, kino_waiter *w, int status) KINO_HIDDEN;
+int kino_stream_info_end(kino_conn *c, kino_waiter *w) KINO_HIDDEN;
 kino_conn *kino_stream_next(kino_conn *c, kino_waiter *w) KINO_HIDDEN;
 int kino_stream_tls(kino_conn *c) KINO_HIDDEN;
 char *kino_stream_peer_cert(kino_conn *c, size_t *len) KINO_HIDDEN;

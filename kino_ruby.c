@@ -815,7 +815,7 @@ static void template_update(worker *wk, VALUE peer, VALUE host, VALUE name, VALU
  * HTTP_HOST only when the request has a Host (or an absolute-form
  * authority); https, HTTPS=on and no hijack on a TLS connection;
  * rack.input reading c's body (the shared null input when there is none);
- * rack.early_hints on HTTP/1.1 only.
+ * rack.early_hints on HTTP/1.1 and HTTP/2 (not HTTP/1.0).
  *
  * Cost: a copy of the worker's frozen template (which already holds the
  * constant entries and the last request's peer and Host) and a String per
@@ -897,7 +897,7 @@ static VALUE build_env(worker *wk, kino_conn *c) {
     RB_OBJ_WRITE(wk->self, &wk->input, input);
     if (input != null_input) rb_hash_aset(env, K_RACK_INPUT, input);
     rb_hash_aset(env, K_RACK_RESPONSE_FINISHED, rb_ary_new());
-    if (h->minor && !h2) rb_hash_aset(env, K_RACK_EARLY_HINTS, hints_new(wk));
+    if (h->minor || h2) rb_hash_aset(env, K_RACK_EARLY_HINTS, hints_new(wk));
     else rb_hash_delete(env, K_RACK_EARLY_HINTS); /* no 1xx for HTTP/1.0 (nor, yet, HTTP/2) */
     return env;
 }

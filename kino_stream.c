@@ -86,6 +86,10 @@ struct kino_stream {
                                 until out_end publishes them) */
     size_t trailers_len, trailers_cap;
     int ntrailers;
+    char *hints;             /* informational heads not yet framed: per
+                                head u16 status, u16 count, u32 bytes, then
+                                its field records */
+    size_t hints_len, hints_cap;
     kino_waiter *waiter;     /* a worker waiting in kino_wait */
     uint32_t gone_code;
     unsigned in_end : 1;     /* the body is complete */
@@ -128,6 +132,7 @@ static void stream_free(kino_stream *st, int *last) {
     free(st->out);
     free(st->fields);
     free(st->trailers);
+    free(st->hints);
     free(st->c);
     free(st);
     *last = --hc->refs == 0;
@@ -246,6 +251,24 @@ static int stream_pump(kino_h2conn *hc, kino_stream *st, int *last) {
     if (!st->io_done && (st->gone || !h)) st->io_done = 1;
     kino_header f[32];
     int heap;
+    if (st->hints_len) { /* 103 Early Hints, each its own HEADERS frame */
+        const char *p = st->hints, *e = st->hints + st->hints_len;
+        while (!st->io_done && !st->head_sent && p < e) {
+            uint16_t status, n;
+            uint32_t len;
+            memcpy(&status, p, 2);
+            memcpy(&n, p + 2, 2);
+            memcpy(&len, p + 4, 4);
+            kino_header *fv = records(p + 8, n, f, 32, &heap);
+            if (!fv || kino_h2_send_head(h, st->id, status, fv, n, 0) != KINO_OK) {
+                st->io_done = 1;
+                kino_h2_reset(h, st->id, KINO_H2_INTERNAL_ERROR);
+            }
+            if (heap) free(fv);
+            p += 8 + len;
+        }
+        st->hints_len = 0;
+    }
     if (!st->io_done && st->head_ready && !st->head_sent) {
         kino_header *fv = records(st->fields, st->nfields, f, 32, &heap);
         int end = st->out_end && !st->abort && st->out_len == st->out_off && !st->ntrailers;
@@ -790,7 +813,7 @@ int kino_stream_resp_begin(kino_conn *c, kino_waiter *w, int status) {
     kino_stream *st = c->st;
     int open = ANS_OPEN;
     if (c->refused) return KINO_ERROR;
-    if (!atomic_compare_exchange_strong(&c->answer, &open, ANS_APP))
+    if (!atomic_compare_exchange_strong(&c->answer, &open, ANS_APP) && !(open == ANS_APP && c->hinted))
         return st_fail(c, "request already answered (timeout or shutdown)");
     if (c->final) return st_fail(c, "response already started");
     if (status < 100 || status > 999) status = 500;
@@ -848,6 +871,53 @@ int kino_stream_resp_trailer(kino_conn *c, kino_waiter *w, const char *name, siz
 }
 
 static int st_bodiless(int st) { return st < 200 || st == 204 || st == 304; }
+
+/* An informational head (103 Early Hints) on a stream: built in the
+ * head's field buffer (the final head has not begun), then published as
+ * a block of st->hints that the I/O thread frames as HEADERS without
+ * END_STREAM before the final head. As over HTTP/1.1 the first one
+ * claims the answer, so request_timeout no longer applies. */
+int kino_stream_info_begin(kino_conn *c, kino_waiter *w, int status) {
+    kino_stream *st = c->st;
+    int open = ANS_OPEN;
+    if (c->final || c->broken || c->refused || status < 100 || status > 199) return KINO_ERROR;
+    if (!atomic_compare_exchange_strong(&c->answer, &open, ANS_APP) && !(open == ANS_APP && c->hinted))
+        return KINO_ERROR; /* a timeout answered, or the final response began */
+    c->hinted = 1;
+    c->status = status; /* for kino_resp_header's rules */
+    st->fields_len = 0;
+    st->nfields = 0;
+    st->seen_date = st->seen_server = st->seen_length = 0;
+    return KINO_OK;
+}
+
+int kino_stream_info_end(kino_conn *c, kino_waiter *w) {
+    kino_stream *st = c->st;
+    kino_h2conn *hc = st->hc;
+    if (c->final || !c->hinted || st->nfields > 0xffff || st->fields_len > 0xffffffffu) return KINO_ERROR;
+    uint16_t status = (uint16_t)c->status, n = (uint16_t)st->nfields;
+    uint32_t len = (uint32_t)st->fields_len;
+    pthread_mutex_lock(&hc->mu);
+    int r = KINO_OK, push = 0;
+    if (st->gone) {
+        r = st_fail(c, "client reset the stream");
+    } else if (!grow(&st->hints, &st->hints_cap, st->hints_len + 8 + len)) {
+        r = st_fail(c, "out of memory");
+    } else {
+        char *p = st->hints + st->hints_len;
+        memcpy(p, &status, 2);
+        memcpy(p + 2, &n, 2);
+        memcpy(p + 4, &len, 4);
+        if (len) memcpy(p + 8, st->fields, len);
+        st->hints_len += 8 + len;
+        push = st_note(st); /* hints are worth sending at once */
+    }
+    pthread_mutex_unlock(&hc->mu);
+    st->fields_len = 0;
+    st->nfields = 0;
+    if (push) stream_push(st);
+    return r;
+}
 
 int kino_stream_resp_header(kino_conn *c, kino_waiter *w, const char *name, size_t nlen,
                             const char *val, size_t vlen) {

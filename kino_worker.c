@@ -652,7 +652,7 @@ int kino_resp_trailer(kino_conn *c, kino_waiter *w, const char *name, size_t nle
 }
 
 int kino_resp_info_begin(kino_conn *c, kino_waiter *w, int status) {
-    if (c->st) return KINO_ERROR; /* no 1xx on an HTTP/2 stream (yet) */
+    if (c->st) return kino_stream_info_begin(c, w, status);
     int open = ANS_OPEN;
     if (c->head.minor == 0 || c->final || c->broken || c->refused || status < 100 || status > 199)
         return KINO_ERROR;
@@ -665,7 +665,7 @@ int kino_resp_info_begin(kino_conn *c, kino_waiter *w, int status) {
 }
 
 int kino_resp_info_end(kino_conn *c, kino_waiter *w) {
-    if (c->st) return KINO_ERROR;
+    if (c->st) return kino_stream_info_end(c, w);
     if (out_put(w, "\r\n", 2)) return KINO_ERROR;
     return kino_resp_flush(c, w);
 }

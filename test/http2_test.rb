@@ -107,6 +107,9 @@ class HTTP2Test < Minitest::Test
       when "/hold" then gate.hold
                         [200, {}, ["held"]]
       when "/release" then [200, {}, ["released #{gate.release}"]]
+      when "/hints"
+        env["rack.early_hints"].call("link" => "</style.css>; rel=preload; as=style", "content-length" => "7")
+        [200, { "content-type" => "text/plain" }, ["hinted"]]
       else [404, {}, ["no"]]
       end
     end
@@ -181,6 +184,22 @@ class HTTP2Test < Minitest::Test
         out, = curl("-k", "--http2", "-w", " %{http_version}", "https://127.0.0.1:#{server.port}/proto")
         assert_equal "HTTP/1.1 1.1", out, "http2 false: ALPN offers http/1.1 alone"
       end
+    end
+  end
+
+  # rack.early_hints on a stream: curl sees the 103 before the 200, over
+  # h2c and over TLS (test/h2/frames.py early_hints has the frames)
+  def test_early_hints_on_streams
+    tool("curl")
+    check = lambda do |*args, url|
+      out, status = curl("-v", *args, url)
+      assert status.success?, out
+      assert_match(%r{^< HTTP/2 103\s*$.*^< link: </style.css>; rel=preload; as=style\s*$.*^< HTTP/2 200\s*$}m, out)
+      assert out.end_with?("hinted"), out
+    end
+    h2_serve { |server| check.call("--http2-prior-knowledge", "http://127.0.0.1:#{server.port}/hints") }
+    with_certs do |tls|
+      h2_serve(tls: tls) { |server| check.call("-k", "--http2", "https://127.0.0.1:#{server.port}/hints") }
     end
   end
 
@@ -360,7 +379,7 @@ class HTTP2Test < Minitest::Test
   %w[preface_and_settings bad_preface ping idle_stream_frames frame_sizes settings_values stream_ids
      closed_streams continuation header_rules request_body_flow_control response_flow_control
      no_head_of_line_blocking concurrent_streams_limit hpack_bomb continuation_flood rapid_reset
-     control_floods].each do |name|
+     control_floods early_hints].each do |name|
     define_method("test_frames_#{name}") do
       tool(PYTHON)
       counter = Counter.new

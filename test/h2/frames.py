@@ -10,7 +10,8 @@ server) still serves afterwards. It prints "ok CASE" and exits 0, or
 prints why and exits 1. The app behind the port is test/http2_test.rb's:
 / answers "hello", /slow sleeps 1 s, /big sends 1 MB, /echo reads the
 body, /count says how many requests reached the app, /drip sends its
-head and then its body slowly, /hold waits until /release lets it go.
+head and then its body slowly, /hold waits until /release lets it go,
+/hints sends 103 Early Hints first.
 """
 import socket
 import struct
@@ -447,6 +448,31 @@ def request_timeout(port):  # request_timeout (0.3 s here): a 504 on that stream
     check(late is None, "after the 504: %r" % late)
     c.send(c.headers(11))
     check(c.response(11)[0] == 200, "the connection does not serve on")
+
+
+@case
+def early_hints(port):  # rack.early_hints: 103 in a HEADERS frame of its own, then the response
+    c = Conn(port)
+    c.send(c.headers(1, path="/hints"))
+    heads, body = [], b""
+    while True:
+        f = c.until(lambda f: f.stream_id == 1)
+        check(f is not None, "stream 1 did not end")
+        check(not isinstance(f, RstStreamFrame), "stream 1 reset with %d" % getattr(f, "error_code", -1))
+        if isinstance(f, HeadersFrame):
+            fields = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+                      for k, v in c.dec.decode(f.data)}
+            heads.append((fields, "END_STREAM" in f.flags))
+        elif isinstance(f, DataFrame):
+            body += f.data
+        if "END_STREAM" in f.flags:
+            break
+    check(len(heads) == 2, "heads: %r" % heads)
+    hint, hint_end = heads[0]
+    check(hint.get(":status") == "103" and not hint_end, "first head: %r" % (heads[0],))
+    check(hint.get("link") == "</style.css>; rel=preload; as=style", "the hint's link: %r" % hint)
+    check("content-length" not in hint, "a framing field in a 1xx head: %r" % hint)
+    check(heads[1][0].get(":status") == "200" and body == b"hinted", "then: %r %r" % (heads[1], body))
 
 
 def count(port):
