@@ -826,8 +826,62 @@ static void on_priority(kino_h2 *h) {
     }
 }
 
+/* The header rules of the control frames (RFC 9113 6.3-6.9), one row
+ * per type: the stream id it must carry, its length rule, and the size
+ * of its fixed part (the part h->fixed receives: the whole payload, a
+ * SETTINGS entry at a time, or the first 8 bytes of a GOAWAY). */
+enum { ON_ZERO, ON_STREAM, ON_ANY };           /* the stream id it needs */
+enum { LEN_EXACT, LEN_AT_LEAST, LEN_ENTRIES }; /* its length: size, at
+                                                  least size, or entries
+                                                  of size (none in an ACK) */
+typedef struct {
+    uint8_t stream, length, size;
+    const char *where, *size_why; /* the connection error's reasons */
+} control_rule;
+
+static const control_rule controls[] = {
+    [F_PRIORITY] = {ON_STREAM, LEN_EXACT, 5, "PRIORITY on stream 0", "PRIORITY length not 5"},
+    [F_RST_STREAM] = {ON_STREAM, LEN_EXACT, 4, "RST_STREAM on stream 0", "RST_STREAM length not 4"},
+    [F_SETTINGS] = {ON_ZERO, LEN_ENTRIES, 6, "SETTINGS on a stream", "SETTINGS length"},
+    [F_PING] = {ON_ZERO, LEN_EXACT, 8, "PING on a stream", "PING length not 8"},
+    [F_GOAWAY] = {ON_ZERO, LEN_AT_LEAST, 8, "GOAWAY on a stream", "GOAWAY shorter than 8"},
+    [F_WINDOW_UPDATE] = {ON_ANY, LEN_EXACT, 4, NULL, "WINDOW_UPDATE length not 4"},
+};
+#define NCONTROL (sizeof controls / sizeof *controls)
+
+/* Check a control frame's header against its row (the rows with a size
+ * are the control frames; `where` is unused for ON_ANY). A wrong stream
+ * id is a connection error (PROTOCOL_ERROR), and so is a wrong length
+ * (FRAME_SIZE_ERROR), except for PRIORITY, where it is a stream error
+ * (6.3) and the payload is skipped. Returns 0 on a connection error. */
+static int control_begin(kino_h2 *h, const control_rule *r) {
+    uint32_t len = h->flen, sid = h->fsid;
+    if (r->stream == ON_ZERO ? sid != 0 : r->stream == ON_STREAM && sid == 0) {
+        conn_error(h, KINO_H2_PROTOCOL_ERROR, r->where);
+        return 0;
+    }
+    int fits = r->length == LEN_EXACT      ? len == r->size
+               : r->length == LEN_AT_LEAST ? len >= r->size
+               : (h->fflags & FL_ACK)      ? len == 0
+                                           : len % r->size == 0;
+    if (fits) {
+        h->want = len ? r->size : 0;
+    } else if (h->ftype != F_PRIORITY) {
+        conn_error(h, KINO_H2_FRAME_SIZE_ERROR, r->size_why);
+        return 0;
+    } else {
+        if (!glitch(h, "PRIORITY flood")) return 0;
+        h2_stream *s = stream_find(h, sid);
+        if (s) stream_error(h, s, KINO_H2_FRAME_SIZE_ERROR);
+        else rst(h, sid, KINO_H2_FRAME_SIZE_ERROR);
+    }
+    h->left = len;
+    return 1;
+}
+
 /* The frame header is complete: check it against the connection state
- * and set up the payload's parts. Returns 0 on a connection error. */
+ * and set up the payload's parts (a control frame by its row of
+ * controls[]). Returns 0 on a connection error. */
 static int frame_begin(kino_h2 *h) {
     const uint8_t *b = h->head;
     h->flen = (uint32_t)b[0] << 16 | (uint32_t)b[1] << 8 | b[2];
@@ -857,6 +911,7 @@ static int frame_begin(kino_h2 *h) {
         conn_error(h, KINO_H2_PROTOCOL_ERROR, "a header block was interrupted");
         return 0;
     }
+    if (t < NCONTROL && controls[t].size) return control_begin(h, &controls[t]);
     switch (t) {
     case F_DATA: {
         if (!sid) {
@@ -907,74 +962,9 @@ static int frame_begin(kino_h2 *h) {
         h->block_len = 0;
         if (len == h->want && !glitch(h, "empty HEADERS frames")) return 0;
         break;
-    case F_PRIORITY:
-        if (!sid) {
-            conn_error(h, KINO_H2_PROTOCOL_ERROR, "PRIORITY on stream 0");
-            return 0;
-        }
-        if (len != 5) { /* 6.3: a stream error */
-            if (!glitch(h, "PRIORITY flood")) return 0;
-            h2_stream *s = stream_find(h, sid);
-            if (s) stream_error(h, s, KINO_H2_FRAME_SIZE_ERROR);
-            else rst(h, sid, KINO_H2_FRAME_SIZE_ERROR);
-            break;
-        }
-        h->want = 5;
-        break;
-    case F_RST_STREAM:
-        if (!sid) {
-            conn_error(h, KINO_H2_PROTOCOL_ERROR, "RST_STREAM on stream 0");
-            return 0;
-        }
-        if (len != 4) {
-            conn_error(h, KINO_H2_FRAME_SIZE_ERROR, "RST_STREAM length not 4");
-            return 0;
-        }
-        h->want = 4;
-        break;
-    case F_SETTINGS:
-        if (sid) {
-            conn_error(h, KINO_H2_PROTOCOL_ERROR, "SETTINGS on a stream");
-            return 0;
-        }
-        if ((h->fflags & FL_ACK) ? len != 0 : len % 6 != 0) {
-            conn_error(h, KINO_H2_FRAME_SIZE_ERROR, "SETTINGS length");
-            return 0;
-        }
-        if (len) h->want = 6;
-        break;
     case F_PUSH_PROMISE:
         conn_error(h, KINO_H2_PROTOCOL_ERROR, "PUSH_PROMISE from a client");
         return 0;
-    case F_PING:
-        if (sid) {
-            conn_error(h, KINO_H2_PROTOCOL_ERROR, "PING on a stream");
-            return 0;
-        }
-        if (len != 8) {
-            conn_error(h, KINO_H2_FRAME_SIZE_ERROR, "PING length not 8");
-            return 0;
-        }
-        h->want = 8;
-        break;
-    case F_GOAWAY:
-        if (sid) {
-            conn_error(h, KINO_H2_PROTOCOL_ERROR, "GOAWAY on a stream");
-            return 0;
-        }
-        if (len < 8) {
-            conn_error(h, KINO_H2_FRAME_SIZE_ERROR, "GOAWAY shorter than 8");
-            return 0;
-        }
-        h->want = 8;
-        break;
-    case F_WINDOW_UPDATE:
-        if (len != 4) {
-            conn_error(h, KINO_H2_FRAME_SIZE_ERROR, "WINDOW_UPDATE length not 4");
-            return 0;
-        }
-        h->want = 4;
-        break;
     case F_CONTINUATION:
         if (!h->block_sid) {
             conn_error(h, KINO_H2_PROTOCOL_ERROR, "CONTINUATION without HEADERS");
