@@ -392,21 +392,31 @@ static void window_return(kino_h2 *h, h2_stream *s, size_t n) {
 /* 6. headers                                                         */
 /* ------------------------------------------------------------------ */
 
-static const char *const pseudo_names[4] = {":method", ":scheme", ":authority", ":path"};
+/* Names with their lengths, compared without a strlen per field. */
+typedef struct {
+    const char *s;
+    size_t n;
+} name_len;
+#define NAME(s) {s, sizeof s - 1}
+
+static const name_len pseudo_names[4] = {NAME(":method"), NAME(":scheme"), NAME(":authority"),
+                                         NAME(":path")};
 
 /* Fields a request must not carry in HTTP/2 (RFC 9113 8.2.2). */
 static int connection_specific(const char *n, size_t len) {
-    static const char *const bad[] = {"connection", "proxy-connection", "keep-alive",
-                                      "transfer-encoding", "upgrade"};
+    static const name_len bad[] = {NAME("connection"), NAME("proxy-connection"), NAME("keep-alive"),
+                                   NAME("transfer-encoding"), NAME("upgrade")};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
-        if (strlen(bad[i]) == len && memcmp(bad[i], n, len) == 0) return 1;
+        if (bad[i].n == len && memcmp(bad[i].s, n, len) == 0) return 1;
     return 0;
 }
 
+/* A token character, lowercase only (RFC 9113 8.2.1); '-' first, the
+ * one most names hold. */
 static int is_tchar(unsigned char c) {
-    if (c >= 'a' && c <= 'z') return 1;
+    if ((c >= 'a' && c <= 'z') || c == '-') return 1;
     if (c >= '0' && c <= '9') return 1;
-    return c && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+    return c && strchr("!#$%&'*+.^_`|~", c) != NULL;
 }
 
 /* A value is malformed with NUL, CR or LF, or with leading or trailing
@@ -470,7 +480,7 @@ static int on_field(void *ud, const kino_hpack_field *f) {
     if (n[0] == ':') {
         int k = -1;
         for (int i = 0; i < 4; i++)
-            if (strlen(pseudo_names[i]) == nl && memcmp(pseudo_names[i], n, nl) == 0) k = i;
+            if (pseudo_names[i].n == nl && memcmp(pseudo_names[i].s, n, nl) == 0) k = i;
         /* unknown, after a regular field, repeated: all malformed */
         if (k < 0 || h->regular_seen || (h->pseudo_seen & (1u << k))) {
             h->field_bad = 1;
