@@ -1316,6 +1316,7 @@ static void io_returns(kino_io *io) {
         conn_returned(io, rev);
         rev = n;
     }
+    kino_h2conn_flush_returned(io); /* one write per HTTP/2 connection */
 }
 
 /* Expire the heads of the timer lists. */
@@ -1847,6 +1848,7 @@ kino_server *kino_server_new(const kino_options *o, char *err, size_t errlen) {
         for (size_t k = 0; k < sizeof lists / sizeof *lists; k++) klist_init(lists[k]);
         klist_init(&s->io[i].h2conns);
         klist_init(&s->io[i].t_streams);
+        klist_init(&s->io[i].h2flush);
     }
     date_refresh();
     kino_log_start(); /* once per process: canned answers leave notes */

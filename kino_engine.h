@@ -746,6 +746,8 @@ struct kino_io {
     klist h2conns;                /* HTTP/2 connections (kino_stream.c) */
     klist t_streams;              /* HTTP/2 streams under request_timeout,
                                      by their request objects (kino_stream.c) */
+    klist h2flush;                /* HTTP/2 connections whose returned streams
+                                     wait to be written (kino_stream.c) */
     kino_buf *pool;
     int npool;
     int listening;
@@ -971,6 +973,7 @@ void kino_h2conn_destroyed(kino_conn *c) KINO_HIDDEN;
 void kino_h2conn_dropped(kino_conn *c) KINO_HIDDEN;
 void kino_h2conn_drain(kino_io *io) KINO_HIDDEN;
 int kino_h2conn_timeout(kino_io *io, kino_conn *c) KINO_HIDDEN;
+void kino_h2conn_flush_returned(kino_io *io) KINO_HIDDEN;
 /* ... and the worker API on a stream (c->st set) */
 int kino_stream_wait(kino_conn *c, kino_waiter *w, int events) KINO_HIDDEN;
 long kino_stream_body_read(kino_conn *c, kino_waiter *w, char *buf, size_t n) KINO_HIDDEN;

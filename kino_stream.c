@@ -46,6 +46,10 @@
                                        before its worker waits */
 #define STREAM_NOTE_READ 16384      /* body bytes read before the I/O
                                        thread is told (WINDOW_UPDATE) */
+#define STREAM_ROOM 1024            /* head bytes a stream holds at least,
+                                       so a recycled one usually fits */
+#define STREAM_SPARES 16            /* finished streams a connection keeps */
+#define SPARE_BUF_MAX 4096          /* a kept stream's buffers up to this */
 
 enum { T_HEADER, T_HELD, T_IDLE }; /* the connection's timer list */
 
@@ -54,7 +58,10 @@ struct kino_h2conn {
     kino_conn *c;            /* the connection (I/O thread) */
     kino_io *io;
     klist link;              /* io->h2conns (I/O thread) */
+    klist flink;             /* io->h2flush while a write is due (I/O thread) */
     klist streams;           /* streams not yet freed (under mu) */
+    klist spares;            /* finished streams kept for reuse (under mu) */
+    int nspares;             /* under mu */
     pthread_mutex_t mu;      /* guards the streams' shared fields */
     int refs;                /* under mu: streams not freed, + 1 while open */
     int closed;              /* under mu: the connection is gone */
@@ -68,10 +75,13 @@ struct kino_h2conn {
 };
 
 struct kino_stream {
-    kino_conn *c;            /* the request object (c->st == this) */
+    kino_conn req;           /* the request object (c->st == this); a copy
+                                of its head follows the struct (room bytes) */
+    kino_conn *c;            /* &req */
+    size_t room;
     kino_h2conn *hc;
     uint32_t id;
-    klist link;              /* hc->streams */
+    klist link;              /* hc->streams, or hc->spares */
     /* shared, under hc->mu */
     char *in;                /* request body bytes not yet read */
     size_t in_off, in_len, in_cap;
@@ -122,23 +132,63 @@ static int grow(char **buf, size_t *cap, size_t need) {
     return 1;
 }
 
-/* Free a stream and its request object; with hc->mu held. Frees the
- * connection's shared part too when it was the last reference
- * (*last set: the caller unlocks, then frees hc). */
-static void stream_free(kino_stream *st, int *last) {
-    kino_h2conn *hc = st->hc;
-    klist_remove(&st->link);
+static void stream_release(kino_stream *st) {
     free(st->in);
     free(st->out);
     free(st->fields);
     free(st->trailers);
     free(st->hints);
-    free(st->c);
     free(st);
+}
+
+/* Drop a buffer larger than a kept stream may hold. */
+static void trim(char **buf, size_t *cap) {
+    if (*cap <= SPARE_BUF_MAX) return;
+    free(*buf);
+    *buf = NULL;
+    *cap = 0;
+}
+
+/* A stream is finished on both sides; with hc->mu held. It is kept on
+ * the connection's spares for its next stream (request object, head
+ * room and buffers: no allocation per stream once a connection is warm)
+ * unless the connection is closed or has STREAM_SPARES already: a busy
+ * connection's bursts reuse them, and an idle one holds at most that
+ * many (each about 3 KiB with buffers up to SPARE_BUF_MAX; the frame
+ * layer's own buffers are 64 KiB per connection). Frees the connection's
+ * shared part too when it was the last reference (*last set: the caller
+ * unlocks, then frees hc). Per connection rather than per I/O thread
+ * because a stream may be finished on a worker (its connection gone),
+ * and hc->mu is held here anyway. */
+static void stream_free(kino_stream *st, int *last) {
+    kino_h2conn *hc = st->hc;
+    klist_remove(&st->link);
     *last = --hc->refs == 0;
+    if (hc->closed || hc->nspares >= STREAM_SPARES) {
+        stream_release(st);
+        return;
+    }
+    trim(&st->in, &st->in_cap);
+    trim(&st->out, &st->out_cap);
+    trim(&st->fields, &st->fields_cap);
+    trim(&st->trailers, &st->trailers_cap);
+    trim(&st->hints, &st->hints_cap);
+    klist_push(&hc->spares, &st->link);
+    hc->nspares++;
+}
+
+/* Free the connection's spare streams (it is gone). */
+static void spares_free(kino_h2conn *hc) {
+    while (hc->nspares > 0) {
+        kino_stream *st = KLIST_ENTRY(hc->spares.next, kino_stream, link);
+        klist_remove(&st->link);
+        stream_release(st);
+        hc->nspares--;
+    }
 }
 
 static void hc_free(kino_h2conn *hc) {
+    spares_free(hc);
     pthread_mutex_destroy(&hc->mu);
     free(hc->peer_cert);
     free(hc);
@@ -171,14 +221,41 @@ static void stream_push(kino_stream *st) {
  * stream is ever on the list. */
 static void stream_disarm(kino_stream *st) { klist_remove(&st->c->tlink); }
 
-/* Copy a request head into one block that lives as long as the stream:
- * the frame layer's spans die when its callback returns. */
-static kino_conn *stream_conn(kino_h2conn *hc, const kino_head *h) {
+/* A stream for a request head (I/O thread): a spare of the connection
+ * when one has room for the head, else a new one; its request object
+ * holds a copy of the head, since the frame layer's spans die when its
+ * callback returns. Every field but the kept buffers starts at zero, as
+ * from calloc. NULL when out of memory. */
+static kino_stream *stream_new(kino_h2conn *hc, const kino_head *h) {
     size_t strings = h->method.n + h->target.n + h->host.n;
     for (size_t i = 0; i < h->nheaders; i++) strings += h->headers[i].name.n + h->headers[i].value.n;
-    kino_conn *c = calloc(1, sizeof *c + h->nheaders * sizeof(kino_header) + strings + 1);
-    if (!c) return NULL;
-    kino_header *hdrs = (kino_header *)(c + 1);
+    size_t need = h->nheaders * sizeof(kino_header) + strings + 1;
+    kino_stream *st = NULL;
+    pthread_mutex_lock(&hc->mu);
+    if (!klist_empty(&hc->spares)) {
+        st = KLIST_ENTRY(hc->spares.next, kino_stream, link);
+        klist_remove(&st->link);
+        hc->nspares--;
+    }
+    pthread_mutex_unlock(&hc->mu);
+    if (st && st->room < need) {
+        stream_release(st);
+        st = NULL;
+    }
+    if (st) {
+        kino_stream keep = *st; /* the buffers and the room stay */
+        memset(st, 0, sizeof *st);
+        st->room = keep.room;
+#define KEEP(b) (st->b = keep.b, st->b##_cap = keep.b##_cap)
+        KEEP(in), KEEP(out), KEEP(fields), KEEP(trailers), KEEP(hints);
+#undef KEEP
+    } else {
+        size_t room = need > STREAM_ROOM ? need : STREAM_ROOM;
+        if (!(st = calloc(1, sizeof *st + room))) return NULL;
+        st->room = room;
+    }
+    kino_conn *c = st->c = &st->req;
+    kino_header *hdrs = (kino_header *)(st + 1);
     char *p = (char *)(hdrs + h->nheaders);
 #define COPY(dst, src) \
     do { \
@@ -207,7 +284,7 @@ static kino_conn *stream_conn(kino_h2conn *hc, const kino_head *h) {
     c->fd = -1;
     c->peer_port = pc->peer_port;
     memcpy(c->peer, pc->peer, sizeof c->peer);
-    return c;
+    return st;
 }
 
 /* ------------------------------------------------------------------ */
@@ -342,14 +419,10 @@ static void *on_request(void *ctx, uint32_t id, const kino_head *h, int end) {
     kino_h2conn *hc = ctx;
     kino_server *s = hc->io->s;
     if (atomic_load(&s->draining)) return NULL;
-    kino_stream *st = calloc(1, sizeof *st);
-    kino_conn *c = st ? stream_conn(hc, h) : NULL;
-    if (!c) {
-        free(st);
-        return NULL;
-    }
+    kino_stream *st = stream_new(hc, h);
+    if (!st) return NULL;
+    kino_conn *c = st->c;
     c->st = st;
-    st->c = c;
     st->hc = hc;
     st->id = id;
     st->in_end = (unsigned)end;
@@ -472,6 +545,8 @@ int kino_h2conn_start(kino_io *io, kino_conn *c) {
     }
     pthread_mutex_init(&hc->mu, NULL);
     klist_init(&hc->streams);
+    klist_init(&hc->spares);
+    klist_init(&hc->flink);
     klist_push(&io->h2conns, &hc->link);
     hc->c = c;
     hc->io = io;
@@ -552,6 +627,7 @@ static void hc_close(kino_io *io, kino_h2conn *hc) {
     c->h2 = NULL;
     hc->c = NULL;
     klist_remove(&hc->link);
+    klist_remove(&hc->flink);
     pthread_mutex_lock(&hc->mu);
     kino_h2 *h = hc->h;
     hc->h = NULL;
@@ -608,7 +684,10 @@ void kino_h2conn_event(kino_io *io, kino_conn *c, int mask) {
 }
 
 /* A stream came back from its worker with news -- or from
- * kino_server_abort (next NEXT_ABORT), unserved: answered 500. */
+ * kino_server_abort (next NEXT_ABORT), unserved: answered 500. Its
+ * frames are queued now; the connection is written once for all the
+ * streams of the batch, by kino_h2conn_flush_returned after io_returns
+ * has handed back every one (a burst of 10 responses is one send). */
 void kino_h2conn_returned(kino_io *io, kino_conn *c) {
     kino_stream *st = c->st;
     kino_h2conn *hc = st->hc;
@@ -627,7 +706,18 @@ void kino_h2conn_returned(kino_io *io, kino_conn *c) {
     }
     pthread_mutex_unlock(&hc->mu);
     if (last) hc_free(hc);
-    else if (!hc->closed && hc->c) hc_flush(io, hc);
+    else if (!hc->closed && hc->c && klist_empty(&hc->flink)) klist_push(&io->h2flush, &hc->flink);
+}
+
+/* Write every connection that streams were handed back to in this batch
+ * (I/O thread, after io_returns). hc_flush may close one: hc_close takes
+ * it off the list first, and a connection is listed only while open. */
+void kino_h2conn_flush_returned(kino_io *io) {
+    while (!klist_empty(&io->h2flush)) {
+        kino_h2conn *hc = KLIST_ENTRY(io->h2flush.next, kino_h2conn, flink);
+        klist_remove(&hc->flink);
+        hc_flush(io, hc);
+    }
 }
 
 /* A stream's request that no worker will serve (the server stops with
