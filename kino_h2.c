@@ -88,6 +88,17 @@ typedef struct h2_budget {
 /* Parser states. */
 enum { P_PREFACE, P_HEAD, P_FIXED, P_BODY, P_PAD, P_DEAD };
 
+/* One field a connection encoded at one position of a response head,
+ * with its encoding: the encoder is a pure function of the field, so the
+ * same field at the same place next time takes these bytes. */
+#define ENC_CACHE 8           /* positions remembered */
+#define ENC_CACHE_FIELD 96    /* name + value bytes of a field remembered */
+typedef struct {
+    uint16_t nlen, vlen, elen;
+    char field[ENC_CACHE_FIELD];        /* name, then value */
+    uint8_t enc[ENC_CACHE_FIELD + 8];   /* at most the bound of such a field */
+} enc_entry;
+
 struct kino_h2 {
     kino_h2_limits lim;
     kino_h2_callbacks cb;
@@ -131,6 +142,7 @@ struct kino_h2 {
 
     kino_hpack_decoder dec;
     kino_hpack_encoder enc;
+    enc_entry enc_cache[ENC_CACHE]; /* fields of recent response heads */
 
     /* streams */
     h2_stream *streams;
@@ -1202,6 +1214,33 @@ static int forbidden_response_field(const char *n, size_t len) {
  * MAX_FRAME_SIZE. The block is encoded in place after room for the
  * first frame head, then split: each later piece moves up 9 bytes for
  * its own head. */
+/* Encode field f, the i-th of a head, into out (cap bytes): from the
+ * connection's cache when the last head had the same field at that
+ * place. Response heads repeat (server and content-type always, date
+ * for a whole second, content-length for a given endpoint), and Huffman
+ * coding them anew was most of the cost of a head; the stateless
+ * encoder stays (doc/http2.md, "The encoder's choices"). Returns the
+ * bytes written, 0 when they do not fit. */
+static size_t encode_field(kino_h2 *h, size_t i, uint8_t *out, size_t cap, const kino_header *f) {
+    size_t nl = f->name.n, vl = f->value.n;
+    enc_entry *e = i < ENC_CACHE && nl + vl <= ENC_CACHE_FIELD ? &h->enc_cache[i] : NULL;
+    if (e && e->elen && e->nlen == nl && e->vlen == vl && e->elen <= cap &&
+        (!nl || memcmp(e->field, f->name.p, nl) == 0) && (!vl || memcmp(e->field + nl, f->value.p, vl) == 0)) {
+        memcpy(out, e->enc, e->elen);
+        return e->elen;
+    }
+    size_t k = kino_hpack_encode_field(out, cap, f->name.p, nl, f->value.p, vl, 0);
+    if (e && k && k <= sizeof e->enc) {
+        e->nlen = (uint16_t)nl;
+        e->vlen = (uint16_t)vl;
+        e->elen = (uint16_t)k;
+        if (nl) memcpy(e->field, f->name.p, nl);
+        if (vl) memcpy(e->field + nl, f->value.p, vl);
+        memcpy(e->enc, out, k);
+    }
+    return k;
+}
+
 static int send_block(kino_h2 *h, uint32_t id, int status, const kino_header *f, size_t n,
                       int end) {
     size_t bound = KINO_HPACK_BEGIN_MAX + 8;
@@ -1218,8 +1257,7 @@ static int send_block(kino_h2 *h, uint32_t id, int status, const kino_header *f,
     }
     for (size_t i = 0; i < n; i++) {
         if (forbidden_response_field(f[i].name.p, f[i].name.n)) continue;
-        len += kino_hpack_encode_field(b + len, bound - len, f[i].name.p, f[i].name.n, f[i].value.p,
-                                       f[i].value.n, 0);
+        len += encode_field(h, i, b + len, bound - len, &f[i]);
     }
     /* split from the end so each move is done once */
     size_t pieces = len ? (len + h->peer_frame - 1) / h->peer_frame : 1;

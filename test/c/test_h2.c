@@ -814,6 +814,67 @@ static void test_h2_response_framing(void) {
     case_free(c);
 }
 
+/* Response heads repeat their fields, and the connection reuses the
+ * encoding of a field it encoded at the same place in the last head:
+ * each head must still decode to exactly its own fields, whatever
+ * changed (a value of the same length, a name, the order, a field too
+ * long to remember, an empty value). */
+static void test_h2_encode_cache(void) {
+    h2_case *c = opened(NULL);
+    static char big[200];
+    memset(big, 'b', sizeof big);
+    struct {
+        kino_header f[4];
+        size_t n;
+        const char *want;
+    } heads[] = {
+        {{{{"content-type", 12}, {"text/plain", 10}}, {{"date", 4}, {"Mon, 07 Dec 2026 06:00:00 GMT", 29}},
+          {{"server", 6}, {"Kino", 4}}},
+         3, ":status=200;content-type=text/plain;date=Mon, 07 Dec 2026 06:00:00 GMT;server=Kino;"},
+        {{{{"content-type", 12}, {"text/plain", 10}}, {{"date", 4}, {"Mon, 07 Dec 2026 06:00:00 GMT", 29}},
+          {{"server", 6}, {"Kino", 4}}},
+         3, ":status=200;content-type=text/plain;date=Mon, 07 Dec 2026 06:00:00 GMT;server=Kino;"},
+        {{{{"content-type", 12}, {"text/plain", 10}}, {{"date", 4}, {"Mon, 07 Dec 2026 06:00:01 GMT", 29}},
+          {{"server", 6}, {"Kino", 4}}},
+         3, ":status=200;content-type=text/plain;date=Mon, 07 Dec 2026 06:00:01 GMT;server=Kino;"},
+        {{{{"content-typf", 12}, {"text/plain", 10}}, {{"server", 6}, {"Kino", 4}},
+          {{"date", 4}, {"Mon, 07 Dec 2026 06:00:01 GMT", 29}}, {{"x-big", 5}, {big, sizeof big}}},
+         4, NULL},
+        {{{{"content-type", 12}, {"", 0}}, {{"server", 6}, {"Kino", 4}}}, 2,
+         ":status=200;content-type=;server=Kino;"},
+    };
+    kino_hpack_decoder dec;
+    kino_hpack_decoder_init(&dec, 4096, 65536, NULL, 0);
+    static char text[1024], want[1024];
+    uint8_t first[256];
+    size_t first_len = 0;
+    for (size_t k = 0; k < sizeof heads / sizeof *heads; k++) {
+        uint32_t sid = 1 + 2 * (uint32_t)k;
+        w_headers(&c->w, sid, FL_END_STREAM, GET_ROOT);
+        CHECK(case_feed(c, 0) == KINO_OK);
+        CHECK(kino_h2_send_head(c->h, sid, 200, heads[k].f, heads[k].n, 1) == KINO_OK);
+        h2_drain(c->h, &c->o);
+        const oframe *hd = last_of(&c->o, F_HEADERS, sid);
+        CHECK(hd != NULL);
+        if (!hd) break;
+        decode_block(&dec, hd->p, hd->len, text);
+        if (heads[k].want) {
+            snprintf(want, sizeof want, "%s", heads[k].want);
+        } else {
+            snprintf(want, sizeof want,
+                     ":status=200;content-typf=text/plain;server=Kino;date=Mon, 07 Dec 2026 06:00:01 GMT;"
+                     "x-big=%.*s;",
+                     (int)sizeof big, big);
+        }
+        CHECKF(strcmp(text, want) == 0, "head %zu decodes to its own fields: %s", k, text);
+        if (k == 0) memcpy(first, hd->p, first_len = hd->len < sizeof first ? hd->len : 0);
+        if (k == 1) CHECKF(hd->len == first_len && memcmp(hd->p, first, first_len) == 0,
+                           "the same head is the same bytes");
+    }
+    kino_hpack_decoder_free(&dec);
+    case_free(c);
+}
+
 /* 6.8: graceful GOAWAY, 2^31-1 first, then the last stream id after a
  * PING round trip; streams after it are ignored. */
 static void test_h2_goaway(void) {
@@ -1198,6 +1259,7 @@ static void test_h2(void) {
     test_h2_stream_states();
     test_h2_flow_control();
     test_h2_response_framing();
+    test_h2_encode_cache();
     test_h2_goaway();
     test_h2_limits();
 #ifdef KINO_ENGINE_H
