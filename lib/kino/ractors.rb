@@ -29,7 +29,11 @@ module Kino
     # Once the server is stopped every worker leaves its serve loop after
     # its current request; wait up to +grace+ seconds for that. A ractor
     # cannot be killed from outside: one still in app code (wedged, or in
-    # quarantine) is left to end with the process, and said so.
+    # quarantine) is left to end with the process, and said so, and the
+    # supervisor stops waiting for it: at exit Ruby terminates every
+    # ractor, and on Ruby 3.3 a Ractor.select waiting for one that ends
+    # that way spins with the GVL held, so the process never exited (TERM
+    # with a request stuck in the app).
     def stop(grace: 1.0)
       @stopping = true
       stop_watch
@@ -40,6 +44,9 @@ module Kino
       Log.warn("main", "worker ractor#{'s' if left.size > 1} #{left.join(', ')} still in a request after " \
                        "the drain: a ractor cannot be stopped from outside, so it is left behind (it ends " \
                        "with the process)")
+      @abandoned = true
+      ring
+      @supervisor.join(grace)
       self
     end
     # The body of a worker ractor: threads - 1 helper threads and this
@@ -86,11 +93,12 @@ module Kino
     end
 
     # The next worker to end: [slot, WorkerCrash or nil, booting]; nil
-    # once every worker has ended. The supervisor waits for any worker
-    # and for the bell, which a new worker rings (#ring) so that the wait
-    # starts again with it included.
+    # once every worker has ended, or once #stop gave up on those left.
+    # The supervisor waits for any worker and for the bell, which a new
+    # worker rings (#ring) so that the wait starts again with it included.
     def next_exit
       loop do
+        return nil if @abandoned
         @bell ||= quietly { Ractor.new { Ractor.receive } } # before the list: a later spawn rings it
         ractors = @membership.synchronize { @live.values }
         if ractors.empty?
@@ -100,7 +108,7 @@ module Kino
         ractor, crash = wait_any(ractors + [@bell])
         if ractor.equal?(@bell)
           @bell = nil
-          next
+          next # (and out, when #stop abandoned the rest)
         end
         slot = @membership.synchronize { @live.key(ractor).tap { |s| @live.delete(s) if s } }
         next unless slot
