@@ -868,17 +868,17 @@ static int preface_sniff(kino_server *s, kino_conn *c) {
     return n == KINO_H2_PREFACE_LEN ? 1 : 0;
 }
 
+#ifdef KINO_TLS
 /* After a TLS handshake: did ALPN pick h2? Then the connection is
  * HTTP/2's from its first byte (1); else 0. */
 static int h2_by_alpn(kino_io *io, kino_conn *c) {
-#ifdef KINO_TLS
     if (io->s->o.http2 && kino_tls_alpn_h2(c->tls)) {
         if (kino_h2conn_start(io, c) < 0) conn_close(io, c);
         return 1;
     }
-#endif
     return 0;
 }
+#endif
 
 /* Read what the socket holds and act on it. Edge-triggered: keep reading
  * until a short read proves the socket empty. */
