@@ -77,6 +77,7 @@ typedef struct cconn {
     int64_t wait_until;           /* > 0: waiting for a snapshot */
     uint64_t want;                /* ... that answers this question */
     int metrics, head_only;       /* ... for this answer */
+    short revents;                /* what the last poll saw on fd */
     size_t len;
     char in[KINO_CONTROL_HEAD];
     char *out;                    /* the whole answer, once known */
@@ -780,10 +781,59 @@ static void ctl_list_remove(kino_control *c) {
 /* 6. Thread                                                          */
 /* ================================================================== */
 
+/* Accept newcomers up to the cap. accept(2) and the table entry happen
+ * under conns_lock, which fork(2) also takes (section 5): a worker
+ * process forked meanwhile never inherits a control connection that is
+ * not yet in the table its fork handler closes (it would hold the
+ * client's socket open after the master answered and closed it). */
+static void ctl_accept(kino_control *c, int64_t now) {
+    pthread_mutex_lock(&c->conns_lock);
+    while (c->nconns < KINO_CONTROL_CONNS) {
+        int fd = accept(c->lfd, NULL, NULL);
+        if (fd < 0) break;
+        ctl_nonblock(fd);
+        cconn *k = &c->conns[c->nconns];
+        memset(k, 0, offsetof(cconn, in));
+        k->fd = fd;
+        k->out = NULL;
+        k->out_len = k->out_off = 0;
+        k->deadline = now + KINO_CONTROL_MS;
+        c->nconns++;
+    }
+    pthread_mutex_unlock(&c->conns_lock);
+}
+
+/* One round after poll(2) returned n with p (the wake pipe, the
+ * listener, then connection i at p[2 + i]): read, answer, write, close,
+ * accept. Each connection first takes what poll saw on it into its own
+ * entry: closing one moves the last into its slot, after which p[2 + i]
+ * describes another connection. */
+static void ctl_serve(kino_control *c, const struct pollfd *p, int n, int64_t now) {
+    if (n > 0 && p[0].revents) {
+        char junk[16];
+        while (read(c->wake[0], junk, sizeof junk) > 0) {
+        }
+    }
+    for (int i = 0; i < c->nconns; i++) c->conns[i].revents = n > 0 ? p[2 + i].revents : 0;
+    for (int i = c->nconns - 1; i >= 0; i--) {
+        cconn *k = &c->conns[i];
+        int done = 0;
+        if (now >= k->deadline) done = 1;
+        else if (k->wait_until) done = (k->revents & (POLLHUP | POLLERR)) != 0; /* gone while waiting */
+        else if (k->revents && !k->out && ctl_read(c, k) < 0) done = 1;
+        if (done) ctl_close(c, i);
+    }
+    ctl_answer_waiting(c, now);
+    for (int i = c->nconns - 1; i >= 0; i--) { /* send what is ready, first bytes at once */
+        cconn *k = &c->conns[i];
+        if (k->out && !k->wait_until && (k->revents || !k->out_off) && ctl_write(k)) ctl_close(c, i);
+    }
+    if (n > 0 && (p[1].revents & POLLIN)) ctl_accept(c, now);
+}
+
 /* The loop: poll the wake pipe, the listener (below the connection cap)
  * and every connection (a waiting one only for hang-ups), until the
- * earliest deadline or wait; then serve the connections, answer those
- * whose snapshot came or whose wait ended, and accept newcomers. */
+ * earliest deadline or wait; then serve one round (ctl_serve). */
 static void *ctl_main(void *arg) {
     kino_control *c = arg;
     struct pollfd p[KINO_CONTROL_CONNS + 2];
@@ -805,43 +855,7 @@ static void *ctl_main(void *arg) {
         }
         int n = poll(p, (nfds_t)np, (int)timeout);
         if (n < 0 && errno != EINTR) break;
-        now = ctl_now_ms();
-        if (p[0].revents) {
-            char junk[16];
-            while (read(c->wake[0], junk, sizeof junk) > 0) {
-            }
-        }
-        /* existing connections first (indices shift as they close) */
-        for (int i = c->nconns - 1; i >= 0; i--) {
-            cconn *k = &c->conns[i];
-            short rev = p[2 + i].revents;
-            int done = 0;
-            if (now >= k->deadline) done = 1;
-            else if (k->wait_until) done = (rev & (POLLHUP | POLLERR)) != 0; /* gone while waiting */
-            else if (rev && !k->out && ctl_read(c, k) < 0) done = 1;
-            if (done) ctl_close(c, i);
-        }
-        ctl_answer_waiting(c, now);
-        for (int i = c->nconns - 1; i >= 0; i--) { /* send what is ready, first bytes at once */
-            cconn *k = &c->conns[i];
-            if (k->out && !k->wait_until && (p[2 + i].revents || !k->out_off) && ctl_write(k)) ctl_close(c, i);
-        }
-        if (p[1].revents & POLLIN) {
-            while (c->nconns < KINO_CONTROL_CONNS) {
-                int fd = accept(c->lfd, NULL, NULL);
-                if (fd < 0) break;
-                ctl_nonblock(fd);
-                pthread_mutex_lock(&c->conns_lock);
-                cconn *k = &c->conns[c->nconns];
-                memset(k, 0, offsetof(cconn, in));
-                k->fd = fd;
-                k->out = NULL;
-                k->out_len = k->out_off = 0;
-                k->deadline = now + KINO_CONTROL_MS;
-                c->nconns++;
-                pthread_mutex_unlock(&c->conns_lock);
-            }
-        }
+        ctl_serve(c, p, n, ctl_now_ms());
     }
     return NULL;
 }

@@ -2,8 +2,9 @@
  * test_control.c -- the control plane (kino_control.c) over real sockets:
  * its thread failing to start, published snapshots (a question per
  * answer, the answer once the snapshot comes, the last snapshot with its
- * age once the wait is over), and a forked child closing what it
- * inherited.
+ * age once the wait is over), a forked child closing what it
+ * inherited, and one round of the poll loop in which a connection
+ * closes before another is written.
  */
 #include <sys/wait.h>
 
@@ -154,8 +155,48 @@ static void control_closed_in_a_forked_child(void) {
     rmdir(dir);
 }
 
+/* One round of the poll loop (ctl_serve) where the first connection
+ * closes (its deadline passed), which moves the last one into its slot:
+ * the last one, which poll saw writable, still gets the rest of its
+ * answer in that round, by what poll saw on it, not on the slot's
+ * former occupant. */
+static void control_round_after_a_close(void) {
+    kino_control *c = ctl_test_new(0);
+    if (!c) return;
+    int peer[3];
+    int64_t now = ctl_now_ms();
+    for (int i = 0; i < 3; i++) {
+        int sv[2];
+        CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+        ctl_nonblock(sv[0]);
+        ctl_nonblock(sv[1]); /* a failed check reads nothing rather than hang */
+        cconn *k = &c->conns[c->nconns++];
+        memset(k, 0, offsetof(cconn, in));
+        k->fd = sv[0];
+        k->deadline = i == 0 ? now - 1 : now + KINO_CONTROL_MS; /* the first one's time is up */
+        peer[i] = sv[1];
+    }
+    cconn *last = &c->conns[2]; /* half its answer already sent */
+    last->out = strdup("HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nok\n");
+    last->out_len = strlen(last->out);
+    last->out_off = 9;
+    struct pollfd p[5] = {{.fd = c->wake[0]}, {.fd = c->lfd}, {.fd = c->conns[0].fd, .events = POLLIN},
+                          {.fd = c->conns[1].fd, .events = POLLIN},
+                          {.fd = last->fd, .events = POLLOUT, .revents = POLLOUT}};
+    ctl_serve(c, p, 1, now);
+    CHECKF(c->nconns == 1, "%d connections left, want 1 (the idle one)", c->nconns);
+    char buf[256];
+    ssize_t n = read(peer[2], buf, sizeof buf - 1);
+    buf[n > 0 ? n : 0] = 0;
+    CHECKF(n > 0 && strcmp(buf, "200 OK\r\ncontent-length: 3\r\n\r\nok\n") == 0, "the rest of the answer: %s", buf);
+    CHECK(read(peer[0], buf, sizeof buf) == 0); /* the first one was closed */
+    for (int i = 0; i < 3; i++) close(peer[i]);
+    kino_control_free(c);
+}
+
 static void test_control(void) {
     control_thread_start_failure();
     control_published_snapshots();
     control_closed_in_a_forked_child();
+    control_round_after_a_close();
 }
