@@ -621,7 +621,9 @@ const char *kino_reason(int status);
  * busy or stuck:
  *
  *   GET /live     200 while the process runs
- *   GET /ready    200 while running; 503 while booting or draining
+ *   GET /ready    200 while running and a worker serves (for an engine
+ *                 in this process: a waiter exists, i.e. a worker is
+ *                 past its boot); 503 while booting or draining
  *   GET /stats    JSON: state, version and Kino::Server#stats' fields
  *   GET /metrics  Prometheus text format 0.0.4
  *

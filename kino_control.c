@@ -268,6 +268,20 @@ static void ctl_put(ctl_text *t, const char *fmt, ...) {
     }
 }
 
+/* The state the probes and the numbers say. RUNNING means a worker
+ * takes requests: a host that publishes (the :cluster master) sets it
+ * itself once a worker process serves; for the engine of this process
+ * it also needs a serve loop on it (a live waiter: each worker makes
+ * its own after its boot hook), so /ready waits for the workers' boot
+ * -- in :ractor mode the ractors' -- and says "booting" again while
+ * none serves (every worker crashed and being replaced). */
+static int ctl_state(const kino_control *c) {
+    int state = atomic_load(&c->state);
+    if (state == KINO_STATE_RUNNING && !c->published && c->s && kino_server_workers(c->s, NULL, 0) == 0)
+        return KINO_STATE_BOOTING;
+    return state;
+}
+
 static const char *ctl_state_name(int state) {
     switch (state) {
     case KINO_STATE_RUNNING: return "running";
@@ -358,7 +372,7 @@ static void ctl_answer_stats(kino_control *c, ctl_text *t) {
     ctl_numbers_read(c, &nb);
     kino_stats st = nb.st;
     ctl_put(t, "{\"state\":\"%s\",\"version\":\"%s\",\"mode\":\"%s\",\"workers\":%d,\"threads\":%d,"
-           "\"io_threads\":%d,", ctl_state_name(atomic_load(&c->state)), KINO_VERSION, c->mode, nb.workers,
+           "\"io_threads\":%d,", ctl_state_name(ctl_state(c)), KINO_VERSION, c->mode, nb.workers,
            c->threads, c->io_threads);
     if (c->published) ctl_put(t, "\"stats_age_ms\":%lld,", (long long)nb.age_ms);
     ctl_put(t, "\"respawns\":%llu,\"accepted\":%llu,\"connections\":%llu,"
@@ -409,7 +423,7 @@ static void ctl_answer_metrics(kino_control *c, ctl_text *t) {
     ctl_numbers_read(c, &nb);
     kino_stats st = nb.st;
     const kino_control_row *rows = c->shown;
-    int state = atomic_load(&c->state), n = nb.n;
+    int state = ctl_state(c), n = nb.n;
     ctl_metric(t, "kino_info", "gauge", "Kino version and concurrency mode (always 1).");
     ctl_put(t, "kino_info{version=\"%s\",mode=\"%s\"} 1\n", KINO_VERSION, c->mode);
     ctl_metric(t, "kino_ready", "gauge", "1 while serving, 0 while booting or draining.");
@@ -583,7 +597,7 @@ static void ctl_route(kino_control *c, cconn *k, const kino_head *h) {
     if (ctl_span_is(h->path, "/live")) {
         ctl_respond_text(k, 200, "live\n", NULL, head_only);
     } else if (ctl_span_is(h->path, "/ready")) {
-        int state = atomic_load(&c->state);
+        int state = ctl_state(c);
         char body[32];
         snprintf(body, sizeof body, "%s\n", state == KINO_STATE_RUNNING ? "ready" : ctl_state_name(state));
         ctl_respond_text(k, state == KINO_STATE_RUNNING ? 200 : 503, body, NULL, head_only);

@@ -107,10 +107,48 @@ class ControlTest < Minitest::Test
     end
   end
 
+  # A module app: shareable, so :ractor mode can run it.
+  module Shareable
+    def self.call(_env)
+      [200, { "content-type" => "text/plain" }, ["ok"]]
+    end
+  end
+
+  # /ready says 503 "booting" until a worker has run its on_worker_boot
+  # hook and serves -- in :ractor mode inside the ractors -- then 200.
+  def test_ready_waits_for_the_workers_boot
+    %i[ractor threaded].each do |mode|
+      Dir.mktmpdir do |dir|
+        gate = File.join(dir, "gate").freeze
+        hook = Ractor.make_shareable(nil.instance_eval { ->(_worker) { sleep 0.01 until File.exist?(gate) } })
+        serve(Shareable, lint: false, mode: mode, workers: 2, on_error: nil, on_worker_boot: hook,
+                         control_bind: "127.0.0.1:0") do |server|
+          booting = control_get(server, "/ready")
+          assert_equal [503, "booting\n"], [booting.status, booting.body], mode
+          assert_equal "booting", JSON.parse(control_get(server, "/stats").body)["state"], mode
+          assert_match(/^kino_ready 0$/, control_get(server, "/metrics").body, mode)
+          File.write(gate, "")
+          ready = wait_ready(server)
+          assert_equal [200, "ready\n"], [ready.status, ready.body], mode
+          assert_equal "running", JSON.parse(control_get(server, "/stats").body)["state"], mode
+          assert_equal 200, get(server.port).status, mode
+        end
+      end
+    end
+  end
+
+  # /ready once a worker serves (Server#start returns before the
+  # workers' threads enter their serve loop).
+  def wait_ready(server)
+    ready = nil
+    wait_until { (ready = control_get(server, "/ready")).status == 200 }
+    ready
+  end
+
   def test_token_guards_stats_and_metrics_but_not_probes
     serve(APP, control_bind: "127.0.0.1:0", control_token: "s3cret-token") do |server|
       assert_equal 200, control_get(server, "/live").status
-      assert_equal 200, control_get(server, "/ready").status
+      assert_equal 200, wait_ready(server).status
       %w[/stats /metrics].each do |path|
         denied = control_get(server, path)
         assert_equal 401, denied.status
@@ -179,6 +217,7 @@ class ControlTest < Minitest::Test
       path = File.join(dir, "control.sock")
       serve(APP, control_bind: "unix://#{path}") do |server|
         assert_equal "unix://#{path}", server.control_url
+        assert_equal 200, get(server.port).status # a worker serves: /ready is 200 from now on
         socket = UNIXSocket.new(path)
         socket.write("GET /ready HTTP/1.1\r\nHost: x\r\n\r\n")
         assert_equal 200, parse_responses(read_all(socket)).first.status

@@ -284,7 +284,9 @@ class DocConfigsTest < Minitest::Test
     config = block("kino-k8s")
     assert_operator config[/shutdown_timeout (\d+)/, 1].to_i, :<, grace
     pid = start_kino("kino-k8s", "-b", "tcp://127.0.0.1:#{port(9292)}")
-    assert_equal [200, "ready\n"], get(port(9293), "/ready").then { |r| [r.status, r.body] }
+    ready = nil # 503 "booting" until a worker has booted: the probe polls, as the kubelet does
+    Timeout.timeout(10) { sleep 0.02 until (ready = get(port(9293), "/ready")).status == 200 }
+    assert_equal "ready\n", ready.body
 
     slow = Thread.new { get(port(9292), "/slow") }
     Timeout.timeout(10) { sleep 0.02 until kino_stats["in_flight"] == 1 }
