@@ -650,6 +650,11 @@ typedef struct kino_control_options {
     int lanes;                 /* lanes on: /stats shows lane_depths */
     int published;             /* 1: the numbers come from
                                   kino_control_publish, not the server */
+    int adopt;                 /* 1: serve fd, a listening socket this
+                                  process inherited (hot restart), instead
+                                  of binding; path names its unix socket
+                                  file, removed at free from now on */
+    int fd;
 } kino_control_options;
 
 /* One worker's row in a published snapshot (the :cluster master adds a
@@ -690,8 +695,16 @@ int kino_control_publish(kino_control *c, const kino_stats *total, int workers,
                          const kino_control_row *rows, int nrows, uint64_t answered);
 /* Readable when an answer waits for a snapshot; -1 unless `published`. */
 int kino_control_question_fd(const kino_control *c);
-/* Stop the thread, close the listener (removing a unix socket file it
- * made) and free. Call it before the server is freed. */
+/* Hand the listener over to the program this process is about to
+ * execute (hot restart, kino_control_options.adopt there): free then
+ * stops accepting, answers the connections it accepted (for at most a
+ * second), and leaves the listener open and its unix socket file in
+ * place. Returns its fd (still close-on-exec: the caller clears that for
+ * the exec). */
+int kino_control_keep_listener(kino_control *c);
+/* Stop the thread, answer what it can of the exchanges in progress,
+ * close the listener (removing a unix socket file it made) and free.
+ * Call it before the server is freed. */
 void kino_control_free(kino_control *c);
 
 #endif /* KINO_H */

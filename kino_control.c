@@ -56,6 +56,10 @@
 #ifndef KINO_CONTROL_MS
 #define KINO_CONTROL_MS 5000      /* longest exchange, read to last byte */
 #endif
+#ifndef KINO_CONTROL_HANDOVER_MS
+#define KINO_CONTROL_HANDOVER_MS 1000 /* a hot restart: longest wait for the
+                                         requests of accepted connections */
+#endif
 #ifndef KINO_CONTROL_WAIT_MS
 #define KINO_CONTROL_WAIT_MS 1500 /* longest wait for a fresh snapshot */
 #endif
@@ -99,7 +103,9 @@ struct kino_control {
     int wake[2];
     pthread_t thread;
     int running;
-    _Atomic int stopping;
+    _Atomic int stopping;         /* 1: stop now; 2: hand the listener over
+                                     (finish the accepted until hand_until) */
+    int64_t hand_until;
     cconn conns[KINO_CONTROL_CONNS];
     int nconns;
     kino_worker_stats *rows;      /* CONTROL_ROWS, read from the engine */
@@ -119,6 +125,8 @@ struct kino_control {
     pthread_mutex_t conns_lock;   /* held while conns/nconns change, and
                                      across fork(2) */
     pid_t owner;                  /* the process that made it */
+    int kept;                     /* the listener is handed over (hot
+                                     restart): free leaves it open */
     kino_control *next;           /* in ctl_all */
 };
 
@@ -221,6 +229,33 @@ static int ctl_listen_unix(kino_control *c, const char *path, char *err, size_t 
     }
     snprintf(err, errlen, "control_bind: cannot listen on unix socket %s: %s", path, strerror(errno));
     return -1;
+}
+
+/* Serve fd, a listening socket this process inherited from the program
+ * it replaced (hot restart), instead of binding one: the address stays
+ * the same and the connections that waited in its backlog meanwhile are
+ * answered now. A unix socket file at path is this process's to remove
+ * from now on. */
+static int ctl_adopt(kino_control *c, int fd, const char *path, char *err, size_t errlen) {
+    int listening = 0;
+    socklen_t len = sizeof listening;
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || !listening) {
+        snprintf(err, errlen, "control_bind: inherited descriptor %d is not a listening socket", fd);
+        return -1;
+    }
+    ctl_nonblock(fd);
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 && (ss.ss_family == AF_INET || ss.ss_family == AF_INET6))
+        c->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                                 : ((struct sockaddr_in *)&ss)->sin_port);
+    struct stat st;
+    if (path && path[0] != '@' && stat(path, &st) == 0 && S_ISSOCK(st.st_mode)) {
+        c->path = strdup(path);
+        c->dev = st.st_dev;
+        c->ino = st.st_ino;
+    }
+    return fd;
 }
 
 static void ctl_wake(kino_control *c) {
@@ -795,6 +830,22 @@ static void ctl_list_remove(kino_control *c) {
 /* 6. Thread                                                          */
 /* ================================================================== */
 
+/* As the thread has stopped: answer the connections still waiting for
+ * a snapshot with the last one, and send what fits of every answer not
+ * yet sent, so that an exchange in progress is not cut short when the
+ * control plane is freed (a stop, or a hot restart handing the listener
+ * over). A request not yet read is closed unanswered. */
+static void ctl_finish(kino_control *c) {
+    for (int i = 0; i < c->nconns; i++) {
+        cconn *k = &c->conns[i];
+        if (k->wait_until) {
+            k->wait_until = 0;
+            ctl_answer_numbers(c, k);
+        }
+        if (k->out) ctl_write(k);
+    }
+}
+
 /* Accept newcomers up to the cap. accept(2) and the table entry happen
  * under conns_lock, which fork(2) also takes (section 5): a worker
  * process forked meanwhile never inherits a control connection that is
@@ -854,12 +905,16 @@ static void *ctl_main(void *arg) {
     sigset_t all;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, NULL); /* signals are the host's */
-    while (!atomic_load(&c->stopping)) {
+    for (;;) {
+        int stopping = atomic_load(&c->stopping);
         int64_t now = ctl_now_ms(), timeout = -1;
+        if (stopping == 1 || (stopping == 2 && (c->nconns == 0 || now >= c->hand_until))) break;
+        if (stopping == 2) timeout = c->hand_until - now;
         int np = 0;
         p[np++] = (struct pollfd){.fd = c->wake[0], .events = POLLIN};
-        /* at the cap the listener is not polled: newcomers wait in the backlog */
-        p[np++] = (struct pollfd){.fd = c->nconns < KINO_CONTROL_CONNS ? c->lfd : -1, .events = POLLIN};
+        /* at the cap the listener is not polled: newcomers wait in the
+         * backlog (as they do for the next program once it is handed over) */
+        p[np++] = (struct pollfd){.fd = !stopping && c->nconns < KINO_CONTROL_CONNS ? c->lfd : -1, .events = POLLIN};
         for (int i = 0; i < c->nconns; i++) {
             cconn *k = &c->conns[i];
             short events = k->wait_until ? 0 : k->out ? POLLOUT : POLLIN;
@@ -906,7 +961,8 @@ kino_control *kino_control_new(kino_server *s, const kino_control_options *o, ch
         c->token = strdup(o->token);
         c->token_len = strlen(o->token);
     }
-    c->lfd = o->path ? ctl_listen_unix(c, o->path, err, errlen) : ctl_listen_tcp(c, o->host, o->port, err, errlen);
+    if (o->adopt) c->lfd = ctl_adopt(c, o->fd, o->path, err, errlen);
+    else c->lfd = o->path ? ctl_listen_unix(c, o->path, err, errlen) : ctl_listen_tcp(c, o->host, o->port, err, errlen);
     if (c->lfd < 0) {
         kino_control_free(c);
         return NULL;
@@ -943,8 +999,18 @@ void kino_control_set_state(kino_control *c, int state) {
     atomic_store(&c->state, state);
 }
 
+int kino_control_keep_listener(kino_control *c) {
+    c->kept = 1;
+    return c->lfd;
+}
+
 /* In the process that made it: stop the thread, close everything,
- * remove the unix socket file it made. In a forked child (whose copy
+ * remove the unix socket file it made. A listener handed over
+ * (kino_control_keep_listener) stays open, its file in place: the thread
+ * first stops accepting -- newcomers wait in the backlog for the next
+ * program -- and gives the connections it accepted up to
+ * KINO_CONTROL_HANDOVER_MS to be answered, so a probe that connected just
+ * before is answered, not cut. In a forked child (whose copy
  * section 5 already closed, and whose thread does not exist): free the
  * memory only -- the socket file is the parent's. */
 void kino_control_free(kino_control *c) {
@@ -952,14 +1018,18 @@ void kino_control_free(kino_control *c) {
     ctl_list_remove(c);
     int own = c->owner == getpid();
     if (own && c->running) {
-        atomic_store(&c->stopping, 1);
+        c->hand_until = ctl_now_ms() + KINO_CONTROL_HANDOVER_MS;
+        atomic_store(&c->stopping, c->kept ? 2 : 1);
         ctl_wake(c);
         pthread_join(c->thread, NULL);
     }
+    if (own) ctl_finish(c);
     while (c->nconns > 0) ctl_close(c, c->nconns - 1);
+    if (own && c->kept) c->lfd = -1; /* the next program's now */
     ctl_close_fd(&c->lfd);
     struct stat st;
-    if (own && c->path && stat(c->path, &st) == 0 && st.st_dev == c->dev && st.st_ino == c->ino) unlink(c->path);
+    if (own && !c->kept && c->path && stat(c->path, &st) == 0 && st.st_dev == c->dev && st.st_ino == c->ino)
+        unlink(c->path);
     for (int i = 0; i < 2; i++) {
         ctl_close_fd(&c->wake[i]);
         ctl_close_fd(&c->question[i]);

@@ -1790,7 +1790,8 @@ static const char *opt_cstr(VALUE h, const char *k) {
 }
 
 /* Kino::Native.control_new(server_id, {host:, port:, path:, token:, mode:,
- * workers:, threads:, io_threads:}) -> Control, listening, not started. */
+ * workers:, threads:, io_threads:, published:, fd:}) -> Control, listening,
+ * not started. fd: an inherited listening socket to serve (hot restart). */
 static VALUE native_control_new(VALUE mod, VALUE id, VALUE opts) {
     kino_control_options o = {0};
     char err[256] = "";
@@ -1807,6 +1808,8 @@ static VALUE native_control_new(VALUE mod, VALUE id, VALUE opts) {
     o.io_threads = (int)opt_long(opts, "io_threads", 0);
     o.lanes = RTEST(rb_hash_lookup2(opts, ID2SYM(rb_intern("lanes")), Qfalse));
     o.published = RTEST(rb_hash_lookup2(opts, ID2SYM(rb_intern("published")), Qfalse));
+    VALUE fd = rb_hash_lookup2(opts, ID2SYM(rb_intern("fd")), Qnil);
+    if (!NIL_P(fd)) o.adopt = 1, o.fd = NUM2INT(fd);
     kino_control *c = kino_control_new(s, &o, err, sizeof err);
     RB_GC_GUARD(opts);
     if (!c) rb_raise(eError, "%s", err);
@@ -1919,6 +1922,13 @@ static VALUE native_server_set_pool(VALUE mod, VALUE id, VALUE tally) {
 static VALUE native_control_question_fd(VALUE mod, VALUE obj) {
     (void)mod;
     return INT2NUM(kino_control_question_fd(control_of(obj)));
+}
+
+/* Kino::Native.control_keep_listener(control) -> fd: handed over to the
+ * program a hot restart executes; control_free leaves it open. */
+static VALUE native_control_keep_listener(VALUE mod, VALUE obj) {
+    (void)mod;
+    return INT2NUM(kino_control_keep_listener(control_of(obj)));
 }
 
 static void *control_free_nogvl(void *c) {
@@ -2168,6 +2178,7 @@ void Init_kino(void) {
     rb_define_module_function(mNative, "control_port", native_control_port, 1);
     rb_define_module_function(mNative, "control_state", native_control_state, 2);
     rb_define_module_function(mNative, "control_free", native_control_free, 1);
+    rb_define_module_function(mNative, "control_keep_listener", native_control_keep_listener, 1);
     rb_define_module_function(mNative, "control_publish", native_control_publish, 3);
     rb_define_module_function(mNative, "control_question_fd", native_control_question_fd, 1);
     rb_define_module_function(mNative, "defaults", native_defaults, 0);

@@ -120,10 +120,43 @@ class RestartTest < Minitest::Test
     socket&.close
   end
 
+  # /ready on the control port, on a new connection: its status, or the
+  # error's class (a refused connection), or :empty (closed unanswered).
+  def probe(cport)
+    socket = TCPSocket.new("127.0.0.1", cport)
+    socket.write("GET /ready HTTP/1.1\r\nHost: x\r\n\r\n")
+    response = parse_responses(read_all(socket, timeout: 30)).first
+    response ? response.status : :empty
+  rescue SystemCallError => e
+    e.class
+  ensure
+    socket&.close
+  end
+
+  # A thread probing /ready on the control port until the block returns;
+  # every answer, in order.
+  def probing(cport)
+    answers = []
+    stop = false
+    prober = Thread.new do
+      until stop
+        answers << probe(cport)
+        sleep 0.01
+      end
+    end
+    yield
+    stop = true
+    prober.join
+    answers
+  end
+
   def hot_restart_under_load(flags)
     sock = File.join(@dir, "k.sock")
+    File.write(File.join(@dir, "kino.rb"), "control_bind \"127.0.0.1:0\"\n", mode: "a")
     cmd = [RbConfig.ruby, KINO, *flags, "-b", "tcp://127.0.0.1:0", "-b", "unix://#{sock}"]
-    output = with_server(cmd, dir: @dir) do |port, _banner, pid|
+    output = with_server(cmd, dir: @dir) do |port, banner, pid|
+      cport = banner[%r{control: http://127\.0\.0\.1:(\d+)}, 1].to_i
+      Timeout.timeout(20) { sleep 0.02 until probe(cport) == 200 }
       cluster = flags.include?("cluster") # bodies name the worker process; the stamp is the master's boot
       first_boot = one_request(port)[1].split.first
       assert_equal pid.to_s, File.read(File.join(@dir, "kino.pid")).strip
@@ -139,23 +172,31 @@ class RestartTest < Minitest::Test
       sleep 0.2
 
       boots = []
-      all = under_load(port) do
-        Process.kill("USR2", pid)
-        # the request in flight finishes, on the old program, and tells the
-        # keep-alive client to reconnect; the idle one is closed
-        slow = read_response(keep_alive, timeout: 20)
-        assert_equal [200, first_boot, "close"], [slow.status, slow.body.split.first, slow["connection"]]
-        assert_equal "", read_all(keep_alive, timeout: 10), "closed after the response"
-        assert_equal "", read_all(idle, timeout: 10), "the idle keep-alive connection is closed"
-        Timeout.timeout(60) do
-          loop do
-            status, body = one_request(port)
-            boots << body
-            break if status == 200 && body.split.first != first_boot
-            sleep 0.05
+      all = nil
+      # the control plane answers throughout, on the same port: "draining"
+      # from the signal on, then the new program's answers
+      probes = probing(cport) do
+        all = under_load(port) do
+          Process.kill("USR2", pid)
+          # the request in flight finishes, on the old program, and tells the
+          # keep-alive client to reconnect; the idle one is closed
+          slow = read_response(keep_alive, timeout: 20)
+          assert_equal [200, first_boot, "close"], [slow.status, slow.body.split.first, slow["connection"]]
+          assert_equal "", read_all(keep_alive, timeout: 10), "closed after the response"
+          assert_equal "", read_all(idle, timeout: 10), "the idle keep-alive connection is closed"
+          Timeout.timeout(60) do
+            loop do
+              status, body = one_request(port)
+              boots << body
+              break if status == 200 && body.split.first != first_boot
+              sleep 0.05
+            end
           end
         end
+        Timeout.timeout(20) { sleep 0.02 until probe(cport) == 200 } # the new program's workers serve
       end
+      assert_empty probes - [200, 503], "every probe answered across the restart: #{probes.tally}"
+      assert_includes probes, 503, "draining"
       stamps = all.map { |_, body| body.split.first }.uniq
       assert_includes stamps, first_boot
       assert_operator stamps.size, :>=, 2, "served by the old and then the new program: #{stamps.inspect}"

@@ -330,10 +330,11 @@ module Kino
       return nil unless @options[:control_bind]
 
       where = Listeners.control(@options[:control_bind])
+      inherited = Restart.control_fd(@options[:control_bind]) # a hot restart: the same socket, still listening
       control = Native.control_new(@id, where.merge(token: @options[:control_token], mode: @mode.to_s,
                                                     workers: workers, threads: threads,
                                                     io_threads: @options[:io_threads], lanes: @options[:lanes],
-                                                    published: @mode == :cluster))
+                                                    published: @mode == :cluster, fd: inherited))
       Native.control_start(control)
       control
     end
@@ -452,8 +453,10 @@ module Kino
     # Hot restart (SIGUSR2): keep the listening sockets open, drain like a
     # graceful shutdown (in-flight requests finish, keep-alive clients get
     # "Connection: close", new connections wait in the backlog), then run
-    # the same command line again in this process, handing it the sockets.
-    # The pidfile stays: the pid does not change. When the command cannot
+    # the same command line again in this process, handing it the sockets
+    # -- the control plane's listener too: it answers ("draining") until
+    # the drain ends, probes then wait in its backlog, and the new program
+    # answers them on the same address. The pidfile stays: the pid does not change. When the command cannot
     # be run the process exits with status 1 (its supervisor restarts it).
     def restart
       @lock.synchronize do
@@ -466,10 +469,11 @@ module Kino
       Systemd.notify("RELOADING=1\nSTATUS=restarting")
       pairs = @listeners.zip(@bound).map { |l, b| [l, b[:fd]] }
       Native.server_keep_listeners(@id)
+      control = [Native.control_keep_listener(@control), @options[:control_bind]] if @control # answers on
       drain(@options[:shutdown_timeout])
       @access_log.close # exec ends the flusher thread: every queued line first
       Log.flush
-      Restart.exec(pairs)
+      Restart.exec(pairs, control: control)
     rescue SystemCallError => e
       Log.error("main", "cannot restart (#{e.message}); exiting")
       Log.flush

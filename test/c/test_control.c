@@ -3,8 +3,8 @@
  * its thread failing to start, published snapshots (a question per
  * answer, the answer once the snapshot comes, the last snapshot with its
  * age once the wait is over), a forked child closing what it
- * inherited, and one round of the poll loop in which a connection
- * closes before another is written.
+ * inherited, one round of the poll loop in which a connection closes
+ * before another is written, and the listener handed over (hot restart).
  */
 #include <sys/wait.h>
 
@@ -194,9 +194,48 @@ static void control_round_after_a_close(void) {
     kino_control_free(c);
 }
 
+/* A hot restart hands the listener over: freeing a control plane whose
+ * listener is kept leaves it open, a client that connects meanwhile waits
+ * in the backlog, and the control plane that adopts the descriptor (the
+ * next program's) serves the same port and answers that client. A
+ * descriptor that is not a listening socket is refused. */
+static void control_listener_handed_over(void) {
+    char buf[4096], err[256] = "";
+    kino_control *c = ctl_test_new(0);
+    if (!c) return;
+    CHECKF(kino_control_start(c, err, sizeof err) == KINO_OK, "start: %s", err);
+    int port = kino_control_port(c), fd = kino_control_keep_listener(c);
+    kino_control_free(c);
+    CHECKF(fcntl(fd, F_GETFD) != -1, "the kept listener %d was closed", fd);
+    int early = srv_connect_port(port), eof = 0; /* nobody accepts now: the backlog holds it */
+    CHECKF(early >= 0, "connect while handed over: %s", strerror(errno));
+    if (early < 0) return;
+    srv_sends(early, "GET /live HTTP/1.1\r\nHost: x\r\n\r\n");
+    kino_control_options o = {.host = "127.0.0.1", .mode = "threaded", .adopt = 1, .fd = fd};
+    kino_control *next = kino_control_new(NULL, &o, err, sizeof err);
+    CHECKF(next != NULL, "adopt: %s", err);
+    if (!next) return;
+    CHECK(kino_control_port(next) == port);
+    CHECKF(kino_control_start(next, err, sizeof err) == KINO_OK, "start: %s", err);
+    size_t n = srv_read(early, buf, sizeof buf - 1, 1, &eof);
+    buf[n] = 0;
+    close(early);
+    CHECKF(strstr(buf, "HTTP/1.1 200") && strstr(buf, "live"), "the waiting client: %s", buf);
+    kino_control_free(next);
+    CHECK(fcntl(fd, F_GETFD) == -1); /* not kept this time: closed */
+    int pipefd[2];
+    CHECK(pipe(pipefd) == 0);
+    kino_control_options bad = {.host = "127.0.0.1", .mode = "threaded", .adopt = 1, .fd = pipefd[0]};
+    CHECK(kino_control_new(NULL, &bad, err, sizeof err) == NULL);
+    CHECKF(strstr(err, "not a listening socket") != NULL, "message: %s", err);
+    close(pipefd[0]);
+    close(pipefd[1]);
+}
+
 static void test_control(void) {
     control_thread_start_failure();
     control_published_snapshots();
     control_closed_in_a_forked_child();
     control_round_after_a_close();
+    control_listener_handed_over();
 }
