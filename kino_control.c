@@ -122,7 +122,7 @@ struct kino_control {
     uint64_t snap_answered;       /* the last question it answers */
     int64_t snap_at;              /* when published; 0: never */
     /* fork (section 5) */
-    pthread_mutex_t conns_lock;   /* held while conns/nconns change, and
+    pthread_mutex_t conns_lock;   /* held by each round of the thread, and
                                      across fork(2) */
     pid_t owner;                  /* the process that made it */
     int kept;                     /* the listener is handed over (hot
@@ -685,13 +685,13 @@ static int ctl_write(cconn *k) {
     return 1;
 }
 
+/* Close connection i: the last one takes its slot. With conns_lock
+ * held, or once the thread has ended. */
 static void ctl_close(kino_control *c, int i) {
     cconn *k = &c->conns[i];
     free(k->out);
-    pthread_mutex_lock(&c->conns_lock);
     if (k->fd >= 0) close(k->fd);
     c->conns[i] = c->conns[--c->nconns];
-    pthread_mutex_unlock(&c->conns_lock);
 }
 
 /* ================================================================== */
@@ -770,7 +770,8 @@ static kino_control *ctl_all;
 static pthread_once_t ctl_fork_once = PTHREAD_ONCE_INIT;
 
 /* Around fork(2) the list and every control plane's connection table
- * are locked, so the child sees each table between two changes. */
+ * are locked, so the child sees each table between two rounds of its
+ * thread (ctl_serve). */
 static void ctl_fork_prepare(void) {
     pthread_mutex_lock(&ctl_all_lock);
     for (kino_control *c = ctl_all; c; c = c->next) pthread_mutex_lock(&c->conns_lock);
@@ -846,13 +847,8 @@ static void ctl_finish(kino_control *c) {
     }
 }
 
-/* Accept newcomers up to the cap. accept(2) and the table entry happen
- * under conns_lock, which fork(2) also takes (section 5): a worker
- * process forked meanwhile never inherits a control connection that is
- * not yet in the table its fork handler closes (it would hold the
- * client's socket open after the master answered and closed it). */
+/* Accept newcomers up to the cap (in a round: conns_lock held). */
 static void ctl_accept(kino_control *c, int64_t now) {
-    pthread_mutex_lock(&c->conns_lock);
     while (c->nconns < KINO_CONTROL_CONNS) {
         int fd = accept(c->lfd, NULL, NULL);
         if (fd < 0) break;
@@ -865,14 +861,19 @@ static void ctl_accept(kino_control *c, int64_t now) {
         k->deadline = now + KINO_CONTROL_MS;
         c->nconns++;
     }
-    pthread_mutex_unlock(&c->conns_lock);
 }
 
 /* One round after poll(2) returned n with p (the wake pipe, the
  * listener, then connection i at p[2 + i]): read, answer, write, close,
  * accept. Each connection first takes what poll saw on it into its own
  * entry: closing one moves the last into its slot, after which p[2 + i]
- * describes another connection. */
+ * describes another connection. The caller holds conns_lock, which
+ * fork(2) takes too (section 5), so a process forked meanwhile sees the
+ * table between two rounds: no connection accepted and not yet in it
+ * (the child would hold the client's socket open after the master
+ * answered), and no allocation of this thread in progress (an allocator
+ * that does not guard fork, such as AddressSanitizer's, would leave the
+ * child a lock held for good). */
 static void ctl_serve(kino_control *c, const struct pollfd *p, int n, int64_t now) {
     if (n > 0 && p[0].revents) {
         char junk[16];
@@ -924,7 +925,9 @@ static void *ctl_main(void *arg) {
         }
         int n = poll(p, (nfds_t)np, (int)timeout);
         if (n < 0 && errno != EINTR) break;
+        pthread_mutex_lock(&c->conns_lock);
         ctl_serve(c, p, n, ctl_now_ms());
+        pthread_mutex_unlock(&c->conns_lock);
     }
     return NULL;
 }

@@ -97,6 +97,7 @@ module Kino
       @carried = Hash.new { |carried, slot| carried[slot] = Hash.new(0) }
       @changed = ConditionVariable.new
       @phasing = Mutex.new
+      @forking = Mutex.new # a fork, or a thread starting (#thread)
     end
 
     # What a child process reads of the pool it was forked from (its copy
@@ -222,7 +223,7 @@ module Kino
         [everyone.sort_by { |child| [child.slot, child.quarantined ? 1 : 0] }, @retired.dup, @retired_waits.dup,
          @carried.transform_values(&:dup)]
       end
-      answers = children.map { |child| Thread.new { ask(child) } }.map(&:value)
+      answers = children.map { |child| thread("kino-ask-#{worker_of(child.slot)}") { ask(child) } }.map(&:value)
       GAUGES.each { |key| total[key] = 0 }
       rows = children.zip(answers).map do |child, answer|
         counted = answer || child.last
@@ -259,16 +260,42 @@ module Kino
 
     def fork_child(slot, control, parent)
       others = @lock.synchronize { everyone.map(&:control) } << parent
-      Process.fork do
-        others.each { |io| io.close unless io.closed? }
-        ClusterWorker.new(self, worker_of(slot), control).run
+      @forking.synchronize do
+        Process.fork do
+          others.each { |io| io.close unless io.closed? }
+          ClusterWorker.new(self, worker_of(slot), control).run
+        end
+      end
+    end
+
+    # A thread of the master, returned once it runs +body+; threads start
+    # and children fork one at a time (@forking). A native thread that is
+    # still starting up may hold a lock of the C allocator (freeing and
+    # allocating as it sets itself up), and a child forked at that moment
+    # inherits the lock held, for good: glibc's malloc guards its locks
+    # across fork, AddressSanitizer's (GCC 12's, under make test
+    # SANITIZE=1) does not. A worker forked while the watch thread of the
+    # one before it was starting had every thread it started stuck in that
+    # lock once it had said "ready": it never answered a stats question
+    # (doc/cluster.md).
+    def thread(name, &body)
+      started = Queue.new
+      @forking.synchronize do
+        thread = Thread.new do
+          Thread.current.name = name
+          Thread.current.report_on_exception = false
+          started << true
+          body.call
+        end
+        started.pop
+        thread
       end
     end
 
     # A thread per child: waits for its "ready", then for its exit, and
     # hands that to the supervisor.
     def watch(child)
-      thread = Thread.new do
+      thread("kino-watch-#{worker_of(child.slot)}") do
         child.ready = begin
           child.control.gets == "ready\n"
         rescue IOError, SystemCallError
@@ -279,8 +306,6 @@ module Kino
         _, status = Process.wait2(child.pid)
         @events << [child, status]
       end
-      thread.name = "kino-watch-#{worker_of(child.slot)}"
-      thread.report_on_exception = false
     end
 
     # The supervisor's next event: TTIN/TTOU are handled here, in order
