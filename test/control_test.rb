@@ -100,6 +100,7 @@ class ControlTest < Minitest::Test
       assert_match(/^kino_worker_lane_depth\{worker="1"\} \d+$/, text)
     end
     serve(APP, control_bind: "127.0.0.1:0", workers: 1) do |server|
+      wait_ready(server) # its rows exist once its threads serve (start returns before)
       json = JSON.parse(control_get(server, "/stats").body)
       refute json.key?("lane_depths")
       assert_equal [0], json["per_worker"].map { |w| w["lane"] }
