@@ -12,10 +12,14 @@ class ClusterTest < Minitest::Test
   include KinoTest
   include KinoProcess
 
-  # Answers with its pid; /slow sleeps first (SLOW seconds, default 1).
+  # Answers with its pid; /slow sleeps first (SLOW seconds, default 1),
+  # after creating the file SLOW_STARTED names, if any.
   APP = <<~RUBY
     run lambda { |env|
-      sleep Float(ENV.fetch("SLOW", "1")) if env["PATH_INFO"] == "/slow"
+      if env["PATH_INFO"] == "/slow"
+        File.write(ENV["SLOW_STARTED"], "") if ENV["SLOW_STARTED"]
+        sleep Float(ENV.fetch("SLOW", "1"))
+      end
       [200, { "content-type" => "text/plain" }, [Process.pid.to_s]]
     }
   RUBY
@@ -160,16 +164,20 @@ class ClusterTest < Minitest::Test
 
   def test_a_second_term_stops_at_once
     File.write(File.join(@dir, "kino.rb"), "shutdown_timeout 60\n")
-    with_server(kino_cluster("-w", "2", "-t", "1"), dir: @dir, env: { "SLOW" => "60" }, status: 1) do |port, _, master|
+    started = File.join(@dir, "started")
+    env = { "SLOW" => "60", "SLOW_STARTED" => started }
+    with_server(kino_cluster("-w", "2", "-t", "1"), dir: @dir, env: env, status: 1) do |port, _, master, out|
       workers = wait_until { (pids = children_of(master)).size == 2 && pids }
       client = Thread.new do
         http_get(port, "/slow")
       rescue StandardError
         nil
       end
-      sleep 0.5
+      # the request is in the app (else the first TERM ends both at once),
+      # and the master took the first TERM (two pending TERMs are one)
+      assert wait_until(timeout: 30) { File.exist?(started) }, "/slow reached the app"
       Process.kill("TERM", master)
-      sleep 0.3
+      line_matching(out, /TERM received, finishing requests/)
       Process.kill("TERM", master) # with_server's TERM is the third
       assert wait_until(timeout: 10) { workers.none? { |pid| alive?(pid) } }, "the workers are gone"
       client.kill
