@@ -253,9 +253,10 @@ static void waiter_begin(kino_waiter *w, kino_conn *c) {
 }
 
 /* Is there a request w could take? Its own lane, the shared queue, or
- * (lanes) another's lane to steal from. With s->mu held. */
+ * another's lane or batch to steal from. With s->mu held. */
 static int work_for(kino_server *s, kino_waiter *w) {
-    return !s->stopped && (s->nready || w->nlane || atomic_load_explicit(&s->laned, memory_order_relaxed));
+    return !s->stopped && (s->nready || w->nlane || atomic_load_explicit(&s->laned, memory_order_relaxed) ||
+                           atomic_load_explicit(&s->batched, memory_order_relaxed));
 }
 
 /* Take one request from the lane of another waiter, the fullest one:
@@ -274,55 +275,94 @@ static kino_conn *lane_steal(kino_server *s, kino_waiter *w) {
     return c;
 }
 
-/* Move up to o.batch requests onto w->held: its own lane first, then the
- * shared queue; failing both, one stolen from another lane. Returns how
- * many; *freed is set when the shared queue had been full. With s->mu
- * held. */
-static int take_some(kino_server *s, kino_waiter *w, int *freed) {
+/* The next request of w's batch, or NULL when none is left: one
+ * compare-and-swap on batch_next decides between w and a waiter stealing
+ * it (batch_steal) or a give-back (batch_return), so each request is
+ * begun exactly once. batch[] and batch_end change only while the batch
+ * is empty, under s->mu, so what the winner reads is settled. Any thread
+ * that may claim: w's own without the mutex, others with it. */
+static kino_conn *batch_claim(kino_server *s, kino_waiter *w) {
+    int i = atomic_load_explicit(&w->batch_next, memory_order_acquire);
+    while (i < w->batch_end)
+        if (atomic_compare_exchange_weak_explicit(&w->batch_next, &i, i + 1, memory_order_acq_rel,
+                                                  memory_order_acquire)) {
+            atomic_fetch_sub_explicit(&s->batched, 1, memory_order_relaxed);
+            return w->batch[i];
+        }
+    return NULL;
+}
+
+/* Take one request from the batch of another waiter: it took more than
+ * it has begun, and this waiter has nothing to do. It stays counted in
+ * flight (it was taken). With s->mu held. */
+static kino_conn *batch_steal(kino_server *s, kino_waiter *w) {
+    if (!atomic_load_explicit(&s->batched, memory_order_relaxed)) return NULL;
+    for (klist *k = s->waiters.next; k != &s->waiters; k = k->next) {
+        kino_waiter *o = KLIST_ENTRY(k, kino_waiter, all);
+        kino_conn *c = o != w ? batch_claim(s, o) : NULL;
+        if (c) return c;
+    }
+    return NULL;
+}
+
+/* Take up to o.batch requests: its own lane first, then the shared
+ * queue; failing both, one stolen from another lane or another batch.
+ * The first is returned, the rest become w's batch, and for each of
+ * those a sleeper (if any) is woken: it steals from the batch rather
+ * than sleep while w is busy (lane pushes wake nobody). *taken is how
+ * many left the queue or a lane (what kino_take moves from queued to
+ * in flight); *freed is set when the shared queue had been full. With
+ * s->mu held; w's batch is empty. */
+static kino_conn *take_some(kino_server *s, kino_waiter *w, int *freed, int *taken) {
     int n = 0;
     while (n < s->o.batch && w->nlane) {
         klist *q = w->lane.next;
         klist_remove(q);
-        klist_push(&w->held, q);
+        w->batch[n++] = KLIST_ENTRY(q, kino_conn, qlink);
         w->nlane--;
         atomic_store_explicit(&s->laned, s->laned - 1, memory_order_relaxed);
-        n++;
     }
     while (n < s->o.batch && s->nready) {
         klist *q = s->ready.next;
         klist_remove(q);
-        klist_push(&w->held, q);
+        w->batch[n++] = KLIST_ENTRY(q, kino_conn, qlink);
         if (s->nready-- == s->o.queue_depth) *freed = 1;
-        n++;
     }
-    if (!n && s->o.lanes) {
-        kino_conn *c = lane_steal(s, w);
-        if (c) {
-            klist_push(&w->held, &c->qlink);
-            n++;
-        }
+    *taken = n;
+    if (n > 1) {
+        w->batch_end = n;
+        atomic_store_explicit(&w->batch_next, 1, memory_order_release);
+        atomic_fetch_add_explicit(&s->batched, n - 1, memory_order_relaxed);
+        for (int i = 1; i < n; i++) wake_one(s);
     }
-    return n;
+    if (n) return w->batch[0];
+    kino_conn *c = s->o.lanes ? lane_steal(s, w) : NULL;
+    if (c) *taken = 1; /* was queued: counted as taken, like the rest */
+    else c = batch_steal(s, w); /* counted already, by its batch's owner */
+    return c;
 }
 
-/* A retiring waiter gives back the requests it took in a batch and has
- * not begun: to the front of the shared queue, in order, waking as many
- * sleepers (as lane_return does). Only its own thread touches w->held. */
-static void held_return(kino_server *s, kino_waiter *w) {
-    uint64_t n = 0;
-    pthread_mutex_lock(&s->mu);
+/* Give back what w took in a batch and has not begun (a retiring or
+ * departing waiter): to the front of the shared queue, in order, waking
+ * as many sleepers (as lane_return does). Claimed like the rest, so a
+ * thief and the give-back never both get one. With s->mu held. */
+static void batch_return(kino_server *s, kino_waiter *w) {
+    kino_conn *c, *back[KINO_BATCH_MAX];
+    int n = 0;
+    while ((c = batch_claim(s, w)) != NULL) back[n++] = c;
     klist *front = s->ready.next;
-    while (!klist_empty(&w->held)) {
-        klist *q = w->held.next;
-        klist_remove(q);
-        klist_push(front, q);
+    for (int i = 0; i < n; i++) {
+        klist_push(front, &back[i]->qlink); /* before the old front: keeps their order */
         s->nready++;
-        n++;
         wake_one(s);
     }
-    pthread_mutex_unlock(&s->mu);
-    atomic_fetch_sub_explicit(&s->in_flight, n, memory_order_relaxed);
-    atomic_fetch_add_explicit(&s->queued, n, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&s->in_flight, (uint64_t)n, memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->queued, (uint64_t)n, memory_order_relaxed);
+}
+
+/* Whether w's batch has requests it has not begun. */
+static int batch_left(kino_waiter *w) {
+    return atomic_load_explicit(&w->batch_next, memory_order_acquire) < w->batch_end;
 }
 
 /* Sleep on w's condition variable, listed among the sleepers so that
@@ -342,30 +382,33 @@ static void sleep_until_woken(kino_server *s, kino_waiter *w) {
 kino_conn *kino_take(kino_server *s, kino_waiter *w, int block) {
     int freed_space = 0, n = 0;
     if (atomic_load_explicit(&w->retiring, memory_order_relaxed)) {
-        if (!klist_empty(&w->held)) held_return(s, w);
+        if (batch_left(w)) {
+            pthread_mutex_lock(&s->mu);
+            batch_return(s, w);
+            pthread_mutex_unlock(&s->mu);
+        }
         return NULL;
     }
-    if (klist_empty(&w->held)) { /* else: taken already, in a batch */
+    kino_conn *c = batch_left(w) ? batch_claim(s, w) : NULL; /* taken already, in a batch */
+    if (!c) {
         int64_t now = s->o.lanes ? mono_ms() : 0;
         pthread_mutex_lock(&s->mu);
         for (;;) {
             if (atomic_load_explicit(&w->retiring, memory_order_relaxed)) break;
-            if (!s->stopped && (n = take_some(s, w, &freed_space)) > 0) break;
+            if (!s->stopped && (c = take_some(s, w, &freed_space, &n)) != NULL) break;
             if (s->stopped || !block || atomic_load(&w->interrupted)) break;
             sleep_until_woken(s, w);
             if (s->o.lanes) now = mono_ms();
         }
-        if (n) w->took = now;
+        if (c) w->took = now;
         pthread_mutex_unlock(&s->mu);
-        if (!n) return NULL;
+        if (!c) return NULL;
         atomic_fetch_sub_explicit(&s->queued, (uint64_t)n, memory_order_relaxed);
         atomic_fetch_add_explicit(&s->in_flight, (uint64_t)n, memory_order_relaxed);
         if (freed_space) /* I/O threads may hold requests waiting for room */
             for (int i = 0; i < s->nio; i++)
                 if (atomic_load(&s->io[i].parked)) wake_io(&s->io[i]);
     }
-    kino_conn *c = KLIST_ENTRY(w->held.next, kino_conn, qlink);
-    klist_remove(&c->qlink);
     waiter_begin(w, c);
     if (s->o.log_sink) kino_access_capture(w, c);
     return c;
@@ -373,7 +416,7 @@ kino_conn *kino_take(kino_server *s, kino_waiter *w, int block) {
 
 int kino_wait_ready(kino_server *s, kino_waiter *w) {
     int ready;
-    if (!klist_empty(&w->held)) return 1;
+    if (batch_left(w)) return 1;
     pthread_mutex_lock(&s->mu);
     while (!work_for(s, w) && !s->stopped && !atomic_load(&w->interrupted) &&
            !atomic_load(&w->retiring))
@@ -393,7 +436,6 @@ kino_waiter *kino_waiter_new(kino_server *s, int worker) {
     pthread_cond_init(&w->cond, NULL);
     klist_init(&w->link);
     klist_init(&w->lane);
-    klist_init(&w->held);
     w->s = s;
     w->worker = worker;
     pthread_mutex_lock(&s->mu);
@@ -414,21 +456,14 @@ void kino_waiter_free(kino_waiter *w) {
     klist_remove(&w->all);
     klist_remove(&w->lane_link);
     lane_return(s, w);
-    while (!s->stopped && !klist_empty(&w->held)) {
-        klist *q = w->held.prev;
-        klist_remove(q);
-        klist_push(s->ready.next, q);
-        s->nready++;
-        atomic_fetch_add_explicit(&s->queued, 1, memory_order_relaxed);
-        atomic_fetch_sub_explicit(&s->in_flight, 1, memory_order_relaxed);
-        wake_one(s);
-    }
+    if (!s->stopped) batch_return(s, w);
+    kino_conn *left[KINO_BATCH_MAX], *c;
+    int nleft = 0;
+    while ((c = batch_claim(s, w)) != NULL) left[nleft++] = c;
     pthread_mutex_unlock(&s->mu);
-    while (!klist_empty(&w->held)) {
-        kino_conn *c = KLIST_ENTRY(w->held.next, kino_conn, qlink);
-        klist_remove(&c->qlink);
-        log_canned(s, -1, c, 500, 0); /* no worker started it */
-        kino_release(c, NEXT_ABORT);
+    for (int i = 0; i < nleft; i++) {
+        log_canned(s, -1, left[i], 500, 0); /* no worker started it */
+        kino_release(left[i], NEXT_ABORT);
     }
     atomic_fetch_sub(&w->s->nwaiters, 1);
     pthread_cond_destroy(&w->cond);
@@ -457,10 +492,10 @@ int kino_waiter_interrupted(kino_waiter *w) { return atomic_load(&w->interrupted
 int kino_waiter_retiring(kino_waiter *w) { return atomic_load(&w->retiring); }
 
 /* Mark every waiter of `worker` that is not retiring yet, give back
- * what waits in its lane, and wake the ones asleep in
- * kino_take/kino_wait_ready so they see it. A waiter busy on a request
- * is left alone: it sees the mark at its next take, and gives back then
- * what it took in a batch (held_return). */
+ * what waits in its lane and what it took in a batch and has not begun,
+ * and wake the ones asleep in kino_take/kino_wait_ready so they see it.
+ * A waiter busy on a request is left alone: it sees the mark at its next
+ * take. */
 int kino_server_retire(kino_server *s, int worker, int quarantine) {
     int n = 0;
     pthread_mutex_lock(&s->mu);
@@ -470,6 +505,7 @@ int kino_server_retire(kino_server *s, int worker, int quarantine) {
         atomic_store(&w->retiring, 1);
         w->quarantined = quarantine != 0;
         if (w->nlane) lane_return(s, w); /* its lane goes back to the shared queue */
+        batch_return(s, w);              /* and its batch */
         if (w->sleeping) pthread_cond_signal(&w->cond);
         n++;
     }

@@ -693,7 +693,15 @@ struct kino_waiter {
     klist lane;              /* lanes: requests queued for it (mutex) */
     int nlane;
     int64_t took;            /* lanes: ms of its last visit that took (mutex) */
-    klist held;              /* batch: taken, not yet started (its own) */
+    /* batch: requests taken and not yet begun are batch[batch_next ..
+     * batch_end). The waiter fills it under the server mutex once it is
+     * empty; each one is then claimed with a compare-and-swap on
+     * batch_next, by the waiter or by another waiter that steals it
+     * (under the mutex), so none waits behind a stuck request while a
+     * worker is free (doc/dispatch.md section 3). */
+    kino_conn *batch[KINO_BATCH_MAX];
+    int batch_end;           /* written by the waiter, with the mutex */
+    _Atomic int batch_next;
     kino_server *s;
     int worker;              /* worker number, for per-worker stats */
     _Atomic int64_t taken_at; /* ms: the current request was taken (stored
@@ -810,6 +818,8 @@ struct kino_server {
     _Atomic uint64_t queue_wait_sum_ms, respawns;
     _Atomic uint64_t pool[POOL_FIELDS]; /* kino_pool_stats, field by field */
     _Atomic uint64_t handed;      /* bytes in c->out of every connection */
+    _Atomic int batched;          /* requests taken in batches, not begun:
+                                     raised under mu, lowered by claims */
     klist waiters;                /* every live waiter (mutex) */
 };
 

@@ -98,6 +98,45 @@ class DispatchTest < Minitest::Test
     end
   end
 
+  # batch 4: one worker thread takes a stuck request and three more in
+  # one visit; those three are served by the other thread as soon as it is
+  # free (it takes them from the batch), not after the stuck one. Each
+  # request is sent once the previous one is queued, so the queue's order,
+  # and so the batch, is known: [stuck, /f0, /f1, /f2].
+  def test_requests_batched_behind_a_stuck_one_are_served_by_a_free_worker
+    { threaded: { workers: 1, threads: 2 }, ractor: { workers: 2, threads: 1 } }.each do |mode, shape|
+      Dir.mktmpdir do |dir|
+        gate = ->(name) { File.join(dir, name) }
+        serve(App, mode: mode, batch: 4, lint: false, on_error: nil, **shape) do |server|
+          first, second = %w[a b].map do |name|
+            connect(server.port).tap { |s| s.write("GET /hold?#{gate.(name)} HTTP/1.1\r\nHost: x\r\n\r\n") }
+          end
+          wait_until { server.stats[:in_flight] == 2 } # both threads held
+          queued = ["/hold?#{gate.('stuck')}", "/f0", "/f1", "/f2"].each_with_index.map do |path, n|
+            socket = connect(server.port)
+            socket.write("GET #{path} HTTP/1.1\r\nHost: x\r\n\r\n")
+            wait_until { server.stats[:queued] == n + 1 }
+            socket
+          end
+          stuck, *fast = queued
+          File.write(gate.("a"), "")
+          assert_equal "released", read_response(first, timeout: 10).body
+          # its thread took all four in one visit: in flight, none queued
+          wait_until { server.stats.values_at(:queued, :in_flight) == [0, 5] }
+          File.write(gate.("b"), "")
+          assert_equal "released", read_response(second, timeout: 10).body
+          fast.each_with_index do |socket, n|
+            assert_equal "/f#{n} ", read_response(socket, timeout: 10)&.body, "#{mode}: /f#{n} waited for the stuck one"
+          end
+          assert_equal 1, server.stats[:in_flight], "#{mode}: the stuck one is still held"
+          File.write(gate.("stuck"), "")
+          assert_equal "released", read_response(stuck, timeout: 10).body
+          [first, second, *queued].each(&:close)
+        end
+      end
+    end
+  end
+
   def test_lane_depths_is_an_array_with_one_entry_per_worker_thread
     serve(App, **options(:threaded, lanes: true)) do |server|
       assert_equal "/x ", get(server.port, "/x").body

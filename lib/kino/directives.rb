@@ -111,9 +111,10 @@ module Kino
       Doc.new(name: :batch, group: "Concurrency", kind: :integer,
               summary: "requests a worker thread takes from the queue at once (1 to 64); it serves " \
                        "them one after the other",
-              why: "Fewer visits to the queue's lock under a flood of tiny requests. A request " \
-                   "taken in a batch waits for the ones before it in that thread, so keep 1 " \
-                   "unless the benchmark says otherwise (doc/dispatch.md).",
+              why: "Fewer visits to the queue's lock under a flood of tiny requests. A thread " \
+                   "with nothing to do takes what another has not begun of its batch, so none " \
+                   "waits behind a stuck request while a thread is free; it measured no faster, " \
+                   "so keep 1 unless the benchmark says otherwise (doc/dispatch.md).",
               example: "batch 1"),
       Doc.new(name: :queue_depth, group: "Limits and timeouts", kind: :integer,
               summary: "parsed requests that may wait for a worker",

@@ -63,6 +63,12 @@ static void *q_sleeper(void *arg) {
     return kino_take(q_server, w, 1);
 }
 
+/* kino_take on the waiter's own server, blocking. */
+static void *q_own_sleeper(void *arg) {
+    kino_waiter *w = arg;
+    return kino_take(w->s, w, 1);
+}
+
 static void test_ready_queue(int lanes, int batch) {
     char err[256];
     kino_options o;
@@ -223,6 +229,44 @@ static void test_batch(void) {
     CHECK(order);
     CHECK(kino_take(s, w, 0) == NULL);
     kino_waiter_free(w);
+    /* a waiter with nothing to do takes from another's batch what that
+     * one has not begun (it may be stuck), oldest first; none is begun
+     * twice, and sleepers are woken for a batch */
+    kino_waiter *a = kino_waiter_new(s, 0), *b = kino_waiter_new(s, 1);
+    uint64_t flying = atomic_load(&s->in_flight);
+    for (int i = 0; i < 4; i++) CHECK(ready_push(s, &c[i], 0) == 0);
+    CHECK(kino_take(s, a, 0) == &c[0]); /* a's batch: c[0] begun, c[1..3] not */
+    CHECK(atomic_load(&s->batched) == 3 && atomic_load(&s->in_flight) == flying + 4 && s->nready == 0);
+    CHECK(kino_wait_ready(s, b) == 1);
+    CHECK(kino_take(s, b, 0) == &c[1]);
+    CHECK(kino_take(s, a, 0) == &c[2]);
+    CHECK(kino_take(s, b, 0) == &c[3]);
+    CHECK(kino_take(s, a, 0) == NULL && kino_take(s, b, 0) == NULL);
+    CHECK(atomic_load(&s->batched) == 0 && atomic_load(&s->in_flight) == flying + 4);
+    pthread_t t;
+    void *got = NULL;
+    pthread_create(&t, NULL, q_own_sleeper, b); /* b sleeps in kino_take */
+    for (int asleep = 0; !asleep; sched_yield()) {
+        pthread_mutex_lock(&s->mu);
+        asleep = b->sleeping;
+        pthread_mutex_unlock(&s->mu);
+    }
+    /* three queued without waking anyone (as lanes place them), taken by
+     * a under the same lock: taking them must wake b */
+    pthread_mutex_lock(&s->mu);
+    for (int i = 4; i < 7; i++) {
+        klist_push(&s->ready, &c[i].qlink);
+        s->nready++;
+    }
+    int freed = 0, taken = 0;
+    kino_conn *first = take_some(s, a, &freed, &taken);
+    pthread_mutex_unlock(&s->mu);
+    CHECK(first == &c[4] && taken == 3);
+    pthread_join(t, &got);
+    CHECK(got == &c[5]); /* b, woken, stole the oldest not begun */
+    CHECK(kino_take(s, a, 0) == &c[6]);
+    kino_waiter_free(a);
+    kino_waiter_free(b);
     /* the bound */
     o.batch = KINO_BATCH_MAX + 1;
     CHECK(kino_server_new(&o, err, sizeof err) == NULL && strstr(err, "batch"));

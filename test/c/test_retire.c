@@ -99,9 +99,10 @@ static void test_retire(void) {
     for (int k = 0; k < 2; k++) klist_init(&conns[k].qlink);
     CHECK(ready_push(r_server, &conns[0], 0) == 0 && ready_push(r_server, &conns[1], 0) == 0);
     CHECK(kino_take(r_server, batcher, 0) == &conns[0]); /* conns[1] taken with it */
-    CHECK(kino_take(r_server, helper, 0) == NULL);
-    CHECK(kino_server_retire(r_server, 5, 1) == 1);
-    CHECK(kino_take(r_server, batcher, 0) == NULL); /* gives conns[1] back */
+    CHECK(r_server->nready == 0 && atomic_load(&r_server->batched) == 1);
+    CHECK(kino_server_retire(r_server, 5, 1) == 1); /* gives conns[1] back, at once */
+    CHECK(r_server->nready == 1 && atomic_load(&r_server->batched) == 0);
+    CHECK(kino_take(r_server, batcher, 0) == NULL);
     CHECK(kino_take(r_server, helper, 0) == &conns[1]);
     kino_waiter_free(batcher);
     kino_waiter_free(helper);
