@@ -338,7 +338,16 @@ static void stream_check_closed(kino_h2 *h, h2_stream *s) {
 static void stream_drop(kino_h2 *h, h2_stream *s) {
     if (s->counted) h->nopen--;
     h2_stream *last = &h->streams[h->nstreams - 1];
-    if (s != last) *s = *last;
+    /* h->cur (the stream of a DATA frame still arriving) outlives one
+     * kino_h2_feed: a stream dropped between two reads must not leave it
+     * naming another stream's slot, or that frame's bytes would be
+     * counted to the stream moved there (a body then ended short of its
+     * content-length and was reset, PROTOCOL_ERROR). */
+    if (h->cur == s) h->cur = NULL; /* the rest of its frame is dropped */
+    if (s != last) {
+        *s = *last;
+        if (h->cur == last) h->cur = s;
+    }
     h->nstreams--;
 }
 
