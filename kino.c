@@ -2107,6 +2107,10 @@ int64_t kino_wait_bucket_ms(int i) {
     return i >= 0 && i < KINO_WAIT_BUCKETS - 1 ? wait_bounds[i] : -1;
 }
 
+int kino_server_waiters(kino_server *s) {
+    return atomic_load_explicit(&s->nwaiters, memory_order_relaxed);
+}
+
 int kino_server_workers(kino_server *s, kino_worker_stats *out, int max) {
     int n = 0;
     int64_t now = mono_ms();

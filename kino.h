@@ -383,6 +383,10 @@ typedef struct kino_worker_stats {
  * room for that many, as with snprintf). */
 int kino_server_workers(kino_server *s, kino_worker_stats *out, int max);
 
+/* The number of live waiters (worker threads past their boot), read
+ * without a lock: what /ready asks on every probe. */
+int kino_server_waiters(kino_server *s);
+
 /*
  * Retire worker number `worker`: each of its waiters takes no request
  * from now on -- kino_take returns NULL, kino_wait_ready 0, and

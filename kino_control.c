@@ -312,7 +312,7 @@ static void ctl_put(ctl_text *t, const char *fmt, ...) {
  * none serves (every worker crashed and being replaced). */
 static int ctl_state(const kino_control *c) {
     int state = atomic_load(&c->state);
-    if (state == KINO_STATE_RUNNING && !c->published && c->s && kino_server_workers(c->s, NULL, 0) == 0)
+    if (state == KINO_STATE_RUNNING && !c->published && c->s && kino_server_waiters(c->s) == 0)
         return KINO_STATE_BOOTING;
     return state;
 }
